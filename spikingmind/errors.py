@@ -1,0 +1,47 @@
+"""Domain exceptions. The library raises these; the CLI turns them into one line and an exit code."""
+
+
+class SpikingmindError(Exception):
+    """Base class: a user-facing error whose message is one readable line."""
+
+    exit_code = 2
+
+
+class ConfigError(SpikingmindError):
+    """A config file or option is invalid (names the file and field)."""
+
+
+class UnknownEnvError(SpikingmindError):
+    """An environment id is not registered."""
+
+
+class DatasetError(SpikingmindError):
+    """A dataset is missing, corrupt or does not match the environment."""
+
+
+class CheckpointError(SpikingmindError):
+    """A checkpoint is missing, corrupt or of another format version."""
+
+
+class RunExistsError(SpikingmindError):
+    """A finished result would be overwritten."""
+
+
+class UnsupportedModuleError(SpikingmindError):
+    """The exporter met a module it cannot express (names the module and its path)."""
+
+
+class GraphError(SpikingmindError):
+    """An exported graph is malformed, corrupt or uses an unsupported node."""
+
+
+class ExportError(SpikingmindError):
+    """An export target failed or is unknown."""
+
+
+class ProfileError(SpikingmindError):
+    """A hardware profile is invalid (names the file and key)."""
+
+
+class LavaError(SpikingmindError):
+    """The Lava sidecar is missing, crashed or timed out."""
