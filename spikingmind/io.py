@@ -12,6 +12,9 @@ from typing import Any, Iterator
 
 from spikingmind.errors import RunExistsError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
     """Write `payload` to `path` through a temp file in the same folder + rename."""
@@ -19,6 +22,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give results the usual mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

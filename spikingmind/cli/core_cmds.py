@@ -1,5 +1,144 @@
-"""CLI commands (placeholder until implemented)."""
+"""collect, train, evaluate, envs: the offline-RL half of the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
 
 
-def register(app) -> None:
-    """Add this module's commands to the app."""
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def envs_cmd() -> None:
+    """List the registered environments."""
+    from spikingmind.envs import get_env_spec, supported_envs
+
+    table = Table(title="environments")
+    for column in ("env id", "obs", "actions", "target return", "expert"):
+        table.add_column(column)
+    for env_id in supported_envs():
+        spec = get_env_spec(env_id)
+        table.add_row(env_id, str(spec.obs_dim), f"{spec.action_kind} ({spec.act_dim})",
+                      f"{spec.target_return:g}", "yes" if spec.expert else "no")
+    console.print(table)
+
+
+def collect_cmd(
+    env: str = typer.Option("CartPole-v1", "--env", help="environment id (see `spikingmind envs`)"),
+    episodes: int = typer.Option(100, "--episodes", "-n", help="number of episodes"),
+    mix: str = typer.Option("expert=0.7,random=0.3", "--mix", help="policy mix, e.g. expert=0.5,capped=0.2,random=0.3"),
+    seed: int = typer.Option(0, "--seed", help="dataset seed (episode seeds and policy assignment derive from it)"),
+    dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Minari id ending in -vN (default: derived)"),
+    root: Optional[Path] = typer.Option(None, "--root", help="datasets folder (default $MINARI_DATASETS_PATH or runs/datasets)"),
+) -> None:
+    """Collect demonstrations into an offline Minari dataset."""
+    from spikingmind.data import collect, default_dataset_id, new_dataset_dir, parse_mix
+    from spikingmind.envs import get_env_spec
+
+    get_env_spec(env)
+    weights = parse_mix(mix)
+    dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed)
+    new_dataset_dir(dataset_id, root)  # refuse before any work is done
+    with _progress() as progress:
+        task = progress.add_task(f"collect {env}", total=episodes, info="")
+        dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
+                                progress=lambda done, total: progress.update(task, completed=done))
+    by_policy: dict[str, list[float]] = {}
+    for record in meta["episodes"]:
+        by_policy.setdefault(record["policy"], []).append(record["return"])
+    summary = ", ".join(f"{k}: {len(v)} ep, mean return {sum(v) / len(v):.1f}" for k, v in by_policy.items())
+    console.print(f"dataset [bold]{dataset}[/] ({meta['n_steps']} steps; {summary})")
+    console.print(f"content sha256 {meta['content_hash']}")
+
+
+def train_cmd(
+    env: str = typer.Option("CartPole-v1", "--env"),
+    model: str = typer.Option("snn", "--model", help="snn (spiking DT) or ann (its softmax twin)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="dataset id or folder"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [train] and [model] tables"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/<env>-<model>-s<seed>)"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    stop_at_return: Optional[float] = typer.Option(None, "--stop-at-return", help="stop once validation reaches it"),
+    force: bool = typer.Option(False, "--force", help="discard an existing run in --out"),
+) -> None:
+    """Train a spiking DT (or its ANN twin) offline with the Decision Transformer loss."""
+    from spikingmind.envs import get_env_spec
+    from spikingmind.train import TrainConfig, load_config_file, train
+
+    get_env_spec(env)
+    values = load_config_file(config) if config else {}
+    values.setdefault("model", {})
+    if isinstance(values["model"], dict):
+        values["model"] = {**values["model"], "kind": model}
+    overrides = {"env_id": env, "dataset": dataset, "steps": steps, "seed": seed, "stop_at_return": stop_at_return}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = TrainConfig.from_dict(values, source=str(config or "options"))
+    run_dir = out or Path("runs") / f"{env.split('-v')[0].lower()}-{model}-s{cfg.seed}"
+    with _progress() as progress:
+        task = progress.add_task(f"train {model}", total=cfg.steps, info="")
+
+        def show(entry: dict) -> None:
+            rate = entry["step"] / max(entry["elapsed_s"], 1e-9)
+            info = f"loss {entry['loss']:.3f}  {rate:.1f} steps/s"
+            if "val_return" in entry:
+                info += f"  val return {entry['val_return']:.1f}"
+            progress.update(task, completed=entry["step"], info=info)
+
+        checkpoint, metrics = train(run_dir, cfg, force=force, on_progress=show)
+    if metrics.get("status") == "already finished":
+        console.print(f"{run_dir} already finished with this config; nothing to do (use --force to retrain)")
+    console.print(f"checkpoint [bold]{checkpoint}[/]  best validation return {metrics['best_val_return']:.1f} "
+                  f"at step {metrics['best_step']}, {metrics['train_seconds']:.0f} s")
+
+
+def evaluate_cmd(
+    source: Path = typer.Argument(..., help="checkpoint folder, model.nir, ann.onnx or a Lava bundle folder"),
+    episodes: int = typer.Option(20, "--episodes", "-n"),
+    seed: int = typer.Option(0, "--seed", help="evaluation seed offset (seeds are disjoint from training data)"),
+    target_return: Optional[float] = typer.Option(None, "--target-return", help="return-to-go asked of the policy"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="lava, for a Lava bundle (default: from the source)"),
+    fixed_point: bool = typer.Option(False, "--fixed-point", help="Lava: run Loihi fixed-point arithmetic"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write results JSON here"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
+) -> None:
+    """Run closed-loop episodes on unseen seeds and report returns (and spikes for SNNs)."""
+    from spikingmind.evaluate import evaluate
+    from spikingmind.io import atomic_write_json, refuse_overwrite
+
+    if json_out is not None:
+        refuse_overwrite(json_out, force)
+    with _progress() as progress:
+        task = progress.add_task("evaluate", total=episodes, info="")
+        result = evaluate(source, episodes=episodes, seed=seed, target_return=target_return, backend=backend,
+                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n))
+    table = Table(title=f"{result['env_id']} · {result['model']} · {result['backend']}")
+    for column in ("episodes", "target return", "mean return", "std", "min", "max", "ms/decision"):
+        table.add_column(column, justify="right")
+    table.add_row(str(result["episodes"]), f"{result['target_return']:g}", f"{result['mean_return']:.1f}",
+                  f"{result['std_return']:.1f}", f"{result['min_return']:.1f}", f"{result['max_return']:.1f}",
+                  f"{result['ms_per_decision_batch']:.2f}")
+    console.print(table)
+    if "spikes_per_decision" in result:
+        console.print(f"spikes per decision {result['spikes_per_decision']:.0f}, "
+                      f"mean spike rate {100 * result['mean_spike_rate']:.1f}%")
+    if json_out is not None:
+        atomic_write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("envs")(envs_cmd)
+    app.command("collect")(collect_cmd)
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)

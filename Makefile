@@ -1,0 +1,34 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both create the
+# environments they need on first use (torch pinned to the CPU wheel, see pyproject.toml).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAVA_VENV := .venv-lava
+LAVA_STAMP := $(LAVA_VENV)/.installed
+DEMO_DIR ?= runs/demo
+export MINARI_DATASETS_PATH ?= $(CURDIR)/runs/datasets
+
+.PHONY: venv lava-env test demo results clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+# Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch.
+lava-env: $(LAVA_STAMP)
+
+$(LAVA_STAMP): $(STAMP)
+	$(BIN)/python -m spikingmind.export.lava_env --venv $(LAVA_VENV)
+	@touch $(LAVA_STAMP)
+
+test: venv lava-env
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: venv lava-env
+	bash benchmarks/demo.sh $(DEMO_DIR)

@@ -1,0 +1,191 @@
+"""Per-decision latency (batch 1) and throughput (batch 64) of the three policy backends.
+
+    python benchmarks/latency.py                       # random models of the default config
+    python benchmarks/latency.py --snn runs/snn/checkpoint --ann runs/ann/checkpoint
+
+Backends, all timed through the same `act(windows) -> actions` call a closed-loop episode
+makes (tensor conversion and decoding included):
+  snn-pytorch  the spiking DT in PyTorch inference mode
+  ann-pytorch  the ANN twin in PyTorch inference mode
+  ann-ort      the ANN twin exported with `export --target onnx`, run by ONNX Runtime (CPU)
+Same machine, same thread count for PyTorch and ONNX Runtime, one process; the
+repetitions are interleaved (round r times every backend, in an order rotated each round)
+so drift of the machine hits all of them alike. Reports median and IQR, and ratios that
+are only ever computed between numbers measured in this run. Writes JSON under
+benchmarks/out/ and prints a table. The goal: snn-pytorch / ann-ort at batch 1 <= 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import spikingmind
+from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
+from spikingmind.envs import get_env_spec
+from spikingmind.export.onnx import OnnxPolicy, sample_windows
+from spikingmind.export.onnx import export as export_onnx
+from spikingmind.io import atomic_write_json
+from spikingmind.model import DecisionTransformer, ModelConfig
+from spikingmind.rollout import TorchPolicy
+from spikingmind.tokens import Normalization, TokenLayout
+
+GOAL_RATIO = 2.0  # snn-pytorch / ann-ort at batch 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--snn", type=Path, help="spiking DT checkpoint folder (default: random init)")
+    parser.add_argument("--ann", type=Path, help="ANN-twin checkpoint folder (default: random init)")
+    parser.add_argument("--env", default="CartPole-v1", help="env of the random models' token layout")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--context", type=int, default=20, help="K environment steps (L = 3K tokens)")
+    parser.add_argument("--time-steps", type=int, default=4, help="T SNN steps per decision")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads for PyTorch and ONNX Runtime")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    parser.add_argument("--calls", type=int, default=20, help="timed batch-1 calls per backend per round")
+    parser.add_argument("--batch", type=int, default=64, help="batch of the throughput measurement")
+    parser.add_argument("--batch-calls", type=int, default=3, help="timed large-batch calls per backend per round")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls per backend first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label", default="", help="suffix of the output file name")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/out/latency[-label].json)")
+    return parser.parse_args(argv)
+
+
+def random_checkpoint(folder: Path, kind: str, args) -> Path:
+    """A randomly initialised model of the benchmark config, saved as a checkpoint folder."""
+    spec = get_env_spec(args.env)
+    layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=spec.discrete,
+                         context_length=args.context)
+    norm = Normalization(obs_mean=(0.0,) * spec.obs_dim, obs_std=(1.0,) * spec.obs_dim,
+                         return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
+    cfg = ModelConfig(kind=kind, width=args.width, n_blocks=args.blocks, context_length=args.context,
+                      time_steps=args.time_steps)
+    n_out = spec.act_dim
+    model = DecisionTransformer(cfg, layout.n_features, n_out)
+    save_checkpoint(folder, Checkpoint(model, spec, layout, norm, meta=checkpoint_meta(model, spec, layout, norm)))
+    return folder
+
+
+def stats(samples_s: list[float]) -> dict:
+    values = np.asarray(samples_s) * 1000.0
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    return {"median_ms": float(median), "q25_ms": float(q25), "q75_ms": float(q75), "iqr_ms": float(q75 - q25),
+            "n": int(len(values))}
+
+
+def measure(backends: dict, small: list[np.ndarray], large: np.ndarray, args) -> dict:
+    """Interleaved timing of every backend; returns raw samples (seconds per call)."""
+    names = list(backends)
+    for name in names:
+        for index in range(args.warmup):
+            backends[name](small[index % len(small)])
+        backends[name](large)
+    samples = {name: {"batch1": [], "batch": []} for name in names}
+    for round_index in range(args.rounds):
+        order = names[round_index % len(names):] + names[: round_index % len(names)]
+        for name in order:
+            act = backends[name]
+            for call in range(args.calls):
+                windows = small[(round_index * args.calls + call) % len(small)]
+                start = time.perf_counter()
+                act(windows)
+                samples[name]["batch1"].append(time.perf_counter() - start)
+            for _ in range(args.batch_calls):
+                start = time.perf_counter()
+                act(large)
+                samples[name]["batch"].append(time.perf_counter() - start)
+    return samples
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    console = Console(width=120)
+    with tempfile.TemporaryDirectory(prefix="spikingmind-latency-") as tmp:
+        tmp = Path(tmp)
+        torch.manual_seed(args.seed)
+        snn_dir = args.snn or random_checkpoint(tmp / "snn", "snn", args)
+        ann_dir = args.ann or random_checkpoint(tmp / "ann", "ann", args)
+        snn, ann = load_checkpoint(snn_dir), load_checkpoint(ann_dir)
+        if snn.config.kind != "snn" or ann.config.kind != "ann":
+            raise SystemExit(f"--snn needs a spiking checkpoint and --ann an ANN twin (got {snn.config.kind}, "
+                             f"{ann.config.kind})")
+        if snn.layout != ann.layout:
+            raise SystemExit(f"the two checkpoints have different token layouts: {snn.layout} vs {ann.layout}")
+        onnx_path = export_onnx(ann_dir, tmp / "ann.onnx")
+        backends = {
+            "snn-pytorch": TorchPolicy(snn).act,
+            "ann-pytorch": TorchPolicy(ann).act,
+            "ann-ort": OnnxPolicy(onnx_path, intra_op_threads=args.threads).act,
+        }
+        pool = sample_windows(snn.layout, snn.norm, snn.spec, max(args.batch, 64), seed=args.seed)
+        small = [pool[i: i + 1] for i in range(len(pool))]
+        large = pool[: args.batch]
+        samples = measure(backends, small, large, args)
+
+    results = {}
+    for name, runs in samples.items():
+        batch1, batch = stats(runs["batch1"]), stats(runs["batch"])
+        results[name] = {"batch1": batch1, f"batch{args.batch}": batch,
+                         "throughput_decisions_per_s": args.batch / (batch["median_ms"] / 1000.0)}
+    ort_b1 = results["ann-ort"]["batch1"]["median_ms"]
+    ratios = {
+        "snn_pytorch_over_ann_ort_batch1": results["snn-pytorch"]["batch1"]["median_ms"] / ort_b1,
+        "snn_pytorch_over_ann_pytorch_batch1": results["snn-pytorch"]["batch1"]["median_ms"]
+        / results["ann-pytorch"]["batch1"]["median_ms"],
+        "ann_pytorch_over_ann_ort_batch1": results["ann-pytorch"]["batch1"]["median_ms"] / ort_b1,
+        f"snn_pytorch_over_ann_ort_batch{args.batch}": results["snn-pytorch"][f"batch{args.batch}"]["median_ms"]
+        / results["ann-ort"][f"batch{args.batch}"]["median_ms"],
+    }
+    report = {
+        "benchmark": "latency",
+        "config": {"snn": str(args.snn or "random init"), "ann": str(args.ann or "random init"),
+                   "snn_model": snn.config.to_dict(), "ann_model": ann.config.to_dict(), "env": snn.spec.env_id,
+                   "n_tokens": snn.layout.n_tokens, "n_features": snn.layout.n_features, "threads": args.threads,
+                   "rounds": args.rounds, "calls_per_round": args.calls, "batch": args.batch,
+                   "batch_calls_per_round": args.batch_calls, "warmup": args.warmup, "seed": args.seed,
+                   "timed": "policy.act(windows): tensor conversion + forward + decode"},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "python": sys.version.split()[0], "torch": torch.__version__,
+                    "onnxruntime": __import__("onnxruntime").__version__, "spikingmind": spikingmind.__version__},
+        "results": results,
+        "ratios": ratios,
+        "goal": {"snn_pytorch_over_ann_ort_batch1_at_most": GOAL_RATIO,
+                 "met": ratios["snn_pytorch_over_ann_ort_batch1"] <= GOAL_RATIO},
+    }
+    out = args.out or Path(__file__).resolve().parent / "out" / f"latency{'-' + args.label if args.label else ''}.json"
+    atomic_write_json(out, report)
+
+    table = Table(title=f"per-decision latency, {args.threads} thread(s), {args.rounds}x{args.calls} interleaved calls")
+    for column in ("backend", "batch 1 median ms", "batch 1 IQR ms", f"batch {args.batch} ms/call",
+                   "decisions/s", "batch 1 / ann-ort"):
+        table.add_column(column, justify="right" if column != "backend" else "left")
+    for name, result in results.items():
+        b1, bn = result["batch1"], result[f"batch{args.batch}"]
+        table.add_row(name, f"{b1['median_ms']:.3f}", f"{b1['iqr_ms']:.3f}", f"{bn['median_ms']:.2f}",
+                      f"{result['throughput_decisions_per_s']:.0f}", f"{b1['median_ms'] / ort_b1:.2f}x")
+    console.print(table)
+    ratio = ratios["snn_pytorch_over_ann_ort_batch1"]
+    verdict = "[green]met[/]" if ratio <= GOAL_RATIO else "[red]not met[/]"
+    console.print(f"snn-pytorch / ann-ort at batch 1: {ratio:.2f}x (goal <= {GOAL_RATIO:g}x: {verdict}); "
+                  f"at batch {args.batch}: {ratios[f'snn_pytorch_over_ann_ort_batch{args.batch}']:.2f}x")
+    console.print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,808 @@
+"""Export to Intel Lava (lava-nc 0.10.0): bundle, verification against the reference, policy.
+
+Lava runs only in a Python 3.10 sidecar (`export/lava_sidecar/run.py`, venv from
+`spikingmind.export.lava_env`); this module never imports Lava. It
+
+1. turns a NIR graph of docs/SEMANTICS.md's node set into a Lava *plan*
+   (`lava_sidecar/plan.py`: LIFReset populations, Dense synapses, host sources, sinks,
+   delay-balancing relays, per-population offsets) and a Loihi fixed-point version of it;
+2. writes a bundle atomically: `model.nir`, `lava_plan.json`, `params_float.npz`,
+   `params_fixed.npz`, `manifest.json`;
+3. runs the bundle in the sidecar (own process group, timeout, group killed on any failure)
+   and compares every layer's spikes with `export/reference.py` (floating_pt) and with the
+   NumPy emulation of Loihi's integer arithmetic (fixed_pt);
+4. serves closed-loop decisions (`LavaPolicy`) from one persistent sidecar.
+
+Encoder: the real-valued `embed` Conv1d of the Input is computed on the host (it is
+constant over the T steps of a decision) and injected as a graded current straight into
+each residual-stream population (a RingBuffer source, scheduled at that population's
+offset). It is counted as MACs, not spike ops, exactly as in the energy model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from spikingmind import fixed_point as fxp
+from spikingmind import units
+from spikingmind.errors import ExportError, LavaError, UnsupportedModuleError
+from spikingmind.export import lava_env
+from spikingmind.export.lava_sidecar.plan import (
+    Plan,
+    Population,
+    Readout,
+    Synapse,
+    align_records,
+    emulate,
+    schedule_host_currents,
+)
+from spikingmind.export.reference import NIRPolicy, ReferenceSimulator, load_graph, validate_graph
+from spikingmind.io import atomic_dir, atomic_write_json
+
+__all__ = ["LavaAgreement", "LavaPolicy", "build_plan", "export_lava_bundle", "verify_bundle", "run_sidecar"]
+
+SIDECAR = Path(__file__).resolve().parent / "lava_sidecar" / "run.py"
+LAVA_VERSION = "0.10.0"
+BUNDLE_VERSION = 1
+DEFAULT_TIMEOUT_S = 120.0
+_STDERR_TAIL = 1500
+
+SPIKING = (nir.LIF, nir.Threshold)
+
+
+# ---------------------------------------------------------------------------------------
+# NIR graph -> Lava plan
+
+
+@dataclass
+class _HostTerm:
+    population: str
+    conv: str               # Conv1d node reading the Input
+
+
+def _conv_matrix(node: nir.Conv1d, in_shape, out_shape) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Flattened (C_out*L_out, C_in*L_in) matrix and flat bias of a Conv1d, from the reference.
+
+    The matrix is the reference simulator's own output on the identity basis, so the Lava
+    weights are exactly the numbers the reference multiplies by.
+    """
+    c_in, n_in = in_shape
+    probe = nir.NIRGraph(
+        nodes={"i": nir.Input(np.array([c_in, n_in])), "c": node, "o": nir.Output(np.array(list(out_shape)))},
+        edges=[("i", "c"), ("c", "o")], metadata={"dt": units.DT, "time_steps": 1}, type_check=False,
+    )
+    sim = ReferenceSimulator(probe)
+    basis = np.eye(c_in * n_in).reshape(c_in * n_in, c_in, n_in)
+    zero = np.zeros((1, c_in, n_in))
+    out = sim.run(np.concatenate([zero, basis]), time_steps=1, record=["c"]).records["c"][0]
+    bias = out[0]                                            # (C_out, L_out)
+    matrix = (out[1:] - bias).reshape(c_in * n_in, -1).T     # (C_out*L_out, C_in*L_in)
+    return matrix, bias.reshape(-1), bias.shape
+
+
+def _uniform(values, what: str, name: str) -> float:
+    values = np.unique(np.asarray(values, dtype=np.float64))
+    if values.size != 1:
+        raise UnsupportedModuleError(
+            f"node '{name}': Lava's LIF has one {what} per population, got {values.size} distinct values")
+    return float(values[0])
+
+
+def _exact_dv(beta: float) -> tuple[float, bool]:
+    """Float dv with 1 - dv == beta exactly when one exists (Lava computes v * (1 - dv))."""
+    dv = 1.0 - beta
+    for candidate in (dv, np.nextafter(dv, 0.0), np.nextafter(dv, 1.0)):
+        if 1.0 - float(candidate) == beta:
+            return float(candidate), True
+    return dv, False
+
+
+def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[_HostTerm], dict[str, Any]]:
+    """Plan (float + fixed parameters), host terms, and export notes with the quant report."""
+    shapes = validate_graph(graph)
+    metadata = graph.metadata if isinstance(graph.metadata, Mapping) else {}
+    if "time_steps" not in metadata or "dt" not in metadata:
+        raise ExportError("the graph metadata needs 'time_steps' and 'dt' for a Lava export")
+    time_steps = int(np.asarray(metadata["time_steps"]).reshape(-1)[0])
+    dt = float(np.asarray(metadata["dt"]).reshape(-1)[0])
+    nodes, edges = graph.nodes, list(graph.edges)
+    incoming: dict[str, list[str]] = {name: [] for name in nodes}
+    for src, dst in edges:
+        incoming[dst].append(src)
+    in_shape = {name: shapes[incoming[name][0]] for name in nodes if incoming[name]}
+
+    def kind(name):
+        return type(nodes[name]).__name__
+
+    for name, node in nodes.items():
+        if not isinstance(node, (nir.Input, nir.Output, nir.Conv1d, *SPIKING)):
+            raise UnsupportedModuleError(
+                f"node '{name}' ({kind(name)}) has no Lava mapping; supported: Input, Conv1d, LIF, "
+                "Threshold, Output")
+
+    populations: dict[str, Population] = {}
+    synapses: list[Synapse] = []
+    arrays: dict[str, np.ndarray] = {}
+    host_terms: list[_HostTerm] = []
+    float_bias: dict[str, np.ndarray] = {}
+    gain_of: dict[str, float] = {}
+    beta_of: dict[str, float] = {}
+    theta_of: dict[str, float] = {}
+    notes: dict[str, Any] = {"inexact_decays": []}
+
+    spiking = [n for n in nodes if isinstance(nodes[n], SPIKING)]
+    for name in spiking:
+        node = nodes[name]
+        size = int(np.prod(shapes[name]))
+        if isinstance(node, nir.LIF):
+            beta = _uniform(units.beta_from_tau(node.tau, dt), "decay (tau)", name)
+            gain = _uniform(units.input_gain(node.tau, node.r, dt), "input gain (r/tau)", name)
+            drive = np.broadcast_to(units.leak_drive(node.tau, node.v_leak, dt), tuple(shapes[name])).reshape(-1).astype(np.float64)
+            theta = _uniform(node.v_threshold, "threshold", name)
+            if node.v_reset is not None and np.any(np.asarray(node.v_reset) != 0):
+                raise UnsupportedModuleError(f"node '{name}': Lava's LIF resets to 0, got v_reset != 0")
+            dv, exact = _exact_dv(beta)
+            if not exact:
+                notes["inexact_decays"].append(name)
+            pop = Population(name, "lif", list(shapes[name]), dv=dv, vth=theta)
+        else:
+            beta, gain, drive = 0.0, 1.0, np.zeros(size)
+            theta = _uniform(node.threshold, "threshold", name)
+            pop = Population(name, "threshold", list(shapes[name]), stateless=True, dv=1.0, vth=theta)
+        populations[name] = pop
+        float_bias[name] = drive.copy()
+        gain_of[name], beta_of[name], theta_of[name] = gain, beta, theta
+
+    readout = None
+    readout_w = readout_b = None
+    for name in nodes:
+        node = nodes[name]
+        if isinstance(node, SPIKING):
+            for src in incoming[name]:
+                if isinstance(nodes[src], nir.Conv1d):
+                    (pre,) = incoming[src] if len(incoming[src]) == 1 else _fail_fan_in(src)
+                    if isinstance(nodes[pre], nir.Input):
+                        # host current = the reference's own Conv1d output, bias included
+                        if gain_of[name] != 1.0:
+                            raise UnsupportedModuleError(
+                                f"node '{name}': a host-fed LIF needs input gain 1 (r = tau/dt)")
+                        populations[name].host_input = True
+                        populations[name].inputs.append("host")
+                        host_terms.append(_HostTerm(name, src))
+                        continue
+                    matrix, bias, _ = _conv_matrix(nodes[src], in_shape[src], shapes[src])
+                    float_bias[name] = float_bias[name] + gain_of[name] * bias
+                    if not isinstance(nodes[pre], SPIKING):
+                        raise UnsupportedModuleError(
+                            f"Conv1d '{src}' reads '{pre}' ({kind(pre)}); on Lava a Conv1d must read spikes or the Input")
+                    weight = gain_of[name] * matrix
+                elif isinstance(nodes[src], SPIKING):
+                    pre, weight = src, gain_of[name] * np.eye(populations[name].size)
+                else:
+                    raise UnsupportedModuleError(
+                        f"edge '{src}' ({kind(src)}) -> '{name}' ({kind(name)}) has no Lava mapping")
+                syn = Synapse(f"{pre}->{name}" if src == pre else src + f"->{name}", pre, name)
+                synapses.append(syn)
+                arrays[f"w/{syn.name}"] = weight
+                populations[name].inputs.append(syn.name)
+        elif isinstance(node, nir.Output):
+            if readout is not None or len(incoming[name]) != 1:
+                raise UnsupportedModuleError("a Lava export needs exactly one Output with one incoming edge")
+            (src,) = incoming[name]
+            if isinstance(nodes[src], nir.Conv1d):
+                (pre,) = incoming[src] if len(incoming[src]) == 1 else _fail_fan_in(src)
+                if not isinstance(nodes[pre], SPIKING):
+                    raise UnsupportedModuleError(f"readout Conv1d '{src}' must read a spiking node, reads '{pre}'")
+                readout_w, readout_b, _ = _conv_matrix(nodes[src], in_shape[src], shapes[src])
+            elif isinstance(nodes[src], SPIKING):
+                pre = src
+                readout_w, readout_b = np.eye(populations[pre].size), np.zeros(populations[pre].size)
+            else:
+                raise UnsupportedModuleError(f"Output '{name}' reads '{src}' ({kind(src)}): no Lava mapping")
+            readout = Readout(name, pre, list(shapes[name]))
+        elif isinstance(node, nir.Conv1d):
+            for dst in (d for s, d in edges if s == name):
+                if not isinstance(nodes[dst], (*SPIKING, nir.Output)):
+                    raise UnsupportedModuleError(
+                        f"Conv1d '{name}' feeds '{dst}' ({kind(dst)}); on Lava a Conv1d must feed neurons or the Output")
+
+    _balance_delays(populations, synapses, arrays)
+    for name, pop in populations.items():
+        arrays[f"bias/{name}"] = np.asarray(float_bias.get(name, np.zeros(pop.size)), dtype=np.float64)
+    plan = Plan(time_steps, dt, list(populations.values()), synapses, readout, arrays)
+    if readout is not None:
+        arrays["readout_w"], arrays["readout_bias"] = readout_w, readout_b
+    report = _quantize(plan, beta_of, theta_of)
+    notes["quantization_report"] = report
+    return plan, host_terms, notes
+
+
+def _fail_fan_in(name):
+    raise UnsupportedModuleError(f"Conv1d '{name}' must have exactly one incoming edge")
+
+
+def _balance_delays(populations: dict[str, Population], synapses: list[Synapse],
+                    arrays: dict[str, np.ndarray]) -> None:
+    """Offsets in topological order; relay chains where a branch arrives early."""
+    preds: dict[str, list[str]] = {name: [] for name in populations}
+    for syn in synapses:
+        preds[syn.dst].append(syn.src)
+    offset: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def resolve(name: str) -> int:
+        if name in offset:
+            return offset[name]
+        if name in visiting:
+            raise UnsupportedModuleError(f"recurrent spike path through '{name}': Lava export supports DAGs only")
+        visiting.add(name)
+        offset[name] = max((resolve(p) + 1 for p in preds[name]), default=0)
+        return offset[name]
+
+    for name in list(populations):
+        resolve(name)
+    for name, pop in populations.items():
+        pop.offset = offset[name]
+    relays: dict[tuple[str, int], str] = {}
+    for syn in list(synapses):
+        gap = offset[syn.dst] - offset[syn.src] - 1
+        previous = syn.src
+        for depth in range(1, gap + 1):
+            key = (syn.src, depth)
+            if key not in relays:
+                src_pop = populations[syn.src]
+                relay = Population(f"{syn.src}.delay{depth}", "relay", list(src_pop.shape),
+                                   offset=src_pop.offset + depth, stateless=True, record=False,
+                                   dv=1.0, vth=0.5)
+                link = Synapse(f"{previous}->{relay.name}", previous, relay.name)
+                relay.inputs.append(link.name)
+                arrays[f"w/{link.name}"] = np.eye(src_pop.size)
+                populations[relay.name] = relay
+                synapses.append(link)
+                relays[key] = relay.name
+            previous = relays[key]
+        syn.src = previous
+
+
+def _quantize(plan: Plan, beta_of, theta_of) -> fxp.QuantizationReport:
+    """Fill the plan's fixed-point fields (see spikingmind.fixed_point for the formats)."""
+    report = fxp.QuantizationReport()
+    for pop in plan.populations:
+        theta = pop.vth
+        pop.scale = fxp.layer_scale(theta)
+        pop.vth_int = fxp.quantize_threshold(theta, pop.scale, layer=pop.name, report=report)
+        pop.dv_int = fxp.DECAY_MAX if pop.stateless else fxp.quantize_decay(
+            beta_of[pop.name], layer=pop.name, report=report)
+        if not pop.stateless and beta_of[pop.name] == 0.0:
+            pop.stateless = True  # beta = 0: dv = 4096 is not representable, reset every step instead
+        mant, exp = fxp.quantize_bias(plan.arrays[f"bias/{pop.name}"], pop.scale, layer=pop.name, report=report)
+        plan.arrays[f"bias_mant/{pop.name}"], pop.bias_exp = mant, exp
+    for syn in plan.synapses:
+        dst = plan.population(syn.dst)
+        mant, exp = fxp.quantize_weights(plan.arrays[f"w/{syn.name}"], dst.scale, layer=syn.name, report=report)
+        plan.arrays[f"w_mant/{syn.name}"], syn.weight_exp = mant, exp
+    if plan.readout is not None:
+        weight = plan.arrays["readout_w"]
+        peak = float(np.max(np.abs(weight))) or 1.0
+        plan.readout.scale = 254.0 / peak  # full mantissa at weight_exp 0
+        mant, exp = fxp.quantize_weights(weight, plan.readout.scale, layer=plan.readout.name, report=report)
+        plan.arrays["readout_w_mant"], plan.readout.weight_exp = mant, exp
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# Bundle
+
+
+_FIXED_KEYS = ("bias_mant/", "w_mant/", "readout_w_mant")
+
+
+def _save_plan(plan: Plan, folder: Path) -> None:
+    plan.save(folder)
+    # split the arrays into the float and fixed-point parameter files named in the manifest
+    with np.load(folder / "lava_plan.npz", allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    (folder / "lava_plan.npz").unlink()
+    np.savez(folder / "params_float.npz", **{k: v for k, v in arrays.items() if not k.startswith(_FIXED_KEYS)})
+    np.savez(folder / "params_fixed.npz", **{k: v for k, v in arrays.items() if k.startswith(_FIXED_KEYS)})
+
+
+def load_plan(bundle: str | Path) -> Plan:
+    """The plan of a bundle (a scratch copy with the merged npz the sidecar reads)."""
+    bundle = Path(bundle)
+    meta = json.loads((bundle / "lava_plan.json").read_text())
+    arrays = {}
+    for part in ("params_float.npz", "params_fixed.npz"):
+        with np.load(bundle / part, allow_pickle=False) as data:
+            arrays.update({key: data[key] for key in data.files})
+    return Plan(int(meta["time_steps"]), float(meta["dt"]), [Population(**p) for p in meta["populations"]],
+                [Synapse(**s) for s in meta["synapses"]],
+                Readout(**meta["readout"]) if meta["readout"] else None, arrays)
+
+
+def export_lava_bundle(graph: nir.NIRGraph | str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
+    """Write a Lava bundle for `graph` (a NIRGraph or a .nir path) into `out_dir`, atomically.
+
+    Contents: model.nir, lava_plan.json (populations, synapses, offsets), params_float.npz,
+    params_fixed.npz (8-bit weight mantissas + exponents, 13-bit biases, 12-bit decays,
+    17-bit thresholds), manifest.json (Lava version, latency, dt, T, scales, saturation).
+    Raises RunExistsError when out_dir exists and not force.
+    """
+    if isinstance(graph, (str, Path)):
+        graph = load_graph(graph)
+    plan, host_terms, notes = build_plan(graph)
+    report: fxp.QuantizationReport = notes["quantization_report"]
+    with atomic_dir(out_dir, overwrite=force) as tmp:
+        nir.write(tmp / "model.nir", graph)
+        _save_plan(plan, tmp)
+        manifest = {
+            "bundle_version": BUNDLE_VERSION,
+            "target": "lava",
+            "lava_nc_version": LAVA_VERSION,
+            "time_steps": plan.time_steps,
+            "dt": plan.dt,
+            "period_steps": plan.time_steps,
+            "latency_steps": plan.latency,
+            "output_latency_steps": plan.readout.offset(plan) if plan.readout else None,
+            "timing": ("decision k, SNN step t of population n runs at Lava step k*period + offset[n] + t "
+                       "(0-based); the Output of step t appears output_latency_steps later"),
+            "encoder": "host: Conv1d nodes reading the Input are computed on the host and injected as "
+                       "graded currents (RingBuffer source) into the populations they feed",
+            "host_terms": [{"population": h.population, "conv": h.conv} for h in host_terms],
+            "populations": [
+                {"name": p.name, "kind": p.kind, "size": p.size, "offset": p.offset, "stateless": p.stateless,
+                 "float": {"dv": p.dv, "vth": p.vth},
+                 "fixed": {"scale": p.scale, "dv": p.dv_int, "vth": p.vth_int, "bias_exp": p.bias_exp}}
+                for p in plan.populations
+            ],
+            "synapses": [{"name": s.name, "src": s.src, "dst": s.dst, "weight_exp": s.weight_exp}
+                         for s in plan.synapses],
+            "readout": None if plan.readout is None else {
+                "output": plan.readout.name, "src": plan.readout.src, "scale": plan.readout.scale,
+                "weight_exp": plan.readout.weight_exp},
+            "inexact_float_decays": notes["inexact_decays"],
+            "quantization_report": report.to_json(),
+        }
+        atomic_write_json(tmp / "manifest.json", manifest)
+    return Path(out_dir)
+
+
+# ---------------------------------------------------------------------------------------
+# Sidecar processes
+
+
+def _kill_group(proc: subprocess.Popen, wait_s: float = 10.0) -> None:
+    """SIGKILL the sidecar's process group (Lava's runtime children included) and wait until
+    no member is left, so that a raised LavaError means nothing of it still runs."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+
+
+def _tail(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    text = text.strip()
+    return text[-_STDERR_TAIL:].replace("\n", " | ") if text else "(no stderr)"
+
+
+def _sidecar_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the main venv's paths must not leak into 3.10
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_sidecar(plan_dir: Path, mode: str, host_data: dict[str, np.ndarray], n_steps: int, *,
+                period: int | None = None, record: list[str] | None = None,
+                timeout: float = DEFAULT_TIMEOUT_S, python: Path | None = None) -> tuple[dict, dict]:
+    """One sidecar run in its own process group; returns (arrays, timing). LavaError on failure."""
+    python = python or lava_env.find_lava_python()
+    with tempfile.TemporaryDirectory(prefix="spikingmind-lava-") as scratch:
+        scratch = Path(scratch)
+        np.savez(scratch / "host.npz", **host_data)
+        job = {"plan_dir": str(plan_dir), "mode": mode, "host_data": str(scratch / "host.npz"),
+               "n_steps": int(n_steps), "period": period, "record": record, "out": str(scratch / "out.npz")}
+        (scratch / "job.json").write_text(json.dumps(job))
+        stderr_path = scratch / "stderr.txt"
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen([str(python), str(SIDECAR), "--job", str(scratch / "job.json")],
+                                    stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                    start_new_session=True, env=_sidecar_env(), cwd=scratch)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                raise LavaError(f"Lava sidecar ({mode}) timed out after {timeout:.0f} s and was killed; "
+                                f"stderr: {_tail(stderr_path)}") from None
+            finally:
+                _kill_group(proc)  # Lava's runtime children, should any survive
+        if rc != 0 or not (scratch / "out.npz").exists():
+            raise LavaError(f"Lava sidecar ({mode}) failed with exit code {rc}; stderr: {_tail(stderr_path)}")
+        reply = json.loads((scratch / "out.npz.json").read_text())
+        with np.load(scratch / "out.npz", allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    return arrays, reply["timing"]
+
+
+class _Server:
+    """A persistent sidecar (`run.py --serve`) answering one JSON job per line."""
+
+    def __init__(self, plan_dir: Path, mode: str, timeout: float, python: Path | None = None):
+        self.plan_dir, self.mode, self.timeout = plan_dir, mode, timeout
+        self.scratch = Path(tempfile.mkdtemp(prefix="spikingmind-lava-serve-"))
+        self.stderr_path = self.scratch / "stderr.txt"
+        self._stderr = open(self.stderr_path, "wb")
+        python = python or lava_env.find_lava_python()
+        self.proc = subprocess.Popen([str(python), str(SIDECAR), "--serve", str(plan_dir), mode],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     start_new_session=True, env=_sidecar_env(), cwd=self.scratch)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self._buffer = b""
+        self.jobs = 0
+
+    def request(self, host_data: dict[str, np.ndarray], n_steps: int, *, period: int | None = None,
+                record: list[str] | None = None) -> tuple[dict, dict]:
+        if self.proc.poll() is not None:
+            raise self._fail(f"Lava sidecar ({self.mode}) is not running (exit code {self.proc.returncode})")
+        self.jobs += 1
+        host_path = self.scratch / f"host{self.jobs}.npz"
+        out_path = self.scratch / f"out{self.jobs}.npz"
+        np.savez(host_path, **host_data)
+        job = {"host_data": str(host_path), "n_steps": int(n_steps), "period": period, "record": record,
+               "out": str(out_path)}
+        try:
+            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._fail(f"Lava sidecar ({self.mode}) closed its input") from None
+        reply = json.loads(self._readline())
+        host_path.unlink(missing_ok=True)
+        if not reply.get("ok"):
+            raise self._fail(f"Lava sidecar ({self.mode}) failed: {reply.get('error')}")
+        with np.load(out_path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        out_path.unlink(missing_ok=True)
+        return arrays, reply["timing"]
+
+    def _readline(self) -> bytes:
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._fail(f"Lava sidecar ({self.mode}) timed out after {self.timeout:.0f} s and was killed")
+            if not self._selector.select(timeout=remaining):
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                self.proc.wait(timeout=5) if self.proc.poll() is None else None
+                raise self._fail(f"Lava sidecar ({self.mode}) exited (code {self.proc.poll()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def _fail(self, message: str) -> LavaError:
+        tail = _tail(self.stderr_path)
+        self.close(graceful=False)
+        return LavaError(f"{message}; stderr: {tail}")
+
+    def close(self, graceful: bool = True) -> None:
+        """End the sidecar: EOF on its input lets it stop Lava cleanly; then kill the group."""
+        if getattr(self, "proc", None) is None:
+            return
+        try:
+            if graceful and self.proc.poll() is None and self.proc.stdin:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        _kill_group(self.proc)
+        self._selector.close()
+        self._stderr.close()
+        self.proc = None
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Host side of a run: currents in, records out
+
+
+def _host_currents(graph: nir.NIRGraph, host_terms: list[_HostTerm], inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per host-fed population: (B, size) float current = sum of its Input Conv1d outputs.
+
+    Computed by the reference simulator itself (one step; the Input is constant over T), so
+    the graded currents are exactly the reference's numbers.
+    """
+    convs = sorted({h.conv for h in host_terms})
+    records = ReferenceSimulator(graph).run(inputs, time_steps=1, record=convs).records
+    currents: dict[str, np.ndarray] = {}
+    for term in host_terms:
+        value = records[term.conv][0].reshape(inputs.shape[0], -1)
+        currents[term.population] = value if term.population not in currents else currents[term.population] + value
+    return currents
+
+
+def _host_data(plan: Plan, currents: dict[str, np.ndarray], n_steps: int, fixed: bool,
+               report: fxp.QuantizationReport | None = None) -> dict[str, np.ndarray]:
+    scaled = {}
+    for pop in plan.populations:
+        if pop.host_input:
+            current = currents[pop.name]
+            scaled[pop.name] = (fxp.quantize_activation(current, pop.scale, layer=pop.name, report=report)
+                                if fixed else current)
+    return schedule_host_currents(plan, scaled, n_steps)
+
+
+def _records(plan: Plan, traces: dict[str, np.ndarray], n: int, fixed: bool) -> dict[str, np.ndarray]:
+    """Lava traces -> {node: (T, N, *shape)} on the reference time axis (Output included)."""
+    out = {}
+    for pop in plan.populations:
+        if pop.record and (f"pop/{pop.name}" in traces or pop.name in traces):
+            raw = traces.get(f"pop/{pop.name}", traces.get(pop.name))
+            out[pop.name] = align_records(raw, pop.offset, n, plan.time_steps, pop.shape).astype(np.float64)
+    if plan.readout is not None and "readout" in traces:
+        ro = plan.readout
+        raw = traces["readout"].astype(np.float64)
+        if fixed:
+            raw = raw / (ro.scale)
+        raw = raw + plan.arrays["readout_bias"][:, None]
+        out[ro.name] = align_records(raw, ro.offset(plan), n, plan.time_steps, ro.shape)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclass
+class LayerAgreement:
+    node: str
+    kind: str
+    total: int
+    float_vs_reference: int        # mismatching spikes (or outputs differing > 1e-9)
+    fixed_vs_emulation: int
+    fixed_vs_float: int
+    rate_reference: float
+    rate_fixed: float
+
+
+@dataclass
+class LavaAgreement:
+    latency_steps: int
+    layers: list[LayerAgreement]
+    action_float_vs_reference: float
+    action_fixed_vs_reference: float
+    output_max_abs_float: float
+    output_max_abs_fixed: float
+    timing: dict[str, Any] = field(default_factory=dict)
+    quantization: list[dict] = field(default_factory=list)
+
+    @property
+    def float_mismatches(self) -> int:
+        return sum(row.float_vs_reference for row in self.layers)
+
+    @property
+    def fixed_emulation_mismatches(self) -> int:
+        return sum(row.fixed_vs_emulation for row in self.layers)
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "layers": [row.__dict__ for row in self.layers]}
+
+    def to_text(self) -> str:
+        lines = [f"{'node':28s} {'kind':9s} {'total':>7s} {'flt!=ref':>8s} {'fx!=emu':>8s} {'fx!=flt':>8s} "
+                 f"{'rate ref':>8s} {'rate fx':>8s}"]
+        for r in self.layers:
+            lines.append(f"{r.node:28s} {r.kind:9s} {r.total:7d} {r.float_vs_reference:8d} {r.fixed_vs_emulation:8d} "
+                         f"{r.fixed_vs_float:8d} {r.rate_reference:8.3f} {r.rate_fixed:8.3f}")
+        lines.append(f"actions: float == reference {self.action_float_vs_reference:.1%}, "
+                     f"fixed == reference {self.action_fixed_vs_reference:.1%}; latency {self.latency_steps} steps")
+        return "\n".join(lines)
+
+
+def _decode_logits(output: np.ndarray, policy_meta: dict | None) -> np.ndarray:
+    """(T, B, n_out, L) -> actions, as SEMANTICS.md decodes."""
+    logits = output[:, :, :, output.shape[-1] - 2].mean(axis=0)
+    if policy_meta is None or policy_meta.get("action_kind", "discrete") == "discrete":
+        return np.argmax(logits, axis=-1)
+    low, high = np.asarray(policy_meta["action_low"]), np.asarray(policy_meta["action_high"])
+    return low + (np.tanh(logits) + 1.0) / 2.0 * (high - low)
+
+
+def _policy_meta(graph: nir.NIRGraph) -> dict | None:
+    raw = (graph.metadata or {}).get("spikingmind")
+    if raw is None:
+        return None
+    if isinstance(raw, (bytes, np.bytes_)):
+        raw = raw.decode()
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: float = DEFAULT_TIMEOUT_S,
+                  modes: tuple[str, ...] = ("float", "fixed")) -> LavaAgreement:
+    """Run `decision_inputs` (B, D_in, L) through Lava (floating_pt and fixed_pt) and compare.
+
+    float vs reference: every spiking layer and the Output against export/reference.py;
+    fixed vs emulation: bit-exactness against the NumPy emulation of Loihi's arithmetic;
+    fixed vs float: the cost of quantization. Raises LavaError when the sidecar fails.
+    """
+    bundle = Path(bundle)
+    graph = load_graph(bundle / "model.nir")
+    plan = load_plan(bundle)
+    _, host_terms, _ = build_plan(graph)
+    inputs = np.asarray(decision_inputs, dtype=np.float64)
+    n = inputs.shape[0]
+    reference = ReferenceSimulator(graph).run(inputs, time_steps=plan.time_steps, record=True)
+    currents = _host_currents(graph, host_terms, inputs)
+    n_steps = plan.total_steps(n)
+    timing: dict[str, Any] = {}
+    report = fxp.QuantizationReport()
+    lava: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="spikingmind-lava-plan-") as scratch:
+        plan.save(scratch)
+        for mode in modes:
+            fixed = mode == "fixed"
+            data = _host_data(plan, currents, n_steps, fixed, report if fixed else None)
+            t0 = time.perf_counter()
+            traces, run_timing = run_sidecar(Path(scratch), mode, data, n_steps, timeout=timeout)
+            timing[mode] = {**run_timing, "wall_s": time.perf_counter() - t0, "decisions": n}
+            lava[mode] = _records(plan, traces, n, fixed)
+            if fixed:
+                emulated, counts = emulate(plan, data, n_steps, fixed=True)
+                emulated = {f"pop/{k}" if k != "readout" else k: v for k, v in emulated.items()}
+                lava["emulation"] = _records(plan, emulated, n, True)
+                for name, count in counts.items():
+                    report.add(name, "u_wrapped", count["u_wrapped"], n_steps * plan.population(name).size, "24-bit wrap")
+                    report.add(name, "v_saturated", count["v_saturated"], n_steps * plan.population(name).size,
+                               "+-(2**23-1)")
+    policy_meta = _policy_meta(graph)
+    rows = []
+    names = [p.name for p in plan.populations if p.record] + ([plan.readout.name] if plan.readout else [])
+    for name in names:
+        ref = reference.records[name] if name in reference.records else reference.outputs[name]
+        is_output = plan.readout is not None and name == plan.readout.name
+
+        def diff(a, b):
+            if a is None or b is None:
+                return -1
+            return int(np.count_nonzero(np.abs(a - b) > 1e-9)) if is_output else int(np.count_nonzero(a != b))
+
+        flt, fx, emu = (lava.get(m, {}).get(name) for m in ("float", "fixed", "emulation"))
+        if is_output and fx is not None and emu is not None:
+            fx_vs_emu = int(np.count_nonzero(fx != emu))
+        else:
+            fx_vs_emu = diff(fx, emu)
+        rows.append(LayerAgreement(
+            name, "output" if is_output else plan.population(name).kind, int(ref.size),
+            diff(flt, ref), fx_vs_emu, diff(fx, flt),
+            float(ref.mean()) if not is_output else float("nan"),
+            float(fx.mean()) if (fx is not None and not is_output) else float("nan")))
+    ref_actions = _decode_logits(reference.outputs[plan.readout.name], policy_meta) if plan.readout else None
+
+    def action_agreement(mode):
+        if plan.readout is None or mode not in lava:
+            return float("nan")
+        actions = _decode_logits(lava[mode][plan.readout.name], policy_meta)
+        return float(np.mean(np.all(np.isclose(actions, ref_actions, atol=1e-9).reshape(n, -1), axis=1)))
+
+    def out_err(mode):
+        if plan.readout is None or mode not in lava:
+            return float("nan")
+        return float(np.max(np.abs(lava[mode][plan.readout.name] - reference.outputs[plan.readout.name])))
+
+    return LavaAgreement(plan.latency, rows, action_agreement("float"), action_agreement("fixed"),
+                         out_err("float"), out_err("fixed"), timing, report.to_json())
+
+
+# ---------------------------------------------------------------------------------------
+# Closed-loop policy
+
+
+class LavaPolicy:
+    """Acts like `reference.NIRPolicy`, with the SNN running in Lava (one persistent sidecar).
+
+    tokens: (B, L, D_in) channels-last, or (L, D_in). The B windows of one call are
+    pipelined through the network (one every T Lava steps). Use as a context manager or call
+    close(); the sidecar's process group is killed on close, on error and on timeout.
+    """
+
+    def __init__(self, bundle: str | Path, fixed_point: bool = False, *, timeout: float = DEFAULT_TIMEOUT_S):
+        self.bundle = Path(bundle)
+        self.mode = "fixed" if fixed_point else "float"
+        self.graph = load_graph(self.bundle / "model.nir")
+        self.decoder = NIRPolicy(self.graph)
+        self.plan = load_plan(self.bundle)
+        _, self.host_terms, _ = build_plan(self.graph)
+        self.timeout = timeout
+        self._plan_dir = Path(tempfile.mkdtemp(prefix="spikingmind-lava-plan-"))
+        self.plan.save(self._plan_dir)
+        self._server: _Server | None = None
+        self._capacity = 1
+        self.timings: list[dict] = []
+        self.quantization = fxp.QuantizationReport()
+
+    def _ensure_server(self) -> _Server:
+        if self._server is None or self._server.proc is None:
+            self._server = _Server(self._plan_dir, self.mode, self.timeout)
+        return self._server
+
+    def logits(self, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.asarray(tokens, dtype=np.float64)
+        single = tokens.ndim == 2
+        batch = tokens[None] if single else tokens
+        expected = (self.decoder.context_tokens, self.decoder.token_features)
+        if batch.ndim != 3 or batch.shape[1:] != expected:
+            raise ValueError(f"tokens have shape {tokens.shape}; expected (B, {expected[0]}, {expected[1]})")
+        inputs = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
+        n = inputs.shape[0]
+        # the sidecar keeps its network while jobs have the same length: pad to the largest
+        # batch seen, and to whole periods so that every job starts at the same phase
+        self._capacity = max(self._capacity, n)
+        period = self.plan.time_steps
+        n_steps = -(-self.plan.total_steps(self._capacity) // period) * period
+        fixed = self.mode == "fixed"
+        currents = _host_currents(self.graph, self.host_terms, inputs)
+        data = _host_data(self.plan, currents, n_steps, fixed, self.quantization if fixed else None)
+        t0 = time.perf_counter()
+        try:
+            traces, timing = self._ensure_server().request(data, n_steps, record=[])
+        except LavaError:
+            self._server = None
+            raise
+        self.timings.append({**timing, "wall_s": time.perf_counter() - t0, "decisions": n})
+        out = _records(self.plan, traces, n, fixed)[self.plan.readout.name]  # (T, B, n_out, L)
+        logits = out[:, :, :, self.decoder.context_tokens - 2].mean(axis=0)
+        return logits[0] if single else logits
+
+    def act(self, tokens: np.ndarray) -> np.ndarray:
+        logits = self.logits(tokens)
+        if self.decoder.action_kind == "discrete":
+            return np.argmax(logits, axis=-1)
+        d = self.decoder
+        return d.action_low + (np.tanh(logits) + 1.0) / 2.0 * (d.action_high - d.action_low)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        shutil.rmtree(self._plan_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LavaPolicy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

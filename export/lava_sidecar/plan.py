@@ -1,0 +1,252 @@
+"""The Lava network plan: what the sidecar instantiates, and a NumPy emulation of it.
+
+NumPy only. Imported by the main process (`spikingmind.export.lava`, which builds the plan
+from a NIR graph and quantizes it) and by the sidecar (`run.py`, which turns it into Lava
+processes). The plan is plain JSON + one npz of arrays: nothing is pickled.
+
+Network (Lava core processes only):
+
+- every spiking NIR node (LIF, Threshold) is one `LIFReset` population (flattened C-order);
+  Threshold nodes and delay relays are stateless (du = dv = 1, reset every step);
+- every NIR edge that ends in a spiking node is one `Dense` (the Conv1d flattened to a
+  matrix, or an identity for a direct spike edge), which delays by one step;
+- real-valued currents computed on the host (the `embed` Conv1d of the Input) enter through a
+  `RingBuffer` source wired straight into the neuron (no delay), pre-shifted in time;
+- the readout Conv1d is a `Dense` into a `RingBuffer` sink; its bias is added on the host.
+
+Timing: `offset[n]` is the Lava step (0-based) at which population n performs SNN step t=0
+of the first decision. Host-fed populations without synaptic inputs have offset 0;
+otherwise offset = max over incoming synapses of (offset[src] + 1). A synapse whose natural
+arrival is early goes through a chain of relay populations (identity Dense + stateless
+threshold 0.5), one step each, so all branches into a node are aligned. Decision k's step t
+happens at Lava step k*period + offset[n] + t: decisions are pipelined, one every `period`
+(= T) steps, and a population resets u = v = 0 (LIFReset) at its own first step of every
+decision, which also wipes whatever the bias integrated before the inputs arrived.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class Population:
+    name: str
+    kind: str                      # "lif" | "threshold" | "relay"
+    shape: list[int]
+    offset: int = 0
+    stateless: bool = False
+    record: bool = True
+    host_input: bool = False       # takes a host-computed real current
+    inputs: list[str] = field(default_factory=list)   # "host" or synapse names, edge order
+    # floating point parameters (Lava float LIF: du=1, dv, vth, bias in float units)
+    dv: float = 1.0
+    vth: float = 0.5
+    # fixed point parameters (Lava bit-accurate LIF)
+    scale: float = 1.0             # activation units per float unit
+    dv_int: int = 4095
+    vth_int: int = 0
+    bias_exp: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Synapse:
+    name: str
+    src: str
+    dst: str
+    weight_exp: int = 0
+
+
+@dataclass
+class Readout:
+    name: str                      # NIR Output node
+    src: str
+    shape: list[int]
+    scale: float = 1.0             # fixed point: activation units per float unit
+    weight_exp: int = 0
+
+    def offset(self, plan: "Plan") -> int:
+        return plan.population(self.src).offset + 1
+
+
+@dataclass
+class Plan:
+    time_steps: int
+    dt: float
+    populations: list[Population]
+    synapses: list[Synapse]
+    readout: Readout | None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # arrays: "bias/<pop>" float, "bias_mant/<pop>" int, "w/<syn>" float, "w_mant/<syn>" int,
+    #         "readout_w", "readout_w_mant", "readout_bias"
+
+    def population(self, name: str) -> Population:
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise KeyError(name)
+
+    def synapse(self, name: str) -> Synapse:
+        for syn in self.synapses:
+            if syn.name == name:
+                return syn
+        raise KeyError(name)
+
+    @property
+    def latency(self) -> int:
+        """Lava steps from the first input to the first step of the last recorded node."""
+        offsets = [p.offset for p in self.populations if p.record]
+        if self.readout is not None:
+            offsets.append(self.readout.offset(self))
+        return max(offsets, default=0)
+
+    def total_steps(self, n_decisions: int, period: int | None = None) -> int:
+        period = period or self.time_steps
+        return (n_decisions - 1) * period + self.time_steps + self.latency
+
+    # ---- persistence: JSON + npz, no pickle ------------------------------------------
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        meta = {
+            "plan_version": PLAN_VERSION,
+            "time_steps": self.time_steps,
+            "dt": self.dt,
+            "latency": self.latency,
+            "populations": [asdict(p) for p in self.populations],
+            "synapses": [asdict(s) for s in self.synapses],
+            "readout": asdict(self.readout) if self.readout else None,
+        }
+        (folder / "lava_plan.json").write_text(json.dumps(meta, indent=2) + "\n")
+        np.savez(folder / "lava_plan.npz", **self.arrays)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Plan":
+        folder = Path(folder)
+        meta = json.loads((folder / "lava_plan.json").read_text())
+        if meta.get("plan_version") != PLAN_VERSION:
+            raise ValueError(f"{folder}: plan version {meta.get('plan_version')} != {PLAN_VERSION}")
+        with np.load(folder / "lava_plan.npz", allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        return cls(
+            time_steps=int(meta["time_steps"]),
+            dt=float(meta["dt"]),
+            populations=[Population(**p) for p in meta["populations"]],
+            synapses=[Synapse(**s) for s in meta["synapses"]],
+            readout=Readout(**meta["readout"]) if meta["readout"] else None,
+            arrays=arrays,
+        )
+
+
+# ---- host-side scheduling of inputs and records ----------------------------------------
+
+
+def schedule_host_currents(plan: Plan, currents: dict[str, np.ndarray], n_steps: int,
+                           period: int | None = None) -> dict[str, np.ndarray]:
+    """Per host-fed population: (size, n_steps) source data.
+
+    currents[pop]: (N, size) current of each decision (constant over its T steps).
+    Decision k's current is placed at Lava steps k*period + offset + t, t < T.
+    """
+    period = period or plan.time_steps
+    out = {}
+    for pop in plan.populations:
+        if not pop.host_input:
+            continue
+        per_decision = np.asarray(currents[pop.name])
+        data = np.zeros((pop.size, n_steps), dtype=per_decision.dtype)
+        for k in range(per_decision.shape[0]):
+            start = k * period + pop.offset
+            data[:, start:start + plan.time_steps] = per_decision[k][:, None]
+        out[pop.name] = data
+    return out
+
+
+def align_records(raw: np.ndarray, offset: int, n_decisions: int, time_steps: int,
+                  shape, period: int | None = None) -> np.ndarray:
+    """(size, n_steps) Lava trace -> (T, N, *shape) on the reference's time axis."""
+    period = period or time_steps
+    index = offset + np.arange(n_decisions)[None, :] * period + np.arange(time_steps)[:, None]  # (T, N)
+    return raw[:, index].transpose(1, 2, 0).reshape(time_steps, n_decisions, *shape)
+
+
+# ---- NumPy emulation of the Lava network (timing of Lava, arithmetic of each mode) -----
+
+
+def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed: bool,
+            period: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Step the plan as Lava does; returns raw traces {pop: (size, n_steps)} (+ "readout").
+
+    fixed=True follows PyDenseModelBitAcc / PyLifResetModelBitAcc bit for bit; the second
+    return value counts u wraps and v saturations per population.
+    """
+    from spikingmind import fixed_point as fxp
+
+    period = period or plan.time_steps
+    pops = plan.populations
+    dtype = np.int32 if fixed else np.float64
+    u = {p.name: np.zeros(p.size, dtype) for p in pops}
+    v = {p.name: np.zeros(p.size, dtype) for p in pops}
+    spikes = {p.name: np.zeros(p.size, bool) for p in pops}
+    weights, biases = {}, {}
+    for syn in plan.synapses:
+        weights[syn.name] = fxp.lava_weights(plan.arrays[f"w_mant/{syn.name}"]) if fixed else plan.arrays[f"w/{syn.name}"]
+    for p in pops:
+        biases[p.name] = (fxp.effective_bias(plan.arrays[f"bias_mant/{p.name}"], p.bias_exp) if fixed
+                          else plan.arrays[f"bias/{p.name}"])
+    readout = plan.readout
+    if readout is not None:
+        readout_w = fxp.lava_weights(plan.arrays["readout_w_mant"]) if fixed else plan.arrays["readout_w"]
+    traces = {p.name: np.zeros((p.size, n_steps), dtype) for p in pops}
+    if readout is not None:
+        traces["readout"] = np.zeros((readout_w.shape[0], n_steps), dtype)
+    states = {p.name: fxp.FixedLifState(u[p.name], v[p.name]) for p in pops} if fixed else None
+
+    def dense(w, exp, s):
+        if fixed:
+            return fxp.dense_fixed(w, exp, s)
+        return w[:, s].sum(axis=1)
+
+    for g in range(n_steps):
+        time_step = g + 1  # Lava counts from 1
+        # a Dense delivers at step g the weighted spikes its source sent at step g-1
+        prev = spikes
+        delivered = {syn.name: dense(weights[syn.name], syn.weight_exp, prev[syn.src]) for syn in plan.synapses}
+        if readout is not None:
+            traces["readout"][:, g] = dense(readout_w, readout.weight_exp, prev[readout.src])
+        new_spikes = {}
+        for p in pops:
+            act = np.zeros(p.size, dtype)
+            for item in p.inputs:
+                act = act + (host_data[p.name][:, g] if item == "host" else delivered[item])
+            interval, reset_offset = (1, 0) if p.stateless else (period, (p.offset + 1) % period)
+            if time_step % interval == reset_offset:
+                u[p.name][:] = 0
+                v[p.name][:] = 0
+            if fixed:
+                s = fxp.lif_fixed_step(states[p.name], act, du=fxp.DU_FULL, dv=p.dv_int,
+                                       bias=biases[p.name], vth=p.vth_int)
+            else:
+                u[p.name][:] = u[p.name] * (1 - 1.0)
+                u[p.name][:] += act
+                v[p.name][:] = v[p.name] * (1 - p.dv) + u[p.name] + biases[p.name]
+                s = v[p.name] > p.vth
+                v[p.name][s] = 0
+            new_spikes[p.name] = s
+            traces[p.name][:, g] = s
+        spikes = new_spikes
+    counts = {}
+    if fixed:
+        for name, state in states.items():
+            counts[name] = {"u_wrapped": state.wrapped, "v_saturated": state.saturated}
+    return traces, counts

@@ -1,0 +1,241 @@
+"""Lava sidecar: runs a spikingmind Lava plan inside the Python 3.10 venv (no torch).
+
+Started by `spikingmind.export.lava` as a subprocess in its own process group. Talks to
+its parent only through JSON and npz files (never pickle):
+
+    python run.py --job JOB.json       one run: JOB = {plan_dir, mode, host_data, n_steps,
+                                       period, record, out}; writes `out` (npz) + `out`.json
+    python run.py --serve PLAN_DIR MODE    persistent: one JSON job per stdin line, one JSON
+                                       reply per stdout line; the network is reused
+
+mode is "float" (Lava floating_pt models) or "fixed" (Loihi bit-accurate fixed_pt models).
+
+Test hooks: SPIKINGMIND_LAVA_SIDECAR_SLEEP=<seconds> sleeps before running (a hang).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+# plan.py sits next to this file; spikingmind.fixed_point (numpy only) lives in the repo root
+sys.path.insert(0, str(_HERE))
+sys.path.insert(0, str(_HERE.parent.parent))
+
+from plan import Plan  # noqa: E402
+
+
+def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_steps: int,
+                  period: int, record: list[str] | None):
+    """Lava processes for the plan; returns (any process, sources, sinks, readout_sink)."""
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIFReset
+
+    fixed = mode == "fixed"
+    pops = {}
+    for pop in plan.populations:
+        interval, offset = (1, 0) if pop.stateless else (period, (pop.offset + 1) % period)
+        if fixed:
+            pops[pop.name] = LIFReset(
+                shape=(pop.size,), du=4095, dv=pop.dv_int, vth=pop.vth_int,
+                bias_mant=plan.arrays[f"bias_mant/{pop.name}"].astype(np.int32), bias_exp=pop.bias_exp,
+                reset_interval=interval, reset_offset=offset, name=pop.name)
+        else:
+            pops[pop.name] = LIFReset(
+                shape=(pop.size,), du=1.0, dv=pop.dv, vth=pop.vth,
+                bias_mant=plan.arrays[f"bias/{pop.name}"].astype(np.float64), bias_exp=0,
+                reset_interval=interval, reset_offset=offset, name=pop.name)
+    denses = {}
+    for syn in plan.synapses:
+        if fixed:
+            denses[syn.name] = Dense(weights=plan.arrays[f"w_mant/{syn.name}"].astype(np.int32),
+                                     weight_exp=syn.weight_exp, num_weight_bits=8, name=syn.name)
+        else:
+            denses[syn.name] = Dense(weights=plan.arrays[f"w/{syn.name}"].astype(np.float64), name=syn.name)
+        pops[syn.src].s_out.connect(denses[syn.name].s_in)
+    sources = {}
+    for pop in plan.populations:
+        # inputs are connected in graph edge order: the float sum follows it
+        for item in pop.inputs:
+            if item == "host":
+                data = host_data[pop.name]
+                data = data.astype(np.int32) if fixed else data.astype(np.float64)
+                sources[pop.name] = Source(data=data)
+                sources[pop.name].s_out.connect(pops[pop.name].a_in)
+            else:
+                denses[item].a_out.connect(pops[pop.name].a_in)
+    sinks = {}
+    for pop in plan.populations:
+        if pop.record and (record is None or pop.name in record):
+            sinks[pop.name] = Sink(shape=(pop.size,), buffer=n_steps)
+            pops[pop.name].s_out.connect(sinks[pop.name].a_in)
+    readout_sink = None
+    if plan.readout is not None:
+        ro = plan.readout
+        if fixed:
+            dense = Dense(weights=plan.arrays["readout_w_mant"].astype(np.int32), weight_exp=ro.weight_exp,
+                          num_weight_bits=8, name="readout")
+        else:
+            dense = Dense(weights=plan.arrays["readout_w"].astype(np.float64), name="readout")
+        pops[ro.src].s_out.connect(dense.s_in)
+        readout_sink = Sink(shape=(dense.a_out.shape[0],), buffer=n_steps)
+        dense.a_out.connect(readout_sink.a_in)
+    anchor = next(iter(pops.values()))
+    return anchor, sources, sinks, readout_sink
+
+
+def run_config(mode: str):
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    return Loihi2SimCfg(select_tag="fixed_pt" if mode == "fixed" else "floating_pt")
+
+
+def run_job(job: dict) -> dict:
+    """One fresh network: build, run n_steps, read the sinks, stop. Writes job['out']."""
+    from lava.magma.core.run_conditions import RunSteps
+
+    plan = Plan.load(job["plan_dir"])
+    mode = job["mode"]
+    n_steps = int(job["n_steps"])
+    period = int(job.get("period") or plan.time_steps)
+    with np.load(job["host_data"], allow_pickle=False) as data:
+        host_data = {key: data[key] for key in data.files}
+    t0 = time.perf_counter()
+    anchor, _, sinks, readout_sink = build_network(plan, mode, host_data, n_steps, period, job.get("record"))
+    t1 = time.perf_counter()
+    anchor.run(condition=RunSteps(num_steps=n_steps), run_cfg=run_config(mode))
+    t2 = time.perf_counter()
+    try:
+        out = {f"pop/{name}": sink.data.get().astype(np.int8) for name, sink in sinks.items()}
+        if readout_sink is not None:
+            out["readout"] = readout_sink.data.get()
+    finally:
+        anchor.stop()
+    t3 = time.perf_counter()
+    timing = {"build_s": t1 - t0, "run_s": t2 - t1, "read_stop_s": t3 - t2, "n_steps": n_steps}
+    _write_npz(job["out"], out)
+    return {"ok": True, "out": job["out"], "timing": timing}
+
+
+def _write_npz(path: str, arrays: dict) -> None:
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+class _Network:
+    """A built Lava network kept between jobs of the same length (see `serve`)."""
+
+    def __init__(self, plan: Plan, mode: str, host_data: dict, n_steps: int, period: int, record):
+        self.key = (n_steps, period, None if record is None else tuple(record))
+        self.plan, self.mode, self.n_steps = plan, mode, n_steps
+        self.anchor, self.sources, self.sinks, self.readout_sink = build_network(
+            plan, mode, host_data, n_steps, period, record)
+        self.fresh = True
+
+    def run(self, host_data: dict) -> dict:
+        from lava.magma.core.run_conditions import RunSteps
+
+        if not self.fresh:
+            fixed = self.mode == "fixed"
+            for name, source in self.sources.items():
+                data = host_data[name]
+                source.data.set(data.astype(np.int32) if fixed else data.astype(np.float64))
+        self.fresh = False
+        # every job runs exactly n_steps = the ring buffers' length, a multiple of the
+        # period: sources, sinks and LIF resets see the same phase in every job
+        self.anchor.run(condition=RunSteps(num_steps=self.n_steps), run_cfg=run_config(self.mode))
+        out = {f"pop/{name}": sink.data.get().astype(np.int8) for name, sink in self.sinks.items()}
+        if self.readout_sink is not None:
+            out["readout"] = self.readout_sink.data.get()
+        return out
+
+    def stop(self) -> None:
+        self.anchor.stop()
+
+
+def serve(plan_dir: str, mode: str) -> None:
+    """Answer jobs from stdin, one JSON per line, until EOF; replies go to stdout.
+
+    The network is built on the first job and reused while jobs keep the same length
+    (n_steps, a multiple of the period) and recorded set: only the sources' data is set
+    and the sinks read, so a job costs its Lava steps plus a few Var transfers. Membrane
+    state needs no reset between jobs: every population resets at its own first step of
+    every decision (LIFReset), whatever the previous job left behind.
+    """
+    reply_stream = sys.stdout
+    sys.stdout = sys.stderr  # Lava's own prints must not corrupt the reply channel
+    plan = Plan.load(plan_dir)
+    network = None
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        request = json.loads(line)
+        try:
+            t0 = time.perf_counter()
+            with np.load(request["host_data"], allow_pickle=False) as data:
+                host_data = {key: data[key] for key in data.files}
+            n_steps = int(request["n_steps"])
+            period = int(request.get("period") or plan.time_steps)
+            record = request.get("record")
+            key = (n_steps, period, None if record is None else tuple(record))
+            built = False
+            if network is None or network.key != key:
+                if network is not None:
+                    network.stop()
+                network = _Network(plan, mode, host_data, n_steps, period, record)
+                built = True
+            t1 = time.perf_counter()
+            out = network.run(host_data)
+            t2 = time.perf_counter()
+            _write_npz(request["out"], out)
+            reply = {"ok": True, "out": request["out"],
+                     "timing": {"build_s": t1 - t0, "run_s": t2 - t1, "n_steps": n_steps, "rebuilt": built}}
+        except Exception as error:  # reported to the parent, which raises LavaError
+            traceback.print_exc(file=sys.stderr)
+            reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+            reply_stream.write(json.dumps(reply) + "\n")
+            reply_stream.flush()
+            sys.stderr.flush()
+            os._exit(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
+        reply_stream.write(json.dumps(reply) + "\n")
+        reply_stream.flush()
+    if network is not None:
+        network.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="spikingmind Lava sidecar")
+    parser.add_argument("--job", help="JSON job file")
+    parser.add_argument("--serve", nargs=2, metavar=("PLAN_DIR", "MODE"))
+    args = parser.parse_args(argv)
+    hang = float(os.environ.get("SPIKINGMIND_LAVA_SIDECAR_SLEEP", "0") or 0)
+    if hang > 0:
+        time.sleep(hang)
+    if args.serve:
+        serve(*args.serve)
+        return 0
+    job = json.loads(Path(args.job).read_text())
+    try:
+        reply = run_job(job)
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
+    Path(job["out"] + ".json").write_text(json.dumps(reply))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Checkpoints: a folder with `model.safetensors` (weights) and `checkpoint.json` (everything
+else: model config, env, token layout, normalisation, dataset id + hash, versions, metrics).
+No pickle anywhere; a checkpoint of another format version is refused with both versions named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import spikingmind
+from spikingmind.envs import EnvSpec, get_env_spec
+from spikingmind.errors import CheckpointError
+from spikingmind.io import atomic_dir, atomic_write_json
+from spikingmind.model import DecisionTransformer, ModelConfig
+from spikingmind.tokens import Normalization, TokenLayout
+
+FORMAT = "spikingmind-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS, META = "model.safetensors", "checkpoint.json"
+
+
+@dataclass
+class Checkpoint:
+    """A trained policy: model + everything needed to feed it and to trace where it came from."""
+
+    model: DecisionTransformer
+    spec: EnvSpec
+    layout: TokenLayout
+    norm: Normalization
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+
+def versions() -> dict[str, str]:
+    import nir
+    import snntorch
+
+    return {"spikingmind": spikingmind.__version__, "torch": torch.__version__,
+            "snntorch": snntorch.__version__, "nir": nir.__version__}
+
+
+def describe_env(spec: EnvSpec) -> dict:
+    return {"env_id": spec.env_id, "obs_dim": spec.obs_dim, "action_kind": spec.action_kind,
+            "act_dim": spec.act_dim, "action_low": list(spec.action_low), "action_high": list(spec.action_high),
+            "target_return": spec.target_return, "return_scale": spec.return_scale,
+            "max_episode_steps": spec.max_episode_steps}
+
+
+def checkpoint_meta(model: DecisionTransformer, spec: EnvSpec, layout: TokenLayout, norm: Normalization, **extra) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": versions(),
+        "model": model.cfg.to_dict(),
+        "n_features": model.n_features,
+        "n_out": model.n_out,
+        "env": describe_env(spec),
+        "token_layout": layout.describe(),
+        "normalization": {"obs_mean": list(norm.obs_mean), "obs_std": list(norm.obs_std),
+                          "return_scale": norm.return_scale, "max_episode_steps": norm.max_episode_steps},
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = False) -> Path:
+    """Write the checkpoint folder atomically (temp folder + rename)."""
+    state = {name: tensor.detach().contiguous().clone() for name, tensor in ckpt.model.state_dict().items()}
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        save_file(state, str(tmp / WEIGHTS))
+        atomic_write_json(tmp / META, ckpt.meta)
+    return Path(path)
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    meta_path = path / META
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path}: no {META}; this is not a spikingmind checkpoint folder")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{meta_path}: corrupt JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a {FORMAT} file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{meta_path}: checkpoint format version {meta.get('format_version')!r}, this spikingmind "
+            f"({spikingmind.__version__}) reads version {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
+    """Load a checkpoint folder; every failure is a CheckpointError naming the file."""
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+        spec = get_env_spec(meta["env"]["env_id"])
+        layout = TokenLayout(**{k: meta["token_layout"][k] for k in ("obs_dim", "act_dim", "discrete", "context_length")})
+        norm = Normalization(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["normalization"].items()})
+        model = DecisionTransformer(cfg, meta["n_features"], meta["n_out"])
+    except KeyError as error:
+        raise CheckpointError(f"{path / META}: missing field {error}") from None
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path / META}: invalid field ({error})") from None
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path / WEIGHTS}: missing") from None
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path / WEIGHTS}: cannot read weights ({error})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0] if str(error) else "mismatch"
+        raise CheckpointError(f"{path / WEIGHTS}: weights do not match the model config ({first})") from None
+    model.to(dtype).eval()
+    return Checkpoint(model=model, spec=spec, layout=layout, norm=norm, meta=meta)
+
+
+def policy_context(meta: dict, source: str = "metadata") -> tuple[EnvSpec, TokenLayout, Normalization]:
+    """(env spec, token layout, normalisation) from checkpoint/export metadata."""
+    try:
+        spec = get_env_spec(meta["env"]["env_id"])
+        layout = TokenLayout(**{k: meta["token_layout"][k] for k in ("obs_dim", "act_dim", "discrete", "context_length")})
+        norm = Normalization(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["normalization"].items()})
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{source}: incomplete spikingmind metadata ({error})") from None
+    if layout.obs_dim != spec.obs_dim:
+        raise CheckpointError(f"{source}: obs_dim {layout.obs_dim} does not match {spec.env_id} ({spec.obs_dim})")
+    return spec, layout, norm

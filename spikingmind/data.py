@@ -1,0 +1,328 @@
+"""Demonstrations: collect expert/capped/random episodes into a Minari dataset, load them back.
+
+Datasets are written offline into a project folder (MINARI_DATASETS_PATH, default
+`runs/datasets`), atomically (built in a temp root, then renamed into place). Their
+policy mix, episode seeds and a content hash live in `spikingmind.json` beside Minari's
+own files and in the dataset description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from spikingmind.envs import EnvSpec, get_env_spec
+from spikingmind.errors import ConfigError, DatasetError, RunExistsError
+from spikingmind.io import atomic_write_json
+
+POLICY_KINDS = ("expert", "capped", "random")
+#: Training episodes use env seeds below this; evaluation seeds start here (disjoint by construction).
+EVAL_SEED_BASE = 1_000_000_000
+DATASET_FORMAT = 1
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("MINARI_DATASETS_PATH", "runs/datasets")).resolve()
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """Parse 'expert=0.7,random=0.3' into normalised weights, or ConfigError saying what is wrong."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConfigError(f"--mix: {part!r} is not NAME=WEIGHT (e.g. expert=0.7,random=0.3)")
+        if name not in POLICY_KINDS:
+            raise ConfigError(f"--mix: unknown policy {name!r}; choose from {', '.join(POLICY_KINDS)}")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ConfigError(f"--mix: weight of {name!r} is not a number: {value!r}") from None
+        if not np.isfinite(weight) or weight < 0:
+            raise ConfigError(f"--mix: weight of {name!r} must be a non-negative number, got {value!r}")
+        mix[name] = mix.get(name, 0.0) + weight
+    total = sum(mix.values())
+    if total <= 0:
+        raise ConfigError(f"--mix: {text!r} has no positive weight")
+    return {name: weight / total for name, weight in mix.items()}
+
+
+def episode_seed(dataset_seed: int, episode: int) -> int:
+    """Env reset seed of training episode `episode` of a dataset collected with `dataset_seed`."""
+    seed = dataset_seed * 100_000 + episode
+    if not 0 <= seed < EVAL_SEED_BASE:
+        raise ConfigError(f"dataset seed {dataset_seed} / episode {episode} leaves the training seed range")
+    return seed
+
+
+@dataclass
+class Episodes:
+    """Flat step arrays of a dataset plus episode boundaries (step index ranges)."""
+
+    observations: np.ndarray  # (N, obs_dim) float32, the observation each action was taken in
+    actions: np.ndarray  # (N,) int64 or (N, act_dim) float32
+    rewards: np.ndarray  # (N,) float32
+    starts: np.ndarray  # (E,) first step index of each episode
+    lengths: np.ndarray  # (E,)
+    metadata: dict
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.add.reduceat(self.rewards, self.starts) if len(self.starts) else np.zeros(0)
+
+    def returns_to_go(self) -> np.ndarray:
+        """(N,) sum of this and all later rewards of the step's episode."""
+        rtg = np.empty_like(self.rewards, dtype=np.float64)
+        for start, length in zip(self.starts, self.lengths):
+            segment = self.rewards[start:start + length].astype(np.float64)
+            rtg[start:start + length] = np.cumsum(segment[::-1])[::-1]
+        return rtg
+
+    def timesteps(self) -> np.ndarray:
+        t = np.arange(len(self.rewards))
+        return t - np.repeat(self.starts, self.lengths)
+
+    def episode_of_step(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.starts)), self.lengths)
+
+
+def _policy_plan(n_episodes: int, mix: dict[str, float], rng: np.random.Generator) -> list[str]:
+    counts = {name: int(round(weight * n_episodes)) for name, weight in mix.items()}
+    drift = n_episodes - sum(counts.values())
+    counts[max(mix, key=mix.get)] += drift
+    plan = [name for name in POLICY_KINDS for _ in range(counts.get(name, 0))]
+    rng.shuffle(plan)
+    return plan
+
+
+def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
+    from spikingmind import experts
+
+    if kind == "random":
+        env.action_space.seed(int(rng.integers(2**31)))
+        return lambda obs: env.action_space.sample(), {}
+    if spec.expert is None:
+        raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
+    if kind == "expert":
+        return spec.expert, {}
+    give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
+    give_up_action = 0 if spec.discrete else np.asarray(spec.action_low, dtype=np.float32)
+    policy = experts.make_capped_expert(spec.expert, give_up_after, give_up_action)
+    policy.reset()
+    return policy, {"give_up_after": give_up_after}
+
+
+def rollout_episode(spec: EnvSpec, env, policy, seed: int) -> dict[str, np.ndarray]:
+    """Run one episode; arrays in Minari's convention (observations has one extra, final entry)."""
+    obs, _ = env.reset(seed=seed)
+    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+    while True:
+        action = policy(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        terminations.append(terminated)
+        truncations.append(truncated)
+        if terminated or truncated:
+            break
+    action_array = np.asarray(actions, dtype=np.int64 if spec.discrete else np.float32)
+    return {
+        "observations": np.asarray(observations, dtype=np.float32),
+        "actions": action_array,
+        "rewards": np.asarray(rewards, dtype=np.float32),
+        "terminations": np.asarray(terminations, dtype=bool),
+        "truncations": np.asarray(truncations, dtype=bool),
+    }
+
+
+def content_hash(episodes: list[dict[str, np.ndarray]]) -> str:
+    """sha256 over every array of every episode, in order: equal data <=> equal hash."""
+    digest = hashlib.sha256()
+    for episode in episodes:
+        for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+            array = np.ascontiguousarray(episode[key])
+            digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def default_dataset_id(env_id: str, mix: dict[str, float], n_episodes: int, seed: int) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "", env_id.split("-v")[0].lower())
+    mix_slug = "-".join(f"{name}{round(100 * weight)}" for name, weight in sorted(mix.items()))
+    return f"{stem}-{mix_slug}-n{n_episodes}-s{seed}-v0"
+
+
+def _check_dataset_id(dataset_id: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+-v\d+", dataset_id):
+        raise ConfigError(f"dataset id {dataset_id!r} must be letters/digits/-_. and end in -vN (e.g. cartpole-demo-v0)")
+
+
+def new_dataset_dir(dataset_id: str, root: Path | None = None) -> Path:
+    """Folder a new dataset will occupy; refuses an id that already exists."""
+    _check_dataset_id(dataset_id)
+    final_dir = (root or datasets_root()).resolve() / dataset_id
+    if final_dir.exists():
+        raise RunExistsError(f"dataset {dataset_id} already exists at {final_dir}; choose another --dataset-id or delete it")
+    return final_dir
+
+
+@contextmanager
+def _minari_root(path: Path) -> Iterator[None]:
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def collect(
+    env_id: str,
+    n_episodes: int,
+    mix: dict[str, float],
+    seed: int = 0,
+    dataset_id: str | None = None,
+    root: Path | None = None,
+    progress=None,
+) -> tuple[str, dict]:
+    """Collect `n_episodes` under the policy `mix` and write them as a Minari dataset.
+
+    Returns (dataset_id, spikingmind metadata). Refuses to overwrite an existing dataset.
+    """
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    spec = get_env_spec(env_id)
+    if n_episodes <= 0:
+        raise ConfigError(f"--episodes must be positive, got {n_episodes}")
+    dataset_id = dataset_id or default_dataset_id(env_id, mix, n_episodes, seed)
+    _check_dataset_id(dataset_id)
+    final_dir = new_dataset_dir(dataset_id, root)
+    root = final_dir.parent
+
+    rng = np.random.default_rng(seed)
+    plan = _policy_plan(n_episodes, mix, rng)
+    env = spec.make_env()
+    episodes, records = [], []
+    for index, kind in enumerate(plan):
+        policy, extra = _make_policy(kind, spec, env, rng)
+        env_seed = episode_seed(seed, index)
+        episodes.append(rollout_episode(spec, env, policy, env_seed))
+        records.append({"seed": env_seed, "policy": kind, "return": float(episodes[-1]["rewards"].sum()), **extra})
+        if progress is not None:
+            progress(index + 1, n_episodes)
+    env.close()
+
+    digest = content_hash(episodes)
+    metadata = {
+        "format": DATASET_FORMAT,
+        "dataset_id": dataset_id,
+        "env_id": env_id,
+        "mix": mix,
+        "seed": seed,
+        "n_episodes": n_episodes,
+        "n_steps": int(sum(len(e["rewards"]) for e in episodes)),
+        "content_hash": digest,
+        "episodes": records,
+    }
+    buffers = [
+        EpisodeBuffer(id=i, seed=r["seed"], observations=e["observations"], actions=e["actions"],
+                      rewards=e["rewards"], terminations=e["terminations"], truncations=e["truncations"])
+        for i, (e, r) in enumerate(zip(episodes, records))
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    import tempfile
+    import shutil
+
+    tmp_root = Path(tempfile.mkdtemp(dir=root, prefix=".collect-"))
+    try:
+        with _minari_root(tmp_root):
+            minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=gym.spec(env_id) if spec.make is None else None,
+                action_space=env.action_space,
+                observation_space=env.observation_space,
+                algorithm_name="spikingmind mix " + ",".join(f"{k}={v:.3g}" for k, v in mix.items()),
+                author="spikingmind",
+                description=f"spikingmind demonstrations; content sha256 {digest}",
+            )
+        atomic_write_json(tmp_root / dataset_id / "spikingmind.json", metadata)
+        os.replace(tmp_root / dataset_id, final_dir)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return dataset_id, metadata
+
+
+def dataset_dir(dataset: str) -> Path:
+    """Resolve a dataset id (under the datasets root) or a path to its folder."""
+    path = Path(dataset)
+    if path.is_dir():
+        return path.resolve()
+    candidate = datasets_root() / dataset
+    if candidate.is_dir():
+        return candidate
+    raise DatasetError(f"dataset {dataset!r} not found (looked in {datasets_root()}); run `spikingmind collect` first")
+
+
+def load_episodes(dataset: str, env_id: str | None = None) -> Episodes:
+    """Load a collected dataset as flat arrays; checks it against `env_id` when given."""
+    import minari
+
+    folder = dataset_dir(dataset)
+    meta_path = folder / "spikingmind.json"
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{meta_path}: missing; this folder is not a spikingmind dataset") from None
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{meta_path}: corrupt JSON ({error.msg} at line {error.lineno})") from None
+    if metadata.get("format") != DATASET_FORMAT:
+        raise DatasetError(f"{meta_path}: dataset format {metadata.get('format')!r}, expected {DATASET_FORMAT}")
+    spec = get_env_spec(env_id or metadata["env_id"])
+    try:
+        with _minari_root(folder.parent):
+            ds = minari.load_dataset(folder.name)
+            raw = list(ds.iterate_episodes())
+    except Exception as error:  # h5py/arrow raise many types for a damaged file
+        raise DatasetError(f"{folder}: cannot read the Minari data ({type(error).__name__}: {error})") from None
+
+    observations, actions, rewards, lengths = [], [], [], []
+    for episode in raw:
+        obs = np.asarray(episode.observations, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != spec.obs_dim:
+            raise DatasetError(
+                f"{folder}: observations have shape {obs.shape[1:]} per step but {spec.env_id} has obs_dim {spec.obs_dim}"
+            )
+        observations.append(obs[:-1])
+        actions.append(np.asarray(episode.actions))
+        rewards.append(np.asarray(episode.rewards, dtype=np.float32))
+        lengths.append(len(episode.rewards))
+    lengths_array = np.asarray(lengths, dtype=np.int64)
+    episodes = Episodes(
+        observations=np.concatenate(observations),
+        actions=np.concatenate(actions).astype(np.int64 if spec.discrete else np.float32),
+        rewards=np.concatenate(rewards),
+        starts=np.concatenate([[0], np.cumsum(lengths_array)[:-1]]).astype(np.int64),
+        lengths=lengths_array,
+        metadata=metadata,
+    )
+    if not spec.discrete:
+        episodes.actions = episodes.actions.reshape(len(episodes.actions), spec.act_dim)
+    if env_id is not None and metadata["env_id"] != env_id:
+        raise DatasetError(f"{folder}: dataset was collected on {metadata['env_id']}, not {env_id}")
+    return episodes

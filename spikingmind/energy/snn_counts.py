@@ -1,0 +1,347 @@
+"""Operation and memory counts of a spiking NIR graph, from its recorded spikes.
+
+Input: a `nir.NIRGraph` and the reference simulator's records, `{node: (T, B, *shape)}`
+of every node's output at every step (docs/SEMANTICS.md, "Spike records"); B indexes the
+recorded decisions. Every count is a per-decision average over those B decisions and a
+sum over the T steps of a decision. Names follow NeuroBench (Yik et al. 2025):
+`effective_acs`, `effective_macs`, `dense_ops`, `activation_sparsity`.
+
+Conventions (the "why" of each number):
+- A weighted node (Conv1d, Affine, Linear, Scale) is *binary-driven* when every recorded
+  value of every source is 0 or 1 (checked on the records, not guessed from node types).
+  Then each incoming spike costs one accumulate (AC) per nonzero weight it drives
+  (its nonzero fan-out: the diagonal causal Conv1d counts only its nonzero taps, and
+  only the taps that land on a real output position). Otherwise the node does one
+  multiply-accumulate (MAC) per nonzero weight for each *nonzero* input value.
+- `dense_ops`: what a dense implementation does: every weight (zeros included) times
+  every input position, every step.
+- Each weighted op reads its weight from memory (no on-chip weight reuse); a nonzero
+  bias adds one add (and one weight read) per output value per step.
+- Unweighted edges into a neuron node (e.g. the two spike inputs of the `Threshold` AND
+  gates) are identity synapses: each incoming spike (or nonzero real value) counts one AC.
+- Neuron nodes (LIF, IF, LI, I, CubaLIF, Threshold): one update per neuron per step. A
+  neuron-step is *active* when any source is nonzero at it. Each update reads and writes
+  every state variable (membrane; CubaLIF also its synaptic current; Threshold none).
+- Spikes = sum of binary neuron outputs; spike_rate = spikes / (neurons x T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from spikingmind.errors import GraphError
+
+WEIGHTED_NODES = ("Conv1d", "Affine", "Linear", "Scale")
+#: Neuron node type -> number of state variables read and written per update.
+NEURON_STATE_VARIABLES = {"LIF": 1, "IF": 1, "LI": 1, "I": 1, "CubaLIF": 2, "Threshold": 0}
+#: Per-decision quantities (sums over T, means over decisions).
+_SUMMED = ("effective_acs", "effective_macs", "dense_ops", "bias_adds", "weight_reads", "input_reads",
+           "incoming_events", "nonzero_input_ops", "nonzero_inputs", "neuron_updates", "neuron_updates_active", "state_reads", "state_writes", "spikes")
+
+
+@dataclass
+class LayerCounts:
+    """Counts of one NIR node, per decision (sum over T steps, mean over decisions)."""
+
+    name: str
+    node_type: str
+    kind: str  # "synaptic" (weighted node) or "neuron"
+    input_binary: bool
+    effective_acs: float = 0.0
+    effective_macs: float = 0.0
+    dense_ops: float = 0.0
+    bias_adds: float = 0.0
+    weight_reads: float = 0.0
+    input_reads: float = 0.0  # nonzero real-valued inputs a MAC layer reads
+    # raw tallies that let chunks be merged before deciding binary vs real-valued:
+    incoming_events: float = 0.0  # sum over sources of nonzero inputs x fan-out
+    nonzero_input_ops: float = 0.0  # nonzero summed inputs x fan-out
+    nonzero_inputs: float = 0.0
+    weights: int = 0
+    nonzero_weights: int = 0
+    neurons: int = 0
+    neuron_updates: float = 0.0
+    neuron_updates_active: float = 0.0
+    state_reads: float = 0.0
+    state_writes: float = 0.0
+    spikes: float = 0.0
+    spike_rate: float | None = None
+    activation_sparsity: float | None = None
+
+
+@dataclass
+class SNNCounts:
+    """Per-layer and total counts of one graph over the recorded decisions."""
+
+    time_steps: int
+    decisions: int
+    layers: list[LayerCounts] = field(default_factory=list)
+
+    def total(self, name: str) -> float:
+        return float(sum(getattr(layer, name) for layer in self.layers))
+
+    @property
+    def spiking_neuron_steps(self) -> float:
+        return float(sum(l.neurons * self.time_steps for l in self.layers if l.spike_rate is not None))
+
+    @property
+    def spike_rate(self) -> float:
+        """Mean spike rate over all spiking neurons and steps (spikes per neuron per step)."""
+        steps = self.spiking_neuron_steps
+        return self.total("spikes") / steps if steps else 0.0
+
+    @property
+    def activation_sparsity(self) -> float:
+        return 1.0 - self.spike_rate if self.spiking_neuron_steps else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        names = ("effective_acs", "effective_macs", "dense_ops", "bias_adds", "weight_reads", "input_reads",
+                 "neuron_updates", "neuron_updates_active", "state_reads", "state_writes", "spikes")
+        return {
+            "time_steps": self.time_steps,
+            "decisions": self.decisions,
+            "per": "decision",
+            "spike_rate": self.spike_rate,
+            "activation_sparsity": self.activation_sparsity,
+            "totals": {name: self.total(name) for name in names},
+            "layers": [asdict(layer) for layer in self.layers],
+        }
+
+
+def count_snn(graph, records: Mapping[str, np.ndarray]) -> SNNCounts:
+    """Count ops, memory accesses and spikes per node of `graph` from `records`.
+
+    `records[node]`: array (T, B, *output_shape) for every node that feeds a counted node.
+    Raises GraphError on a missing record, inconsistent T/B, or an unsupported weighted node.
+    """
+    sources: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        sources.setdefault(dst, []).append(src)
+    if not records:
+        raise GraphError("no spike records to count")
+    shapes = {np.asarray(r).shape[:2] for r in records.values()}
+    if len(shapes) != 1:
+        raise GraphError(f"records disagree on (T, B): {sorted(shapes)}")
+    (time_steps, decisions), = shapes
+    if time_steps == 0 or decisions == 0:
+        raise GraphError("records hold no steps or no decisions")
+
+    def record(name: str, consumer: str) -> np.ndarray:
+        if name not in records:
+            raise GraphError(f"no record of node {name!r} (feeds {consumer!r}); record every node")
+        return np.asarray(records[name])
+
+    counts = SNNCounts(time_steps=int(time_steps), decisions=int(decisions))
+    for name in _topological_order(graph):
+        node = graph.nodes[name]
+        node_type = type(node).__name__
+        if node_type not in WEIGHTED_NODES and node_type not in NEURON_STATE_VARIABLES:
+            continue  # Input, Output, Flatten, Delay: no arithmetic
+        inputs = [record(src, name) for src in sources.get(name, [])]
+        if not inputs:
+            raise GraphError(f"node {name!r} has no incoming edge")
+        binary = all(_is_binary(x) for x in inputs)
+        if node_type in WEIGHTED_NODES:
+            layer = _count_weighted(name, node, node_type, inputs, binary)
+        else:
+            own = records.get(name)
+            weighted_sources = [type(graph.nodes[s]).__name__ in WEIGHTED_NODES for s in sources[name]]
+            layer = _count_neuron(name, node_type, inputs, weighted_sources, own, binary)
+        for attr in _SUMMED:
+            setattr(layer, attr, float(getattr(layer, attr)) / decisions)
+        counts.layers.append(layer)
+    return counts
+
+
+def _topological_order(graph) -> list[str]:
+    """Node names sources-first (graph order among equals; nodes on a cycle keep graph order)."""
+    names = list(graph.nodes)
+    pending = {name: 0 for name in names}
+    for src, dst in graph.edges:
+        if dst in pending and src != dst:
+            pending[dst] += 1
+    order, ready = [], [name for name in names if pending[name] == 0]
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for src, dst in graph.edges:
+            if src == name and dst != src and dst in pending:
+                pending[dst] -= 1
+                if pending[dst] == 0:
+                    ready.append(dst)
+    return order + [name for name in names if name not in order]
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    return bool(np.all((values == 0) | (values == 1)))
+
+
+def _count_weighted(name, node, node_type, inputs, binary) -> LayerCounts:
+    in_shape = inputs[0].shape[2:]
+    for x in inputs[1:]:
+        if x.shape[2:] != in_shape:
+            raise GraphError(f"node {name!r}: incoming records have shapes {[i.shape[2:] for i in inputs]}")
+    T = inputs[0].shape[0]
+    weight, bias = _weight_and_bias(node, node_type)
+    fanout, dense_per_step, n_outputs = _fanout(name, node, node_type, in_shape)
+    layer = LayerCounts(name=name, node_type=node_type, kind="synaptic", input_binary=binary,
+                        weights=int(weight.size), nonzero_weights=int(np.count_nonzero(weight)))
+    # each spike of each source drives its nonzero fan-out (sources may coincide)
+    layer.incoming_events = sum(float(np.sum((x != 0).sum(axis=(0, 1)) * fanout)) for x in inputs)
+    summed = inputs[0].astype(np.float64)
+    for x in inputs[1:]:
+        summed = summed + x
+    nonzero = (summed != 0).sum(axis=(0, 1))
+    layer.nonzero_input_ops = float(np.sum(nonzero * fanout))
+    layer.nonzero_inputs = float(nonzero.sum())
+    batch_size = inputs[0].shape[1]
+    layer.dense_ops = float(dense_per_step) * T * batch_size
+    if bias is not None and node_type == "Conv1d" and bias.ndim == 1:
+        bias = bias[:, None]  # one bias per output channel, at every position
+    nonzero_bias = 0 if bias is None else int(np.count_nonzero(np.broadcast_to(bias, n_outputs)))
+    layer.bias_adds = float(nonzero_bias) * T * batch_size
+    _classify(layer)
+    return layer
+
+
+def _classify(layer: LayerCounts) -> None:
+    """Turn the raw tallies of a weighted node into ACs (binary input) or MACs (real-valued)."""
+    if layer.input_binary:
+        layer.effective_acs, layer.effective_macs, layer.input_reads = layer.incoming_events, 0.0, 0.0
+    else:
+        layer.effective_acs, layer.effective_macs = 0.0, layer.nonzero_input_ops
+        layer.input_reads = layer.nonzero_inputs
+    layer.weight_reads = layer.effective_acs + layer.effective_macs + layer.bias_adds
+
+
+def _weight_and_bias(node, node_type) -> tuple[np.ndarray, np.ndarray | None]:
+    if node_type == "Scale":
+        return np.asarray(node.scale, dtype=np.float64), None
+    weight = np.asarray(node.weight, dtype=np.float64)
+    bias = getattr(node, "bias", None)
+    return weight, (None if bias is None else np.asarray(bias, dtype=np.float64))
+
+
+def _fanout(name, node, node_type, in_shape) -> tuple[np.ndarray, int, tuple[int, ...]]:
+    """Nonzero weights driven by each input element, dense ops per step, output shape."""
+    if node_type in ("Affine", "Linear"):
+        weight = np.asarray(node.weight)
+        if weight.ndim != 2 or in_shape[-1:] != (weight.shape[1],):
+            raise GraphError(f"node {name!r}: weight {weight.shape} does not match input {in_shape}")
+        per_input = np.count_nonzero(weight, axis=0)  # (in,)
+        lead = int(np.prod(in_shape[:-1], dtype=np.int64))
+        fanout = np.broadcast_to(per_input, in_shape)
+        return fanout, lead * weight.size, tuple(in_shape[:-1]) + (weight.shape[0],)
+    if node_type == "Scale":
+        scale = np.asarray(node.scale)
+        fanout = np.broadcast_to((scale != 0).astype(np.int64), in_shape)
+        return fanout, int(np.prod(in_shape, dtype=np.int64)), tuple(in_shape)
+    if node_type == "Conv1d":
+        return _conv1d_fanout(name, node, in_shape)
+    raise GraphError(f"node {name!r}: unsupported weighted node {node_type}")
+
+
+def _conv1d_fanout(name, node, in_shape) -> tuple[np.ndarray, int, tuple[int, ...]]:
+    weight = np.asarray(node.weight)  # (C_out, C_in / groups, K)
+    if len(in_shape) != 2:
+        raise GraphError(f"node {name!r}: Conv1d input must be (C_in, N), got {in_shape}")
+    c_in, n_in = in_shape
+    c_out, c_group, kernel = weight.shape
+    groups, stride, dilation = int(node.groups), int(_scalar(node.stride)), int(_scalar(node.dilation))
+    if c_group * groups != c_in:
+        raise GraphError(f"node {name!r}: weight {weight.shape} with groups={groups} does not take {c_in} channels")
+    padding = node.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad_left = pad_right = 0
+        elif padding == "same":
+            total = dilation * (kernel - 1)
+            pad_left, pad_right = total // 2, total - total // 2
+        else:
+            raise GraphError(f"node {name!r}: unknown Conv1d padding {padding!r}")
+    else:
+        pad_left = pad_right = int(_scalar(padding))
+    n_out = (n_in + pad_left + pad_right - dilation * (kernel - 1) - 1) // stride + 1
+    if n_out <= 0:
+        raise GraphError(f"node {name!r}: Conv1d produces no output for input {in_shape}")
+    # input n feeds output p through tap k iff n = p*stride - pad_left + k*dilation, 0 <= p < n_out
+    positions = np.arange(n_in)
+    reach = np.zeros((kernel, n_in), dtype=np.int64)
+    for k in range(kernel):
+        offset = positions + pad_left - k * dilation
+        reach[k] = (offset >= 0) & (offset % stride == 0) & (offset // stride < n_out)
+    nonzero = (weight != 0).astype(np.int64)  # (C_out, C_group, K)
+    per_out = c_out // groups
+    fanout = np.zeros((c_in, n_in), dtype=np.int64)
+    for c in range(c_in):
+        g = c // c_group
+        taps = nonzero[g * per_out:(g + 1) * per_out, c % c_group, :].sum(axis=0)  # (K,)
+        fanout[c] = taps @ reach
+    dense = c_out * n_out * c_group * kernel
+    return fanout, dense, (c_out, n_out)
+
+
+def _scalar(value) -> Any:
+    array = np.asarray(value).reshape(-1)
+    if array.size != 1:
+        raise GraphError(f"expected a scalar Conv1d parameter, got {value!r}")
+    return array[0]
+
+
+def _count_neuron(name, node_type, inputs, weighted_sources, own, binary) -> LayerCounts:
+    shape = inputs[0].shape[2:]
+    T, B = inputs[0].shape[:2]
+    neurons = int(np.prod(shape, dtype=np.int64))
+    layer = LayerCounts(name=name, node_type=node_type, kind="neuron", input_binary=binary, neurons=neurons)
+    active = np.zeros(inputs[0].shape, dtype=bool)
+    for x, weighted in zip(inputs, weighted_sources):
+        active |= x != 0
+        if not weighted:
+            # identity synapse: one accumulate per incoming spike / nonzero value
+            layer.effective_acs += float(np.count_nonzero(x))
+    layer.neuron_updates = float(neurons) * T * B
+    layer.neuron_updates_active = float(active.sum())
+    state = NEURON_STATE_VARIABLES[node_type]
+    layer.state_reads = layer.neuron_updates * state
+    layer.state_writes = layer.neuron_updates * state
+    if own is None:
+        if node_type in ("LIF", "IF", "CubaLIF", "Threshold"):
+            raise GraphError(f"no record of spiking node {name!r}: its spikes cannot be counted")
+    else:
+        own = np.asarray(own)
+        if _is_binary(own) and node_type != "LI" and node_type != "I":
+            layer.spikes = float(own.sum())
+            layer.spike_rate = layer.spikes / (neurons * T * B)
+            layer.activation_sparsity = 1.0 - layer.spike_rate
+    return layer
+
+
+
+def merge_counts(parts: list[SNNCounts]) -> SNNCounts:
+    """Combine counts of several batches of decisions of the same graph (decision-weighted mean).
+
+    Lets a caller simulate and count a long recording in chunks without holding every record.
+    """
+    if not parts:
+        raise GraphError("no counts to merge")
+    first = parts[0]
+    for part in parts[1:]:
+        if part.time_steps != first.time_steps or [l.name for l in part.layers] != [l.name for l in first.layers]:
+            raise GraphError("cannot merge counts of different graphs or time steps")
+    decisions = sum(p.decisions for p in parts)
+    merged = SNNCounts(time_steps=first.time_steps, decisions=decisions)
+    for index, layer in enumerate(first.layers):
+        out = LayerCounts(**asdict(layer))
+        out.input_binary = all(p.layers[index].input_binary for p in parts)
+        for attr in _SUMMED:
+            setattr(out, attr, sum(getattr(p.layers[index], attr) * p.decisions for p in parts) / decisions)
+        if out.kind == "synaptic":
+            _classify(out)  # binary only if every chunk's inputs were
+        if layer.spike_rate is not None:
+            out.spike_rate = out.spikes / (out.neurons * first.time_steps)
+            out.activation_sparsity = 1.0 - out.spike_rate
+        merged.layers.append(out)
+    return merged

@@ -1,0 +1,250 @@
+"""Loihi-style fixed-point formats and a NumPy emulation of Lava's bit-accurate models.
+
+NumPy only: imported by the main process (export, verification) and by the Lava sidecar.
+
+Formats (Lava 0.10 `PyDenseModelBitAcc`, `PyLifModelBitAcc` / `PyLifResetModelBitAcc`):
+
+- weights: 8-bit mantissa per synapse and one exponent per Dense (`weight_exp`); mixed-sign
+  matrices lose their LSB (even mantissas in [-256, 254]), excitatory ones use [0, 255],
+  inhibitory ones [-255, 0]. A Dense sends `(sum_j w_ij s_j) << weight_exp` (>> if < 0).
+- neuron input: the summed activation is MSB-aligned `act << 6` into the current `u`.
+- decays: 12-bit `du`, `dv` in 0..4095; `u <- u * (4096 - (du + 1)) / 4096`,
+  `v <- v * (4096 - dv) / 4096`, each product truncated toward zero.
+- current `u`: 24-bit, wraps around on overflow (Lava's behaviour; reported here).
+- voltage `v`: 24-bit, saturates at +-(2**23 - 1) (reported here).
+- bias: 13-bit signed mantissa, exponent 0..7, effective bias = mant << exp.
+- threshold: 17-bit unsigned `vth`, spike when `v > vth << 6`, then `v = 0`.
+
+Units: a layer with scale `A` (activation units per float unit) represents a float current
+`x` as `round(x * A)` activation units, a membrane value as `x * A * 64` state units and the
+threshold `theta` as `vth = round(theta * A)`. We choose `A = 4096 / theta` so that the
+threshold is exactly 4096, leaving 5 bits of headroom (|v| < 32 theta) in the 24-bit state.
+
+Every clip is counted in a `QuantizationReport`; nothing is silently wrapped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WEIGHT_BITS = 8
+DECAY_BITS = 12
+DECAY_UNITY = 1 << DECAY_BITS            # 4096
+DECAY_MAX = DECAY_UNITY - 1              # 4095
+DU_FULL = DECAY_MAX                      # du=4095 (+ Loihi's 1-bit ds_offset) = u fully replaced
+STATE_BITS = 24
+STATE_LIMIT = 1 << (STATE_BITS - 1)      # 2**23
+ACT_SHIFT = 6                            # activation and threshold MSB alignment
+ACT_BITS = 16                            # synaptic input precision of a neuron
+ACT_MAX = (1 << (ACT_BITS - 1)) - 1
+VTH_BITS = 17
+VTH_MAX = (1 << VTH_BITS) - 1            # 131071
+BIAS_MANT_BITS = 13
+BIAS_MANT_MAX = (1 << (BIAS_MANT_BITS - 1)) - 1   # 4095
+BIAS_MANT_MIN = -(1 << (BIAS_MANT_BITS - 1))      # -4096
+BIAS_EXP_MAX = 7
+WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
+#: Threshold in activation units that every layer scale aims at (see module docstring).
+VTH_TARGET = 1 << 12
+
+
+# ---------------------------------------------------------------------------------------
+# Saturation accounting
+
+
+@dataclass
+class ClipRecord:
+    layer: str
+    quantity: str
+    clipped: int
+    total: int
+    limit: str
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.quantity}: {self.clipped}/{self.total} values clipped to {self.limit}"
+
+
+@dataclass
+class QuantizationReport:
+    """Every value that hit a format limit, per layer and quantity. Empty means lossless range."""
+
+    records: list[ClipRecord] = field(default_factory=list)
+
+    def add(self, layer: str, quantity: str, clipped: int, total: int, limit: str) -> None:
+        if clipped:
+            self.records.append(ClipRecord(layer, quantity, int(clipped), int(total), limit))
+
+    @property
+    def clipped(self) -> int:
+        return sum(record.clipped for record in self.records)
+
+    def merge(self, other: "QuantizationReport") -> "QuantizationReport":
+        self.records.extend(other.records)
+        return self
+
+    def to_json(self) -> list[dict]:
+        return [record.__dict__.copy() for record in self.records]
+
+    def __str__(self) -> str:
+        if not self.records:
+            return "no value saturated"
+        return "; ".join(str(record) for record in self.records)
+
+
+def _clip_counted(values: np.ndarray, lo: int, hi: int, report: QuantizationReport | None,
+                  layer: str, quantity: str) -> np.ndarray:
+    clipped = np.clip(values, lo, hi)
+    if report is not None:
+        report.add(layer, quantity, int(np.count_nonzero(clipped != values)), values.size, f"[{lo}, {hi}]")
+    return clipped
+
+
+# ---------------------------------------------------------------------------------------
+# Quantization of parameters
+
+
+def sign_mode(mantissa: np.ndarray) -> str:
+    """Lava's `determine_sign_mode`: excitatory, inhibitory or mixed."""
+    if np.min(mantissa) >= 0:
+        return "excitatory"
+    if np.max(mantissa) <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def _mantissa_range(mode: str) -> tuple[int, int, int]:
+    """(lowest, highest, step) of an 8-bit weight mantissa in a sign mode."""
+    if mode == "mixed":
+        return -(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 2, 2
+    if mode == "inhibitory":
+        return -((1 << WEIGHT_BITS) - 1), 0, 1
+    return 0, (1 << WEIGHT_BITS) - 1, 1
+
+
+def quantize_weights(weights: np.ndarray, scale: float, *, layer: str = "?",
+                     report: QuantizationReport | None = None) -> tuple[np.ndarray, int]:
+    """Float weights -> (int32 mantissa, weight_exp) with `mant << exp ~= weights * scale`.
+
+    The exponent is the smallest that fits the largest weight into the mantissa.
+    """
+    target = np.asarray(weights, dtype=np.float64) * scale
+    mode = sign_mode(target)
+    lo, hi, step = _mantissa_range(mode)
+    peak = float(np.max(np.abs(target))) if target.size else 0.0
+    limit = max(abs(lo), hi)
+    # smallest exponent that fits the largest weight (negative: the sum is right-shifted)
+    exp = int(math.ceil(math.log2(peak / limit))) if peak > 0 else 0
+    exp = int(np.clip(exp, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
+    mant = np.round(target / 2.0 ** exp / step) * step
+    mant = _clip_counted(mant, lo, hi, report, layer, "weight").astype(np.int32)
+    return mant, exp
+
+
+def quantize_bias(bias: np.ndarray, scale: float, *, layer: str = "?",
+                  report: QuantizationReport | None = None) -> tuple[np.ndarray, int]:
+    """Float bias (float units) -> (13-bit mantissa, shared exponent 0..7) in state units / 64.
+
+    Lava adds `mant << exp` to the voltage directly, i.e. in state units (activation << 6),
+    so the target is `bias * scale * 64`.
+    """
+    target = np.asarray(bias, dtype=np.float64) * scale * (1 << ACT_SHIFT)
+    peak = float(np.max(np.abs(target))) if target.size else 0.0
+    exp = 0
+    while exp < BIAS_EXP_MAX and peak / 2.0 ** exp > BIAS_MANT_MAX:
+        exp += 1
+    mant = np.round(target / 2.0 ** exp)
+    mant = _clip_counted(mant, BIAS_MANT_MIN, BIAS_MANT_MAX, report, layer, "bias").astype(np.int32)
+    return mant, exp
+
+
+def quantize_decay(beta: float, *, layer: str = "?", report: QuantizationReport | None = None) -> int:
+    """Per-step voltage decay beta -> 12-bit dv with v <- v * (4096 - dv) / 4096."""
+    dv = np.array([round((1.0 - float(beta)) * DECAY_UNITY)])
+    return int(_clip_counted(dv, 0, DECAY_MAX, report, layer, "dv")[0])
+
+
+def quantize_threshold(theta: float, scale: float, *, layer: str = "?",
+                       report: QuantizationReport | None = None) -> int:
+    vth = np.array([round(float(theta) * scale)])
+    return int(_clip_counted(vth, 0, VTH_MAX, report, layer, "vth")[0])
+
+
+def quantize_activation(current: np.ndarray, scale: float, *, layer: str = "?",
+                        report: QuantizationReport | None = None) -> np.ndarray:
+    """Real-valued (graded) input current -> int32 activation units, 16-bit saturated."""
+    act = np.round(np.asarray(current, dtype=np.float64) * scale)
+    return _clip_counted(act, -ACT_MAX - 1, ACT_MAX, report, layer, "graded_input").astype(np.int32)
+
+
+def layer_scale(theta: float) -> float:
+    """Activation units per float unit for a layer with threshold theta (vth = 4096)."""
+    if not theta > 0:
+        raise ValueError(f"threshold must be positive for fixed point, got {theta}")
+    return VTH_TARGET / float(theta)
+
+
+# ---------------------------------------------------------------------------------------
+# Integer arithmetic of Lava's bit-accurate models
+
+
+def effective_bias(mant: np.ndarray, exp) -> np.ndarray:
+    mant = np.asarray(mant).astype(np.int32)
+    exp = np.asarray(exp)
+    return np.where(exp >= 0, np.left_shift(mant, np.maximum(exp, 0)), np.right_shift(mant, np.maximum(-exp, 0)))
+
+
+def lava_weights(mant: np.ndarray) -> np.ndarray:
+    """What PyDenseModelBitAcc actually uses: clip to 8 bits, drop the LSB for mixed sign."""
+    w = np.asarray(mant).astype(np.int32)
+    mode = sign_mode(w)
+    if mode == "inhibitory":
+        w = -np.clip(-w, 0, (1 << WEIGHT_BITS) - 1)
+    elif mode == "mixed":
+        w = np.clip(w, -(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 1)
+        w = (w >> 1) << 1
+    else:
+        w = np.clip(w, 0, (1 << WEIGHT_BITS) - 1)
+    return w
+
+
+def dense_fixed(weights: np.ndarray, weight_exp: int, spikes: np.ndarray) -> np.ndarray:
+    """Integer Dense output for binary spikes (weights already through `lava_weights`)."""
+    accum = weights[:, np.asarray(spikes).astype(bool)].sum(axis=1).astype(np.int32)
+    return np.left_shift(accum, weight_exp) if weight_exp > 0 else np.right_shift(accum, -weight_exp)
+
+
+def _decay(state: np.ndarray, factor: int) -> np.ndarray:
+    product = state.astype(np.int64) * factor
+    return (np.sign(product) * np.right_shift(np.abs(product), DECAY_BITS)).astype(np.int32)
+
+
+@dataclass
+class FixedLifState:
+    u: np.ndarray
+    v: np.ndarray
+    wrapped: int = 0      # u overflows (Lava wraps them)
+    saturated: int = 0    # v saturations (Lava clips them)
+
+
+def lif_fixed_step(state: FixedLifState, act: np.ndarray, *, du: int, dv: int,
+                   bias: np.ndarray, vth: int) -> np.ndarray:
+    """One PyLifModelBitAcc step in place; returns the boolean spikes.
+
+    `act` is the summed int activation; `bias` the effective bias (`effective_bias`).
+    """
+    decayed_u = _decay(state.u, DECAY_UNITY - (du + 1))
+    decayed_u = decayed_u + np.left_shift(np.asarray(act).astype(np.int32), ACT_SHIFT)
+    wrapped = np.where(decayed_u > STATE_LIMIT, decayed_u - 2 * STATE_LIMIT, decayed_u)
+    wrapped = np.where(wrapped <= -STATE_LIMIT, decayed_u + 2 * STATE_LIMIT, wrapped)
+    state.wrapped += int(np.count_nonzero(wrapped != decayed_u))
+    state.u[:] = wrapped
+    updated = _decay(state.v, DECAY_UNITY - dv) + state.u + bias
+    clipped = np.clip(updated, -STATE_LIMIT + 1, STATE_LIMIT - 1)
+    state.saturated += int(np.count_nonzero(clipped != updated))
+    state.v[:] = clipped
+    spikes = state.v > (vth << ACT_SHIFT)
+    state.v[spikes] = 0
+    return spikes

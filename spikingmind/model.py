@@ -1,0 +1,344 @@
+"""Decision Transformers for control: the spiking DT and its ANN twin on one skeleton.
+
+Read top to bottom: LIF neuron -> spiking self-attention -> spiking block -> ANN block ->
+the model that puts token embedding, blocks and action head together.
+
+Both models take token windows (B, L, F) built by `spikingmind.tokens` and return action
+outputs for every token (B, L, n_out); the DT loss reads them at the state tokens. The
+spiking model runs `time_steps` SNN steps per decision on the token grid (tokens are a
+spatial axis) and only uses operations NIR can express (docs/SEMANTICS.md): per-token
+linear maps, BatchNorm (folded at export), LIF neurons, AND of two spike trains and a
+decay-weighted causal sum over earlier tokens. No softmax, no LayerNorm in the spiking path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from snntorch import surrogate
+
+from spikingmind.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture knobs shared by the spiking DT and its ANN twin (same width and depth)."""
+
+    kind: str = "snn"  # "snn" or "ann"
+    width: int = 64  # embedding channels C
+    n_blocks: int = 2
+    mlp_ratio: int = 2  # hidden channels = mlp_ratio * width
+    context_length: int = 20  # K environment steps -> L = 3K tokens
+    time_steps: int = 4  # T SNN steps per decision (snn only)
+    beta: float = 0.5  # LIF decay per step; dyadic so NIR's tau round-trips exactly
+    threshold: float = 1.0
+    surrogate_slope: float = 2.0  # atan surrogate alpha
+    mix_decay_init: tuple[float, float] = (0.5, 0.95)  # range of the per-channel causal decay g
+    n_heads: int = 1  # ann only
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("snn", "ann"):
+            raise ConfigError(f"model.kind must be 'snn' or 'ann', not {self.kind!r}")
+        for name in ("width", "n_blocks", "mlp_ratio", "context_length", "time_steps", "n_heads"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 < self.beta < 1.0:
+            raise ConfigError(f"model.beta must be in (0, 1), got {self.beta!r}")
+        if self.width % self.n_heads:
+            raise ConfigError(f"model.width={self.width} is not divisible by n_heads={self.n_heads}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        values = dict(values)
+        if "mix_decay_init" in values:
+            values["mix_decay_init"] = tuple(values["mix_decay_init"])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- neuron
+
+
+def lif_step(current: torch.Tensor, mem: torch.Tensor, beta: float, threshold: float, slope: float):
+    """One LIF step, zero reset (docs/SEMANTICS.md): returns (spikes, membrane after reset).
+
+    v = beta * v + I; s = v > threshold; v = 0 where s. Same dynamics as snntorch.Leaky with
+    reset_mechanism="zero" (tests/test_model.py checks it step for step); the Heaviside uses
+    snnTorch's atan surrogate gradient, the reset is detached as in snnTorch. Spikes have the
+    membrane's dtype (snnTorch's Heaviside returns float32, which broke float64 models).
+    """
+    mem = beta * mem + current
+    spikes = surrogate.ATan.apply(mem - threshold, slope).to(mem.dtype)
+    return spikes, mem * (1.0 - spikes.detach())
+
+
+def lif_no_grad(currents: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
+    """The LIF layer's forward without autograd: currents (T, ...) -> spikes (T, ...).
+
+    Bit for bit the values of the `lif_step` loop (v - th > 0 iff v > th in IEEE arithmetic;
+    beta * 0 + I == I), with in-place updates and no surrogate Function: a third of the ops.
+    """
+    spikes = torch.empty_like(currents)
+    mem = currents[0].clone()
+    for t in range(currents.shape[0]):
+        if t > 0:
+            mem.mul_(beta).add_(currents[t])
+        fired = mem > threshold
+        spikes[t] = fired
+        mem.masked_fill_(fired, 0.0)
+    return spikes
+
+
+class LIF(nn.Module):
+    """LIF layer over the SNN time axis: currents (T, ...) -> spikes (T, ...)."""
+
+    def __init__(self, beta: float, threshold: float, slope: float):
+        super().__init__()
+        self.beta, self.threshold, self.slope = beta, threshold, slope
+
+    def forward(self, currents: torch.Tensor) -> torch.Tensor:
+        if not currents.requires_grad:  # inference (or frozen input): no surrogate graph to build
+            return lif_no_grad(currents, self.beta, self.threshold)
+        mem = torch.zeros_like(currents[0])
+        spikes = []
+        for current in currents:
+            spike, mem = lif_step(current, mem, self.beta, self.threshold, self.slope)
+            spikes.append(spike)
+        return torch.stack(spikes)
+
+
+class TokenLinear(nn.Module):
+    """Per-token linear map with optional BatchNorm over channels: (..., L, C_in) -> (..., L, C_out).
+
+    Exported as a kernel-1 Conv1d with the BatchNorm folded in.
+    """
+
+    def __init__(self, c_in: int, c_out: int, batch_norm: bool = True):
+        super().__init__()
+        self.linear = nn.Linear(c_in, c_out)
+        self.norm = nn.BatchNorm1d(c_out) if batch_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)
+        if self.norm is not None:
+            y = self.norm(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+        return y
+
+
+# ---------------------------------------------------------------------------- spiking attention
+
+
+class CausalDecayMix(nn.Module):
+    """kv_i = sum_{j<=i} g_c^(i-j) x_j per channel c: a causal, decay-weighted sum over tokens.
+
+    Exported as a Conv1d over the token axis with kernel 2L-1, padding L-1, a dense diagonal
+    weight and zero taps for the future (so later tokens can never reach earlier ones).
+    """
+
+    def __init__(self, channels: int, n_tokens: int, decay_range: tuple[float, float]):
+        super().__init__()
+        self.n_tokens = n_tokens
+        decay = torch.linspace(decay_range[0], decay_range[1], channels)
+        self.decay_logit = nn.Parameter(torch.log(decay / (1 - decay)))
+        self.norm = nn.BatchNorm1d(channels)
+        self._cached_decay, self._cached_matrix = None, None  # eval-mode mixing matrix, not buffers
+
+    def mixing_matrix(self) -> torch.Tensor:
+        """(C, L, L) lower-triangular matrix M[c, i, j] = g_c^(i-j) for j <= i."""
+        lag = torch.arange(self.n_tokens, device=self.decay_logit.device)
+        lag = (lag[:, None] - lag[None, :]).to(self.decay_logit.dtype)  # (L, L) i - j
+        causal = lag >= 0
+        log_g = F.logsigmoid(self.decay_logit)[:, None, None]  # (C, 1, 1)
+        return torch.where(causal, torch.exp(lag.clamp(min=0) * log_g), torch.zeros_like(log_g))
+
+    def _inference_matrix(self) -> torch.Tensor:
+        """mixing_matrix() cached while the decay parameter's values are unchanged (checked
+        by value, so optimiser steps, load_state_dict and writes through `.data` all count)."""
+        param = self.decay_logit.detach()
+        snapshot = self._cached_decay
+        if snapshot is None or snapshot.dtype != param.dtype or snapshot.device != param.device \
+                or not torch.equal(snapshot, param):
+            with torch.no_grad():
+                self._cached_matrix = self.mixing_matrix()
+            self._cached_decay = param.clone()
+        return self._cached_matrix
+
+    def train(self, mode: bool = True) -> "CausalDecayMix":
+        self._cached_decay, self._cached_matrix = None, None
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, L, C) spikes -> (N, L, C) currents
+        if self.training or (torch.is_grad_enabled() and self.decay_logit.requires_grad):
+            mixed = torch.einsum("cij,njc->nic", self.mixing_matrix(), x)
+        else:  # inference: cached matrix, and the bmm einsum picks minus its layout search (same values)
+            mixed = torch.bmm(self._inference_matrix(), x.permute(2, 1, 0).contiguous()).permute(2, 1, 0)
+        return self.norm(mixed.reshape(-1, mixed.shape[-1])).reshape(mixed.shape)
+
+
+class SpikingSelfAttention(nn.Module):
+    """Spike-driven causal attention: binary Q, K, V; AND(K, V) mixed causally; AND with Q."""
+
+    def __init__(self, cfg: ModelConfig, n_tokens: int):
+        super().__init__()
+        c = cfg.width
+        lif = lambda: LIF(cfg.beta, cfg.threshold, cfg.surrogate_slope)  # noqa: E731
+        self.lif_in = lif()
+        self.q, self.k, self.v = TokenLinear(c, c), TokenLinear(c, c), TokenLinear(c, c)
+        self.q_lif, self.k_lif, self.v_lif = lif(), lif(), lif()
+        self.mix = CausalDecayMix(c, n_tokens, cfg.mix_decay_init)
+        self.kv_lif = lif()
+        self.out_proj = TokenLinear(c, c)
+
+    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str) -> torch.Tensor:
+        # residual: (T, B, L, C) real currents -> (T, B, L, C) residual contribution
+        time_steps = residual.shape[0]
+        fold = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
+        unfold = lambda t: t.reshape(time_steps, -1, *t.shape[1:])  # noqa: E731
+        s_in = self.lif_in(residual)
+        currents = [unfold(self.q(fold(s_in))), unfold(self.k(fold(s_in))), unfold(self.v(fold(s_in)))]
+        lifs = (self.q_lif, self.k_lif, self.v_lif)
+        if not currents[0].requires_grad and len({(n.beta, n.threshold) for n in lifs}) == 1:
+            # inference: the three identical LIF layers as one (elementwise, so the same spikes)
+            q, k, v = lif_no_grad(torch.stack(currents, dim=1), self.q_lif.beta, self.q_lif.threshold).unbind(1)
+        else:
+            q, k, v = (lif(current) for lif, current in zip(lifs, currents))
+        kv_and = k * v  # AND of binary spikes (a threshold-1.5 neuron fed by both in NIR)
+        kv = self.kv_lif(unfold(self.mix(fold(kv_and))))
+        qkv_and = q * kv
+        if record is not None:
+            names = ("lif_in", "q_lif", "k_lif", "v_lif", "kv_and", "kv_lif", "qkv_and")
+            for name, spikes in zip(names, (s_in, q, k, v, kv_and, kv, qkv_and)):
+                record[f"{prefix}.{name}"] = spikes
+        return unfold(self.out_proj(fold(qkv_and)))
+
+
+class SpikingMLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        hidden = cfg.mlp_ratio * cfg.width
+        self.lif_in = LIF(cfg.beta, cfg.threshold, cfg.surrogate_slope)
+        self.fc1 = TokenLinear(cfg.width, hidden)
+        self.hidden_lif = LIF(cfg.beta, cfg.threshold, cfg.surrogate_slope)
+        self.fc2 = TokenLinear(hidden, cfg.width)
+
+    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str) -> torch.Tensor:
+        time_steps = residual.shape[0]
+        s_in = self.lif_in(residual)
+        hidden = self.hidden_lif(self.fc1(s_in.reshape(-1, *s_in.shape[2:])).reshape(time_steps, *s_in.shape[1:3], -1))
+        if record is not None:
+            record[f"{prefix}.lif_in"] = s_in
+            record[f"{prefix}.hidden_lif"] = hidden
+        return self.fc2(hidden.reshape(-1, *hidden.shape[2:])).reshape(residual.shape)
+
+
+class SpikingBlock(nn.Module):
+    """Membrane-shortcut block: the residual stream stays real-valued (summed currents),
+    each sublayer reads it through LIF spikes of its own."""
+
+    def __init__(self, cfg: ModelConfig, n_tokens: int):
+        super().__init__()
+        self.attn = SpikingSelfAttention(cfg, n_tokens)
+        self.mlp = SpikingMLP(cfg)
+
+    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str) -> torch.Tensor:
+        residual = residual + self.attn(residual, record, f"{prefix}.attn")
+        return residual + self.mlp(residual, record, f"{prefix}.mlp")
+
+
+# ---------------------------------------------------------------------------- ANN twin
+
+
+class CausalSelfAttention(nn.Module):
+    """Standard softmax causal self-attention (the ordinary Decision Transformer's)."""
+
+    def __init__(self, cfg: ModelConfig, n_tokens: int):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        self.out_proj = nn.Linear(cfg.width, cfg.width)
+        self.register_buffer("mask", torch.tril(torch.ones(n_tokens, n_tokens, dtype=torch.bool)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=-1)
+        heads = lambda t: t.reshape(b, n, self.n_heads, c // self.n_heads).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(q), heads(k), heads(v)  # (B, H, L, C/H)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(c // self.n_heads)
+        scores = scores.masked_fill(~self.mask[:n, :n], float("-inf"))
+        out = torch.softmax(scores, dim=-1) @ v
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_tokens: int):
+        super().__init__()
+        hidden = cfg.mlp_ratio * cfg.width
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.width), nn.LayerNorm(cfg.width)
+        self.attn = CausalSelfAttention(cfg, n_tokens)
+        self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+class DecisionTransformer(nn.Module):
+    """Token embedding -> blocks -> action head, spiking (kind="snn") or not (kind="ann").
+
+    forward(tokens (B, L, F)) -> outputs (B, L, n_out): action logits (discrete) or
+    pre-squash action means (continuous) for every token; the policy reads the state tokens.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_features: int, n_out: int):
+        super().__init__()
+        self.cfg, self.n_features, self.n_out = cfg, n_features, n_out
+        n_tokens = 3 * cfg.context_length
+        self.embed = nn.Linear(n_features, cfg.width)  # real-valued encoder (MACs, not spike ops)
+        if cfg.kind == "snn":
+            self.blocks = nn.ModuleList(SpikingBlock(cfg, n_tokens) for _ in range(cfg.n_blocks))
+            self.head_lif = LIF(cfg.beta, cfg.threshold, cfg.surrogate_slope)
+        else:
+            self.position = nn.Parameter(torch.zeros(n_tokens, cfg.width))
+            nn.init.normal_(self.position, std=0.02)
+            self.blocks = nn.ModuleList(TransformerBlock(cfg, n_tokens) for _ in range(cfg.n_blocks))
+            self.head_norm = nn.LayerNorm(cfg.width)
+        self.head = nn.Linear(cfg.width, n_out)
+
+    @property
+    def spiking(self) -> bool:
+        return self.cfg.kind == "snn"
+
+    def forward(self, tokens: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        """tokens (B, L, F) -> (B, L, n_out). With `record` (a dict) the SNN stores every
+        spiking layer's spikes (T, B, L, C) under its NIR node name."""
+        x = self.embed(tokens)  # (B, L, C)
+        if not self.spiking:
+            x = x + self.position[: x.shape[1]]
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.head_norm(x))
+        residual = x.unsqueeze(0).expand(self.cfg.time_steps, *x.shape)  # (T, B, L, C) same input each step
+        for index, block in enumerate(self.blocks):
+            residual = block(residual, record, f"blocks.{index}")
+        spikes = self.head_lif(residual)
+        if record is not None:
+            record["head.lif"] = spikes
+        return self.head(spikes).mean(dim=0)  # readout averaged over the T steps
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

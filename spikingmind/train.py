@@ -1,0 +1,325 @@
+"""Offline training with the Decision Transformer loss, resumable and deterministic.
+
+A run lives in one folder:
+    run.json        the full TrainConfig (a run is reproducible from it + its seed)
+    resume/         weights + optimizer moments + history, rewritten atomically at each evaluation
+    checkpoint/     the finished policy (see spikingmind.checkpoint); its presence means "done"
+Re-running the same config resumes an interrupted run and leaves a finished one alone;
+a different config in the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from spikingmind.checkpoint import Checkpoint, checkpoint_meta, save_checkpoint
+from spikingmind.data import Episodes, load_episodes
+from spikingmind.envs import get_env_spec
+from spikingmind.errors import ConfigError, RunExistsError
+from spikingmind.io import atomic_dir, atomic_write_json
+from spikingmind.model import DecisionTransformer, ModelConfig
+from spikingmind.rollout import TorchPolicy, run_episodes
+from spikingmind.tokens import STATE, Normalization, TokenLayout, step_tokens, window_indices, windows
+
+#: Validation episodes during training use these env seeds: disjoint from training
+#: (data.episode_seed) and from evaluation (rollout.evaluation_seeds).
+VALIDATION_SEED_BASE = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of an offline run. Saved in run.json and in the checkpoint."""
+
+    env_id: str = "CartPole-v1"
+    dataset: str = ""  # Minari dataset id (under MINARI_DATASETS_PATH) or folder
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    spike_rate_weight: float = 0.0  # penalty on the mean spike rate above spike_rate_target
+    spike_rate_target: float = 0.05
+    eval_every: int = 50
+    eval_episodes: int = 5
+    stop_at_return: float | None = None  # stop early once validation mean return reaches it
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        values = dict(values)
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown train keys: {', '.join(sorted(unknown))}")
+        if isinstance(values.get("model"), dict):
+            values["model"] = ModelConfig.from_dict(values["model"])
+        try:
+            cfg = cls(**values)
+        except TypeError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        for name in ("steps", "batch_size", "eval_every", "eval_episodes"):
+            if int(getattr(cfg, name)) < 1:
+                raise ConfigError(f"{source}: train.{name} must be >= 1, got {getattr(cfg, name)!r}")
+        if cfg.lr <= 0:
+            raise ConfigError(f"{source}: train.lr must be positive")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a TOML config with optional [train] and [model] tables -> TrainConfig kwargs."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML ({error})") from None
+    unknown = set(raw) - {"train", "model"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown tables {', '.join(sorted(unknown))} (expected [train], [model])")
+    values = dict(raw.get("train", {}))
+    if "model" in raw:
+        values["model"] = dict(raw["model"])
+    return values
+
+
+# ---------------------------------------------------------------------------- data -> batches
+
+
+@dataclass
+class TrainingData:
+    """Token rows of every dataset step plus what is needed to cut windows and targets."""
+
+    rows: np.ndarray  # (N, 3, F)
+    actions: np.ndarray  # (N,) or (N, act_dim)
+    episode_start: np.ndarray  # (N,) first step index of each step's episode
+    layout: TokenLayout
+    norm: Normalization
+
+    @classmethod
+    def from_episodes(cls, episodes: Episodes, layout: TokenLayout, return_scale: float, max_steps: int) -> "TrainingData":
+        norm = Normalization.from_observations(episodes.observations, return_scale, max_steps)
+        rows = step_tokens(layout, norm, episodes.observations, episodes.actions,
+                           episodes.returns_to_go(), episodes.timesteps())
+        return cls(rows, episodes.actions, np.repeat(episodes.starts, episodes.lengths), layout, norm)
+
+    def batch(self, rng: np.random.Generator, size: int):
+        """Windows ending at uniformly sampled steps of the whole dataset."""
+        ends = rng.integers(0, len(self.rows), size=size)
+        index, valid = window_indices(ends, self.episode_start[ends], self.layout.context_length)
+        return windows(self.rows, index, valid), self.actions[index], valid
+
+
+def dt_loss(outputs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, layout: TokenLayout, spec) -> torch.Tensor:
+    """Decision Transformer loss at the state tokens of the window's valid steps."""
+    state_out = outputs[:, STATE::3]  # (B, K, n_out): outputs at state tokens
+    if spec.discrete:
+        loss = F.cross_entropy(state_out.reshape(-1, state_out.shape[-1]), actions.reshape(-1), reduction="none")
+    else:
+        low = torch.as_tensor(spec.action_low, dtype=outputs.dtype)
+        high = torch.as_tensor(spec.action_high, dtype=outputs.dtype)
+        predicted = low + (torch.tanh(state_out) + 1) / 2 * (high - low)
+        loss = ((predicted - actions) ** 2 / ((high - low) / 2) ** 2).mean(-1).reshape(-1)
+    mask = valid.reshape(-1).to(loss.dtype)
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+class RunState:
+    """Resume files of a run folder."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.resume = run_dir / "resume"
+        self.final = run_dir / "checkpoint"
+        self.config_path = run_dir / "run.json"
+
+    def check_config(self, cfg: TrainConfig, force: bool) -> str:
+        """'fresh', 'resume' or 'finished'; refuses a folder holding another config."""
+        if force or not self.config_path.exists():
+            return "fresh"
+        saved = json.loads(self.config_path.read_text())
+        if saved != json.loads(json.dumps(cfg.to_dict())):
+            changed = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != json.loads(json.dumps(cfg.to_dict())).get(k))
+            raise RunExistsError(
+                f"{self.run_dir} holds a run with another config (differs in: {', '.join(changed)}); "
+                "use another --out or pass --force to start over"
+            )
+        if self.final.exists():
+            return "finished"
+        return "resume" if (self.resume / "state.json").exists() else "fresh"
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{index}.{key}"] = torch.as_tensor(value).clone()
+    return tensors
+
+
+def _load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state_dict = optimizer.state_dict()
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    state_dict["state"] = state
+    optimizer.load_state_dict(state_dict)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 10% of lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+
+def validate(model: DecisionTransformer, spec, layout, norm, episodes: int) -> float:
+    from spikingmind.checkpoint import Checkpoint as _Ckpt
+
+    model.eval()
+    policy = TorchPolicy(_Ckpt(model=model, spec=spec, layout=layout, norm=norm))
+    seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
+    result = run_episodes(policy, seeds)
+    model.train()
+    return float(np.mean(result.returns))
+
+
+def train(
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    force: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> tuple[Path, dict]:
+    """Train (or resume) the run in `run_dir`; returns (checkpoint path, metrics)."""
+    run_dir = Path(run_dir)
+    state = RunState(run_dir)
+    status = state.check_config(cfg, force)
+    if status == "finished":
+        meta = json.loads((state.final / "checkpoint.json").read_text())
+        return state.final, {**meta.get("metrics", {}), "status": "already finished"}
+    if not cfg.dataset:
+        raise ConfigError("no dataset given (--dataset ID, or train.dataset in the config file)")
+
+    spec = get_env_spec(cfg.env_id)
+    episodes = load_episodes(cfg.dataset, cfg.env_id)
+    if spec.discrete and (episodes.actions.min() < 0 or episodes.actions.max() >= spec.act_dim):
+        raise ConfigError(f"dataset {cfg.dataset}: actions outside 0..{spec.act_dim - 1} for {cfg.env_id}")
+    layout = TokenLayout(spec.obs_dim, spec.act_dim, spec.discrete, cfg.model.context_length)
+    data = TrainingData.from_episodes(episodes, layout, spec.return_scale, spec.max_episode_steps)
+
+    torch.manual_seed(cfg.seed)
+    model = DecisionTransformer(cfg.model, layout.n_features, spec.act_dim)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict] = []
+    start_step, elapsed_before, best = 0, 0.0, {"return": -np.inf, "step": -1}
+    best_state = None
+    if force and run_dir.exists():
+        for stale in (state.final, state.resume):
+            if stale.exists():
+                import shutil
+
+                shutil.rmtree(stale)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(state.config_path, cfg.to_dict())
+    if status == "resume":
+        saved = json.loads((state.resume / "state.json").read_text())
+        model.load_state_dict(load_file(str(state.resume / "model.safetensors")))
+        _load_optimizer_tensors(optimizer, load_file(str(state.resume / "optimizer.safetensors")))
+        start_step, elapsed_before, history, best = saved["step"], saved["elapsed"], saved["history"], saved["best"]
+        if (state.resume / "best.safetensors").exists():
+            best_state = load_file(str(state.resume / "best.safetensors"))
+
+    def save_resume(step: int, elapsed: float) -> None:
+        with atomic_dir(state.resume, overwrite=True) as tmp:
+            save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+            save_file(_optimizer_tensors(optimizer), str(tmp / "optimizer.safetensors"))
+            if best_state is not None:
+                save_file(best_state, str(tmp / "best.safetensors"))
+            atomic_write_json(tmp / "state.json", {"step": step, "elapsed": elapsed, "history": history, "best": best})
+
+    model.train()
+    clock = time.perf_counter()
+    step = start_step
+    time_to_stop = None
+    loss_value = float("nan")
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step])  # per-step stream: resuming replays the same batches
+        tokens, actions, valid = data.batch(rng, cfg.batch_size)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        record = {} if (model.spiking and cfg.spike_rate_weight > 0) else None
+        outputs = model(torch.from_numpy(tokens), record)
+        action_tensor = torch.from_numpy(actions)
+        loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), layout, spec)
+        if record:
+            rate = torch.stack([spikes.mean() for spikes in record.values()]).mean()
+            loss = loss + cfg.spike_rate_weight * F.relu(rate - cfg.spike_rate_target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        loss_value = float(loss.detach())
+        elapsed = elapsed_before + time.perf_counter() - clock
+        entry = {"step": step, "loss": loss_value, "elapsed_s": elapsed}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            entry["val_return"] = validate(model, spec, layout, norm=data.norm, episodes=cfg.eval_episodes)
+            elapsed = elapsed_before + time.perf_counter() - clock
+            entry["elapsed_s"] = elapsed
+            history.append(entry)
+            if entry["val_return"] >= best["return"]:
+                best = {"return": entry["val_return"], "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_resume(step, elapsed)
+            if cfg.stop_at_return is not None and entry["val_return"] >= cfg.stop_at_return:
+                time_to_stop = elapsed
+                if on_progress:
+                    on_progress(entry)
+                break
+        if on_progress:
+            on_progress(entry)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    metrics = {
+        "steps": step,
+        "train_seconds": elapsed_before + time.perf_counter() - clock,
+        "final_loss": loss_value,
+        "best_val_return": best["return"],
+        "best_step": best["step"],
+        "time_to_stop_at_return_s": time_to_stop,
+        "validation_seeds": [VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + cfg.eval_episodes - 1],
+        "history": history,
+    }
+    dataset_meta = episodes.metadata
+    meta = checkpoint_meta(
+        model, spec, layout, data.norm,
+        dataset={"id": dataset_meta["dataset_id"], "content_hash": dataset_meta["content_hash"],
+                 "mix": dataset_meta["mix"], "seed": dataset_meta["seed"], "n_episodes": dataset_meta["n_episodes"],
+                 "episode_seeds": [e["seed"] for e in dataset_meta["episodes"]]},
+        train=cfg.to_dict(),
+        metrics=metrics,
+    )
+    save_checkpoint(state.final, Checkpoint(model=model, spec=spec, layout=layout, norm=data.norm, meta=meta))
+    return state.final, metrics

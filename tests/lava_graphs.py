@@ -1,0 +1,92 @@
+"""Small NIR graphs of SEMANTICS.md's "Model shape" for the Lava and fixed-point tests.
+
+`dyadic=True` draws every weight, bias and input as a multiple of 2**-6 with few bits, so
+all float64 sums are exact in any order: Lava's floating_pt run must then agree with the
+reference bit for bit, whatever order Lava accumulates in.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+
+from spikingmind import units
+
+DT = units.DT
+
+
+def _lif(shape, beta=0.5, threshold=1.0) -> nir.LIF:
+    p = units.lif_parameters(np.full(shape, beta))
+    return nir.LIF(tau=p["tau"], r=p["r"], v_leak=p["v_leak"],
+                   v_threshold=np.full(shape, threshold), v_reset=np.zeros(shape))
+
+
+def _conv(weight, bias, n_in, padding=0) -> nir.Conv1d:
+    return nir.Conv1d(input_shape=n_in, weight=weight, stride=1, padding=padding,
+                      dilation=1, groups=1, bias=bias)
+
+
+def dt_graph(channels=8, tokens=6, features=5, n_out=2, blocks=1, time_steps=4, seed=0,
+             dyadic=True, beta=0.75, action_kind="discrete") -> nir.NIRGraph:
+    """Spiking Decision Transformer graph exactly as SEMANTICS.md's 'Model shape'."""
+    rng = np.random.default_rng(seed)
+    C, L = channels, tokens
+    grid = (C, L)
+
+    def draw(scale, size):
+        values = rng.normal(0, scale, size)
+        return np.round(values * 64) / 64 if dyadic else values
+
+    def pointwise(c_out, c_in):
+        return _conv(draw(0.6, (c_out, c_in, 1)), draw(0.3, c_out), L)
+
+    def causal_mix():
+        weight = np.zeros((C, C, 2 * L - 1))
+        decay = rng.choice([0.5, 0.75, 0.875], C) if dyadic else rng.uniform(0.5, 0.9, C)
+        for d in range(L):
+            weight[np.arange(C), np.arange(C), L - 1 - d] = decay ** d
+        return _conv(weight, draw(0.1, C), L, padding=L - 1)
+
+    nodes = {"input": nir.Input(np.array([features, L])), "embed": pointwise(C, features)}
+    edges = [("input", "embed")]
+    residual = ["embed"]
+
+    def add(name, node, *sources):
+        nodes[name] = node
+        edges.extend((s, name) for s in sources)
+
+    for b in range(blocks):
+        a = f"b{b}.attn"
+        add(f"{a}.lif_in", _lif(grid, beta), *residual)
+        for proj in "qkv":
+            add(f"{a}.{proj}", pointwise(C, C), f"{a}.lif_in")
+            add(f"{a}.{proj}_lif", _lif(grid, beta), f"{a}.{proj}")
+        add(f"{a}.kv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.k_lif", f"{a}.v_lif")
+        add(f"{a}.mix", causal_mix(), f"{a}.kv_and")
+        add(f"{a}.kv_lif", _lif(grid, beta), f"{a}.mix")
+        add(f"{a}.qkv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.q_lif", f"{a}.kv_lif")
+        add(f"{a}.out_proj", pointwise(C, C), f"{a}.qkv_and")
+        residual.append(f"{a}.out_proj")
+        m = f"b{b}.mlp"
+        add(f"{m}.lif_in", _lif(grid, beta), *residual)
+        add(f"{m}.fc1", pointwise(2 * C, C), f"{m}.lif_in")
+        add(f"{m}.hidden_lif", _lif((2 * C, L), beta), f"{m}.fc1")
+        add(f"{m}.fc2", pointwise(C, 2 * C), f"{m}.hidden_lif")
+        residual.append(f"{m}.fc2")
+    add("head.lif", _lif(grid, beta), *residual)
+    add("head.readout", pointwise(n_out, C), "head.lif")
+    add("output", nir.Output(np.array([n_out, L])), "head.readout")
+    extra = {"action_kind": action_kind, "context_length": L // 3, "token_features": features}
+    if action_kind == "continuous":
+        extra |= {"action_low": [-2.0] * n_out, "action_high": [1.0] * n_out}
+    metadata = {"dt": DT, "time_steps": time_steps, "spikingmind": json.dumps(extra)}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+
+
+def decision_inputs(graph: nir.NIRGraph, n: int, seed: int = 1, dyadic: bool = True) -> np.ndarray:
+    """(n, D_in, L) inputs; dyadic ones are multiples of 2**-4 in about [-2, 2]."""
+    shape = tuple(int(x) for x in np.asarray(graph.nodes["input"].input_type["input"]).reshape(-1))
+    values = np.random.default_rng(seed).normal(0, 1.0, (n, *shape))
+    return np.round(values * 16) / 16 if dyadic else values

@@ -1,0 +1,140 @@
+"""`export --target onnx`: the ANN twin runs in ONNX Runtime exactly as in PyTorch, with its metadata."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
+from spikingmind.envs import get_env_spec
+from spikingmind.errors import CheckpointError, ExportError, GraphError, RunExistsError
+from spikingmind.export import export as export_target
+from spikingmind.export.onnx import INPUT_NAME, OPSET, OUTPUT_NAME, OnnxPolicy, sample_windows
+from spikingmind.model import DecisionTransformer, ModelConfig
+from spikingmind.rollout import TorchPolicy, run_episodes
+from spikingmind.tokens import Normalization, TokenLayout
+
+ENV = "CartPole-v1"
+
+
+def _save_tiny(path, kind: str):
+    torch.manual_seed(0)
+    spec = get_env_spec(ENV)
+    layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=True, context_length=4)
+    norm = Normalization(obs_mean=(0.0, 0.1, 0.0, -0.1), obs_std=(0.5, 1.0, 0.1, 1.0),
+                         return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
+    model = DecisionTransformer(ModelConfig(kind=kind, width=16, n_blocks=1, context_length=4, time_steps=2),
+                                layout.n_features, spec.act_dim)
+    meta = checkpoint_meta(model, spec, layout, norm, dataset={"id": "synthetic", "episode_seeds": []})
+    save_checkpoint(path, Checkpoint(model, spec, layout, norm, meta=meta))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    ckpt_dir = _save_tiny(root / "ann", "ann")
+    path = export_target("onnx", ckpt_dir, root / "ann.onnx")
+    return ckpt_dir, path
+
+
+def _windows(ckpt, n, seed):
+    return sample_windows(ckpt.layout, ckpt.norm, ckpt.spec, n, seed=seed)
+
+
+def test_export_passes_checker_and_records_opset_and_metadata(exported):
+    ckpt_dir, path = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert [(o.domain, o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")] == [("", OPSET)]
+    assert not any(n.op_type in ("Shape", "Gather") for n in model.graph.node)  # clean, shape-free graph
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["spikingmind"])
+    ckpt = load_checkpoint(ckpt_dir)
+    assert meta["onnx"]["opset"] == OPSET
+    assert meta["env"]["env_id"] == ENV
+    assert meta["token_layout"] == ckpt.meta["token_layout"]
+    assert meta["normalization"] == ckpt.meta["normalization"]
+    assert meta["model"]["kind"] == "ann"
+    assert meta["decode"]["token_index"] == ckpt.layout.n_tokens - 2
+    assert meta["decode"]["action"] == "argmax"
+    assert meta["time_steps"] is None and "dt" not in meta
+    assert meta["dataset"]["id"] == "synthetic"
+    assert meta["spikingmind_version"]
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_dynamic_batch_matches_pytorch(exported, batch):
+    ckpt_dir, path = exported
+    ckpt = load_checkpoint(ckpt_dir)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].name == INPUT_NAME
+    rng = np.random.default_rng(batch)
+    for windows in (rng.normal(size=(batch, ckpt.layout.n_tokens, ckpt.layout.n_features)).astype(np.float32),
+                    _windows(ckpt, batch, seed=batch)):
+        actual = session.run([OUTPUT_NAME], {INPUT_NAME: windows})[0]
+        with torch.inference_mode():
+            expected = ckpt.model(torch.from_numpy(windows)).numpy()
+        assert actual.shape == (batch, ckpt.layout.n_tokens, ckpt.model.n_out)
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+
+
+def test_policy_acts_like_torch_policy(exported):
+    ckpt_dir, path = exported
+    ckpt = load_checkpoint(ckpt_dir)
+    onnx_policy, torch_policy = OnnxPolicy(path, intra_op_threads=2), TorchPolicy(ckpt)
+    assert onnx_policy.layout == ckpt.layout and onnx_policy.norm == ckpt.norm and onnx_policy.spec == ckpt.spec
+    windows = _windows(ckpt, 32, seed=3)
+    np.testing.assert_allclose(onnx_policy.outputs(windows), torch_policy.outputs(windows), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(onnx_policy.act(windows), torch_policy.act(windows))
+
+
+def test_closed_loop_returns_identical(exported):
+    ckpt_dir, path = exported
+    seeds = [11, 12]
+    onnx_run = run_episodes(OnnxPolicy(path), seeds, batch=2)
+    torch_run = run_episodes(TorchPolicy(load_checkpoint(ckpt_dir)), seeds, batch=2)
+    assert onnx_run.returns == torch_run.returns and onnx_run.lengths == torch_run.lengths
+
+
+def test_spiking_checkpoint_is_refused(tmp_path):
+    snn = _save_tiny(tmp_path / "snn", "snn")
+    with pytest.raises(ExportError, match="--target nir"):
+        export_target("onnx", snn, tmp_path / "snn.onnx")
+    assert not (tmp_path / "snn.onnx").exists()
+
+
+def test_existing_output_needs_force(exported, tmp_path):
+    ckpt_dir, _ = exported
+    out = tmp_path / "ann.onnx"
+    out.write_bytes(b"keep me")
+    with pytest.raises(RunExistsError, match="--force"):
+        export_target("onnx", ckpt_dir, out)
+    assert out.read_bytes() == b"keep me"
+
+
+def test_corrupt_file_gives_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00not an onnx model\xff" * 10)
+    with pytest.raises(GraphError, match="bad.onnx.*not a readable ONNX model"):
+        OnnxPolicy(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        OnnxPolicy(tmp_path / "missing.onnx")
+
+
+def test_missing_or_corrupt_metadata_gives_clear_error(exported, tmp_path):
+    _, path = exported
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.save_model(model, str(tmp_path / "plain.onnx"))
+    with pytest.raises(GraphError, match="plain.onnx.*no 'spikingmind' metadata"):
+        OnnxPolicy(tmp_path / "plain.onnx")
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "spikingmind", "{not json"
+    onnx.save_model(model, str(tmp_path / "broken.onnx"))
+    with pytest.raises(GraphError, match="broken.onnx.*corrupt spikingmind metadata"):
+        OnnxPolicy(tmp_path / "broken.onnx")

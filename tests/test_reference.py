@@ -1,0 +1,528 @@
+"""The NumPy reference simulator follows docs/SEMANTICS.md exactly, and rejects bad graphs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikingmind import units
+from spikingmind.errors import GraphError
+from spikingmind.export import reference
+from spikingmind.export.reference import NIRPolicy, ReferenceSimulator, load_graph, validate_graph
+
+DT = units.DT
+
+
+def _graph(nodes, edges, metadata=None) -> nir.NIRGraph:
+    meta = {"dt": DT, "time_steps": 4} if metadata is None else metadata
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def _lif(shape, beta=0.5, threshold=1.0) -> nir.LIF:
+    p = units.lif_parameters(np.full(shape, beta))
+    return nir.LIF(
+        tau=p["tau"], r=p["r"], v_leak=p["v_leak"],
+        v_threshold=np.full(shape, threshold), v_reset=np.zeros(shape),
+    )
+
+
+def _conv(weight, bias=None, n_in=None, stride=1, padding=0, dilation=1, groups=1) -> nir.Conv1d:
+    bias = np.zeros(weight.shape[0]) if bias is None else bias
+    return nir.Conv1d(
+        input_shape=n_in, weight=weight, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, bias=bias,
+    )
+
+
+def dt_graph(channels=8, tokens=6, features=5, n_out=2, blocks=2, seed=0, action_kind="discrete"):
+    """A spiking Decision Transformer shaped exactly as SEMANTICS.md's 'Model shape'."""
+    rng = np.random.default_rng(seed)
+    C, L = channels, tokens
+    grid = (C, L)
+
+    def pointwise(c_out, c_in):
+        return _conv(rng.normal(0, 0.6, (c_out, c_in, 1)), rng.normal(0, 0.3, c_out), n_in=L)
+
+    def causal_mix():
+        weight = np.zeros((C, C, 2 * L - 1))
+        decay = rng.uniform(0.5, 0.9, C)
+        for d in range(L):
+            weight[np.arange(C), np.arange(C), L - 1 - d] = decay**d
+        return _conv(weight, rng.normal(0, 0.1, C), n_in=L, padding=L - 1)
+
+    nodes = {"input": nir.Input(np.array([features, L])), "embed": pointwise(C, features)}
+    edges = [("input", "embed")]
+    residual = ["embed"]
+
+    def add(name, node, *sources):
+        nodes[name] = node
+        edges.extend((s, name) for s in sources)
+
+    for b in range(blocks):
+        a = f"b{b}.attn"
+        add(f"{a}.lif_in", _lif(grid), *residual)
+        for proj in "qkv":
+            add(f"{a}.{proj}", pointwise(C, C), f"{a}.lif_in")
+            add(f"{a}.{proj}_lif", _lif(grid), f"{a}.{proj}")
+        add(f"{a}.kv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.k_lif", f"{a}.v_lif")
+        add(f"{a}.mix", causal_mix(), f"{a}.kv_and")
+        add(f"{a}.kv_lif", _lif(grid), f"{a}.mix")
+        add(f"{a}.qkv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.q_lif", f"{a}.kv_lif")
+        add(f"{a}.out_proj", pointwise(C, C), f"{a}.qkv_and")
+        residual.append(f"{a}.out_proj")
+        m = f"b{b}.mlp"
+        add(f"{m}.lif_in", _lif(grid), *residual)
+        add(f"{m}.fc1", pointwise(2 * C, C), f"{m}.lif_in")
+        add(f"{m}.hidden_lif", _lif((2 * C, L)), f"{m}.fc1")
+        add(f"{m}.fc2", pointwise(C, 2 * C), f"{m}.hidden_lif")
+        residual.append(f"{m}.fc2")
+    add("head.lif", _lif(grid), *residual)
+    add("head.readout", pointwise(n_out, C), "head.lif")
+    add("output", nir.Output(np.array([n_out, L])), "head.readout")
+    extra = {"action_kind": action_kind, "context_length": L // 3, "token_features": features}
+    if action_kind == "continuous":
+        extra |= {"action_low": [-2.0] * n_out, "action_high": [1.0] * n_out}
+    return _graph(nodes, edges, {"dt": DT, "time_steps": 4, "spikingmind": json.dumps(extra)})
+
+
+# ---- neuron and edge semantics -----------------------------------------------------------
+
+
+def test_lif_constant_drive_spikes_at_hand_computed_steps():
+    # beta = 0.5, threshold 1, zero reset. Drive 0.6: v = 0.6, 0.9, 1.05* | 0.6, 0.9, 1.05* ...
+    # Drive 1.0: v = 1.0 (not > 1), 1.5* | 1.0, 1.5* ...  (a >= comparison would fire every step)
+    graph = _graph(
+        {"in": nir.Input(np.array([2])), "lif": _lif((2,)), "out": nir.Output(np.array([2]))},
+        [("in", "lif"), ("lif", "out")],
+    )
+    result = ReferenceSimulator(graph).run(np.array([[0.6, 1.0]]), time_steps=8, record=True)
+    spikes = result.outputs["out"][:, 0]
+    np.testing.assert_array_equal(spikes[:, 0], [0, 0, 1, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(spikes[:, 1], [0, 1, 0, 1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(result.records["lif"], result.outputs["out"])
+    np.testing.assert_array_equal(result.records["in"][:, 0], np.tile([0.6, 1.0], (8, 1)))
+
+
+def test_state_starts_at_zero_on_every_run():
+    graph = _graph(
+        {"in": nir.Input(np.array([1])), "lif": _lif((1,)), "out": nir.Output(np.array([1]))},
+        [("in", "lif"), ("lif", "out")],
+    )
+    sim = ReferenceSimulator(graph)
+    first = sim.run(np.array([[0.6]]), time_steps=2).outputs["out"]
+    second = sim.run(np.array([[0.6]]), time_steps=2).outputs["out"]
+    np.testing.assert_array_equal(first, np.zeros((2, 1, 1)))  # would fire at step 1 if v carried over
+    np.testing.assert_array_equal(second, first)
+
+
+def test_threshold_with_two_edges_is_a_strict_and():
+    nodes = {
+        "k": nir.Input(np.array([4])),
+        "v": nir.Input(np.array([4])),
+        "and": nir.Threshold(np.full(4, 1.5)),
+        "out": nir.Output(np.array([4])),
+    }
+    graph = _graph(nodes, [("k", "and"), ("v", "and"), ("and", "out")])
+    result = ReferenceSimulator(graph).run(
+        {"k": np.array([[0, 1, 1, 0.75]]), "v": np.array([[1, 0, 1, 0.75]])}, time_steps=1
+    )
+    np.testing.assert_array_equal(result.output[0, 0], [0, 0, 1, 0])  # 1.5 is not > 1.5
+
+
+@pytest.mark.parametrize("order", [("a", "b", "c"), ("c", "b", "a")])
+def test_incoming_edges_are_summed_in_edge_list_order(order):
+    values = {"a": 0.1, "b": 0.2, "c": 0.3}  # (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1 in float64
+    nodes = {name: nir.Input(np.array([1])) for name in values} | {"out": nir.Output(np.array([1]))}
+    graph = _graph(nodes, [(name, "out") for name in order])
+    inputs = {name: np.array([[value]]) for name, value in values.items()}
+    got = ReferenceSimulator(graph).run(inputs, time_steps=1).output[0, 0, 0]
+    x, y, z = (values[name] for name in order)
+    assert got == (x + y) + z
+    other = (z + y) + x
+    assert got != other
+
+
+def test_delay_shifts_each_element_by_its_own_number_of_steps():
+    graph = _graph(
+        {
+            "in": nir.Input(np.array([3])),
+            "delay": nir.Delay(np.array([0.0, 1.0, 2.0]) * DT),
+            "out": nir.Output(np.array([3])),
+        },
+        [("in", "delay"), ("delay", "out")],
+    )
+    drive = np.repeat(np.arange(1.0, 6.0)[:, None, None], 3, axis=2)  # (T=5, B=1, 3): t + 1
+    out = ReferenceSimulator(graph).run(drive, time_varying=True).output[:, 0]
+    np.testing.assert_array_equal(out[:, 0], [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(out[:, 1], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(out[:, 2], [0, 0, 1, 2, 3])
+
+
+def test_feedback_edge_in_a_cycle_reads_the_previous_step():
+    # IF (r = 1, threshold 1) driven by 0.3 and by 2 x its own spikes through a Scale.
+    # The IF -> scale edge is feedback: v = 0.3, 0.6, 0.9, 1.2* then 0.3 + 2 = 2.3* every step.
+    nodes = {
+        "in": nir.Input(np.array([1])),
+        "if": nir.IF(r=np.ones(1), v_threshold=np.ones(1), v_reset=np.zeros(1)),
+        "scale": nir.Scale(np.array([2.0])),
+        "out": nir.Output(np.array([1])),
+    }
+    graph = _graph(nodes, [("in", "if"), ("if", "scale"), ("scale", "if"), ("if", "out")])
+    out = ReferenceSimulator(graph).run(np.array([[0.3]]), time_steps=6).output[:, 0, 0]
+    np.testing.assert_array_equal(out, [0, 0, 0, 1, 1, 1])
+
+
+def test_li_and_i_integrate_as_specified():
+    tau, r = np.full(1, 4 * DT), np.full(1, 2.0)
+    nodes = {
+        "in": nir.Input(np.array([1])),
+        "li": nir.LI(tau=tau, r=r, v_leak=np.full(1, 0.5)),
+        "i": nir.I(r=np.full(1, 500.0)),
+        "out": nir.Output(np.array([1])),
+        "out_i": nir.Output(np.array([1])),
+    }
+    graph = _graph(nodes, [("in", "li"), ("li", "out"), ("in", "i"), ("i", "out_i")])
+    result = ReferenceSimulator(graph).run(np.array([[1.0]]), time_steps=3)
+    v, expected = 0.0, []
+    for _ in range(3):  # beta = 0.75, gain = 0.5, leak drive = 0.125
+        v = 0.75 * v + 0.5 * 1.0 + 0.125
+        expected.append(v)
+    np.testing.assert_array_equal(result.outputs["out"][:, 0, 0], expected)
+    np.testing.assert_allclose(result.outputs["out_i"][:, 0, 0], [0.5, 1.0, 1.5], rtol=1e-15)
+
+
+def test_cuba_lif_filters_the_input_current_first():
+    # tau_syn = tau_mem = 2 dt: beta_syn = beta = 0.5; r = 2 -> gain 1. Drive 1:
+    # i = 1, 1.5, 1.75, 1.875;  v = 1 (not > 1), 0.5 + 1.5 = 2*, 0 + 1.75*, 0 + 1.875*
+    two_dt = np.full(1, 2 * DT)
+    node = nir.CubaLIF(
+        tau_syn=two_dt, tau_mem=two_dt, r=np.full(1, 2.0), v_leak=np.zeros(1),
+        v_threshold=np.ones(1), v_reset=np.zeros(1),
+    )
+    graph = _graph(
+        {"in": nir.Input(np.array([1])), "cuba": node, "out": nir.Output(np.array([1]))},
+        [("in", "cuba"), ("cuba", "out")],
+    )
+    out = ReferenceSimulator(graph).run(np.array([[1.0]])).output[:, 0, 0]
+    np.testing.assert_array_equal(out, [0, 1, 1, 1])
+
+
+def test_flatten_affine_linear_if_chain():
+    rng = np.random.default_rng(5)
+    w_aff, b_aff, w_lin = rng.normal(size=(4, 6)), rng.normal(size=4), rng.normal(size=(2, 3))
+    nodes = {
+        "in": nir.Input(np.array([2, 3])),
+        "flat": nir.Flatten(np.array([2, 3]), start_dim=0, end_dim=-1),
+        "aff": nir.Affine(weight=w_aff, bias=b_aff),
+        "if": nir.IF(r=np.full(4, 0.5), v_threshold=np.full(4, 0.25), v_reset=np.full(4, -0.5)),
+        "lin": nir.Linear(weight=w_lin),  # over the last axis of the (2, 3) input
+        "out": nir.Output(np.array([4])),
+        "out_lin": nir.Output(np.array([2, 2])),
+    }
+    edges = [("in", "flat"), ("flat", "aff"), ("aff", "if"), ("if", "out"), ("in", "lin"), ("lin", "out_lin")]
+    graph = _graph(nodes, edges)
+    assert validate_graph(graph)["flat"] == (6,)
+    partial = nir.Flatten(np.array([2, 3, 4]), start_dim=1, end_dim=-1)
+    partial_graph = _graph(
+        {"in": nir.Input(np.array([2, 3, 4])), "flat": partial, "out": nir.Output(np.array([2, 12]))},
+        [("in", "flat"), ("flat", "out")],
+    )
+    assert validate_graph(partial_graph)["flat"] == (2, 12)
+    y = np.arange(24.0).reshape(1, 2, 3, 4)
+    np.testing.assert_array_equal(ReferenceSimulator(partial_graph).run(y, 1).output[0], y.reshape(1, 2, 12))
+    x = rng.normal(size=(3, 2, 3))
+    result = ReferenceSimulator(graph).run(x, time_steps=3, record=True)
+    current = x.reshape(3, 6) @ w_aff.T + b_aff
+    np.testing.assert_allclose(result.records["aff"][0], current, rtol=1e-13)
+    v, spikes = np.zeros((3, 4)), []
+    for _ in range(3):
+        v = v + 0.5 * current
+        spikes.append(v > 0.25)
+        v = np.where(spikes[-1], -0.5, v)
+    np.testing.assert_array_equal(result.outputs["out"], np.array(spikes, dtype=float))
+    np.testing.assert_allclose(result.outputs["out_lin"][0], x @ w_lin.T, rtol=1e-13)
+
+
+# ---- Conv1d -------------------------------------------------------------------------------
+
+CONV_CASES = [
+    # c_in, c_out, kernel, stride, padding, dilation, groups, n
+    (3, 5, 1, 1, 0, 1, 1, 7),  # pointwise matmul
+    (4, 6, 1, 1, "same", 1, 2, 7),  # pointwise, grouped
+    (4, 6, 3, 1, 0, 1, 1, 10),
+    (4, 6, 3, 2, 1, 1, 2, 11),
+    (6, 6, 5, 1, "same", 2, 3, 12),
+    (4, 4, 4, 1, "same", 1, 1, 9),  # even kernel: torch pads one more on the right
+    (4, 8, 3, 3, 2, 2, 4, 17),
+    (5, 5, 3, 1, "valid", 1, 5, 8),  # depthwise -> per-channel Toeplitz
+    (4, 4, 4, 1, "same", 1, 4, 9),  # depthwise, asymmetric 'same' padding
+    (4, 4, 3, 2, 1, 2, 1, 10),  # dense diagonal weight below -> per-channel Toeplitz
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv1d_matches_torch(case):
+    c_in, c_out, kernel, stride, padding, dilation, groups, n = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    weight = rng.normal(size=(c_out, c_in // groups, kernel))
+    if case == CONV_CASES[-1]:
+        weight *= np.eye(c_in)[:, :, None]
+    bias = rng.normal(size=c_out)
+    x = rng.normal(size=(3, c_in, n))
+    expected = F.conv1d(
+        torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
+        stride=stride, padding=padding, dilation=dilation, groups=groups,
+    ).numpy()
+    node = _conv(weight, bias, n_in=n, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    graph = _graph(
+        {"in": nir.Input(np.array([c_in, n])), "conv": node, "out": nir.Output(np.array(expected.shape[1:]))},
+        [("in", "conv"), ("conv", "out")],
+    )
+    assert validate_graph(graph)["conv"] == expected.shape[1:]
+    got = ReferenceSimulator(graph).run(x, time_steps=2).output
+    np.testing.assert_allclose(got[0], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[1], got[0])
+
+
+def test_diagonal_and_depthwise_conv_take_the_per_channel_path():
+    # guards that the parametrized torch comparison really exercises every strategy
+    strategies = []
+    for case in CONV_CASES:
+        c_in, c_out, kernel, stride, padding, dilation, groups, n = case
+        weight = np.ones((c_out, c_in // groups, kernel))
+        if case == CONV_CASES[-1]:
+            weight *= np.eye(c_in)[:, :, None]
+        node = _conv(weight, n_in=n, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        shape = validate_graph(_graph({"in": nir.Input(np.array([c_in, n])), "c": node,
+                                       "o": nir.Output(None)}, [("in", "c"), ("c", "o")]))["c"]
+        graph = _graph({"in": nir.Input(np.array([c_in, n])), "c": node, "o": nir.Output(np.array(shape))},
+                       [("in", "c"), ("c", "o")])
+        strategies.append(ReferenceSimulator(graph)._programs[0].step.__name__)
+    assert strategies[:2] == ["_conv_pointwise_step"] * 2
+    assert strategies[-3:] == ["_conv_channelwise_step"] * 3
+    assert "_conv_im2col_step" in strategies
+
+
+def test_causal_conv_ignores_the_future():
+    C, L = 3, 8
+    weight = np.zeros((C, C, 2 * L - 1))
+    for d in range(L):
+        weight[np.arange(C), np.arange(C), L - 1 - d] = np.array([0.5, 0.7, 0.9]) ** d
+    graph = _graph(
+        {
+            "in": nir.Input(np.array([C, L])),
+            "mix": _conv(weight, n_in=L, padding=L - 1),
+            "lif": _lif((C, L), threshold=0.8),
+            "out": nir.Output(np.array([C, L])),
+        },
+        [("in", "mix"), ("mix", "lif"), ("lif", "out")],
+    )
+    sim = ReferenceSimulator(graph)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (2, C, L))
+    changed = x.copy()
+    changed[:, :, 5:] += rng.uniform(1, 2, (2, C, L - 5))
+    base, perturbed = sim.run(x, record=True).records, sim.run(changed, record=True).records
+    np.testing.assert_array_equal(perturbed["mix"][..., :5], base["mix"][..., :5])
+    np.testing.assert_array_equal(perturbed["lif"][..., :5], base["lif"][..., :5])
+    assert np.all(perturbed["mix"][..., 5:] > base["mix"][..., 5:])
+    expected = F.conv1d(torch.from_numpy(x), torch.from_numpy(weight), padding=L - 1).numpy()
+    np.testing.assert_allclose(base["mix"][0], expected, rtol=1e-12)
+
+
+# ---- a whole model, files, policy ------------------------------------------------------------
+
+
+def test_write_read_round_trip_reproduces_every_record(tmp_path):
+    graph = dt_graph(action_kind="continuous")
+    path = tmp_path / "model.nir"
+    nir.write(path, graph)
+    loaded = load_graph(path)
+    assert json.loads(loaded.metadata["spikingmind"]) == json.loads(graph.metadata["spikingmind"])
+    assert loaded.metadata["dt"] == DT and loaded.metadata["time_steps"] == 4
+    assert len(loaded.nodes) == 37
+    x = np.random.default_rng(2).normal(0, 1.5, (3, 5, 6))
+    before = ReferenceSimulator(graph).run(x, record=True)
+    after = ReferenceSimulator(loaded).run(x, record=True)
+    assert before.records.keys() == after.records.keys()
+    for name, spikes in before.records.items():
+        np.testing.assert_array_equal(after.records[name], spikes, err_msg=name)
+    lifs = [n for n in before.records if n.endswith("lif") or n.endswith("lif_in")]
+    rates = [before.records[n].mean() for n in lifs]
+    assert 0 < np.mean(rates) < 1  # the graph is not silent or saturated: the check has teeth
+
+
+def test_policy_decodes_mean_over_time_at_the_last_state_token():
+    D, L = 2, 6
+    identity = _conv(np.eye(D)[:, :, None], n_in=L)  # T = 2 below: (x + x) / 2 == x exactly
+    meta = {"dt": DT, "time_steps": 2, "spikingmind": json.dumps({"action_kind": "discrete"})}
+    graph = _graph(
+        {"in": nir.Input(np.array([D, L])), "id": identity, "out": nir.Output(np.array([D, L]))},
+        [("in", "id"), ("id", "out")],
+        meta,
+    )
+    policy = NIRPolicy(graph, record=True)
+    assert policy.time_steps == 2 and policy.metadata["action_kind"] == "discrete"
+    tokens = np.random.default_rng(3).normal(size=(4, L, D))  # (B, L, D_in) channels-last
+    np.testing.assert_array_equal(policy.logits(tokens), tokens[:, L - 2, :])
+    np.testing.assert_array_equal(policy.act(tokens), np.argmax(tokens[:, L - 2, :], axis=1))
+    assert policy.last_records["out"].shape == (2, 4, D, L)
+    assert policy.act(tokens[0]) == np.argmax(tokens[0, L - 2])
+
+
+def test_continuous_policy_squashes_into_the_action_box(tmp_path):
+    graph = dt_graph(action_kind="continuous")
+    path = tmp_path / "policy.nir"
+    nir.write(path, graph)
+    policy = NIRPolicy(path)
+    tokens = np.random.default_rng(4).normal(size=(2, 6, 5))
+    logits = policy.logits(tokens)
+    out = ReferenceSimulator(graph).run(tokens.transpose(0, 2, 1)).output
+    np.testing.assert_array_equal(logits, out[:, :, :, 4].mean(axis=0))
+    np.testing.assert_allclose(policy.act(tokens), -2.0 + (np.tanh(logits) + 1) / 2 * 3.0, rtol=1e-15)
+
+
+# ---- validation -----------------------------------------------------------------------------
+
+
+def _chain(*middle, shape=(3,), metadata=None, extra_edges=()):
+    nodes = {"in": nir.Input(np.array(shape))}
+    names = ["in"]
+    for name, node in middle:
+        nodes[name] = node
+        names.append(name)
+    nodes["out"] = nir.Output(np.array(shape))
+    names.append("out")
+    edges = list(zip(names[:-1], names[1:])) + list(extra_edges)
+    return _graph(nodes, edges, metadata)
+
+
+def test_valid_chain_passes():
+    assert validate_graph(_chain(("lif", _lif((3,)))))["out"] == (3,)
+
+
+def test_dangling_edge_is_named():
+    graph = _chain(("lif", _lif((3,))), extra_edges=[("lif", "ghost")])
+    with pytest.raises(GraphError, match="edge 'lif' -> 'ghost' names missing node 'ghost'"):
+        validate_graph(graph, source="model.nir")
+
+
+def test_shape_mismatch_names_the_edge():
+    graph = _chain(("lif", _lif((4,))))
+    with pytest.raises(GraphError, match=r"edge 'in' -> 'lif'.*\(3,\).*\(4,\)"):
+        validate_graph(graph)
+
+
+def test_conv_channel_mismatch_names_the_edge():
+    graph = _graph(
+        {"in": nir.Input(np.array([3, 5])), "c": _conv(np.ones((2, 4, 1)), n_in=5),
+         "out": nir.Output(np.array([2, 5]))},
+        [("in", "c"), ("c", "out")],
+    )
+    with pytest.raises(GraphError, match=r"'in' -> 'c'.*\(4, 5\)"):
+        validate_graph(graph)
+
+
+def test_nan_weight_is_named():
+    weight = np.ones((3, 3))
+    weight[1, 2] = np.nan
+    graph = _chain(("aff", nir.Affine(weight=weight, bias=np.zeros(3))))
+    with pytest.raises(GraphError, match="node 'aff' \\(Affine\\) parameter 'weight' contains NaN"):
+        validate_graph(graph)
+
+
+def test_unsupported_node_types_are_named():
+    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([1, 1]), padding=np.array([0, 0]))
+    with pytest.raises(GraphError, match="node 'pool' has unsupported type SumPool2d"):
+        validate_graph(_chain(("pool", pool)))
+
+    @dataclass(eq=False)
+    class Spiky(nir.LIF):  # a custom subclass is not the standard node
+        pass
+
+    p = units.lif_parameters(np.full(3, 0.5))
+    custom = Spiky(tau=p["tau"], r=p["r"], v_leak=p["v_leak"], v_threshold=np.ones(3))
+    with pytest.raises(GraphError, match="node 'spiky' has unsupported type Spiky"):
+        validate_graph(_chain(("spiky", custom)))
+
+
+def test_custom_node_in_a_file_names_file_and_node(tmp_path):
+    @dataclass(eq=False)
+    class Gate(nir.NIRNode):
+        level: np.ndarray
+
+        def __post_init__(self):
+            self.input_type = {"input": np.array(self.level.shape)}
+            self.output_type = {"output": np.array(self.level.shape)}
+
+    path = tmp_path / "custom.nir"
+    nir.write(path, _chain(("gate", Gate(np.ones(3)))))
+    with pytest.raises(GraphError, match=r"custom\.nir.*node 'gate' has unknown type 'Gate'"):
+        load_graph(path)
+
+
+def test_truncated_and_missing_files_raise_graph_error(tmp_path):
+    path = tmp_path / "model.nir"
+    nir.write(path, dt_graph())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GraphError, match=r"model\.nir: cannot read NIR graph"):
+        load_graph(path)
+    with pytest.raises(GraphError, match=r"absent\.nir: no such graph file"):
+        load_graph(tmp_path / "absent.nir")
+
+
+def test_cycle_without_a_stateful_node_is_rejected():
+    graph = _chain(
+        ("a", nir.Affine(weight=np.eye(3), bias=np.zeros(3))),
+        ("b", nir.Scale(np.ones(3))),
+        extra_edges=[("b", "a")],
+    )
+    with pytest.raises(GraphError, match="cycle 'a' -> 'b' -> 'a' contains no stateful node"):
+        validate_graph(graph)
+
+
+def test_non_positive_time_constant_is_named():
+    node = _lif((3,))
+    node.tau[1] = 0.0
+    with pytest.raises(GraphError, match=r"node 'lif' \(LIF\) parameter 'tau' must be > 0"):
+        validate_graph(_chain(("lif", node)))
+
+
+def test_missing_dt_is_named():
+    graph = _chain(("lif", _lif((3,))), metadata={"time_steps": 4})
+    with pytest.raises(GraphError, match=r"node 'lif' \(LIF\) needs metadata\['dt'\]"):
+        validate_graph(graph)
+    validate_graph(_chain(("s", nir.Scale(np.ones(3))), metadata={}))  # stateless: dt not needed
+
+
+def test_node_without_inputs_and_unreachable_nodes_are_named():
+    graph = _chain(("lif", _lif((3,))))
+    graph.nodes["orphan"] = _lif((3,))
+    graph.edges.append(("orphan", "out"))
+    with pytest.raises(GraphError, match="node 'orphan' \\(LIF\\) has no incoming edges"):
+        validate_graph(graph)
+
+    graph = _chain(("lif", _lif((3,))))
+    graph.nodes["island"] = _lif((3,))
+    graph.nodes["loop"] = nir.Scale(np.ones(3))
+    graph.edges += [("island", "loop"), ("loop", "island")]
+    with pytest.raises(GraphError, match="node 'island' \\(LIF\\) is not reachable"):
+        validate_graph(graph)
+
+
+def test_reference_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, spikingmind.export.reference; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert reference.NODE_KINDS[nir.LIF].stateful
