@@ -14,17 +14,13 @@ non-numeric value, and an accounting entry that names no constant; every error i
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from spikingmind.errors import ProfileError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib
+import tomllib
 
 #: Energy units a profile may use, as multiples of one picojoule (the unit of all reports).
 UNIT_TO_PJ: dict[str, float] = {"fJ": 1e-3, "pJ": 1.0, "nJ": 1e3, "uJ": 1e6, "µJ": 1e6}
