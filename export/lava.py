@@ -39,7 +39,7 @@ import numpy as np
 
 from spikingmind import fixed_point as fxp
 from spikingmind import units
-from spikingmind.errors import ExportError, LavaError, UnsupportedModuleError
+from spikingmind.errors import ExportError, LavaError, RunExistsError, UnsupportedModuleError
 from spikingmind.export import lava_env
 from spikingmind.export.lava_sidecar.plan import (
     Plan,
@@ -50,10 +50,11 @@ from spikingmind.export.lava_sidecar.plan import (
     emulate,
     schedule_host_currents,
 )
-from spikingmind.export.reference import NIRPolicy, ReferenceSimulator, load_graph, validate_graph
+from spikingmind.export.reference import ReferenceSimulator, _conv_geometry, load_graph, validate_graph
 from spikingmind.io import atomic_dir, atomic_write_json
 
-__all__ = ["LavaAgreement", "LavaPolicy", "build_plan", "export_lava_bundle", "verify_bundle", "run_sidecar"]
+__all__ = ["LavaAgreement", "LavaPolicy", "agreement_table", "build_plan", "export", "export_lava_bundle",
+           "real_decision_inputs", "run_sidecar", "verify_bundle"]
 
 SIDECAR = Path(__file__).resolve().parent / "lava_sidecar" / "run.py"
 LAVA_VERSION = "0.10.0"
@@ -74,24 +75,38 @@ class _HostTerm:
     conv: str               # Conv1d node reading the Input
 
 
-def _conv_matrix(node: nir.Conv1d, in_shape, out_shape) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Flattened (C_out*L_out, C_in*L_in) matrix and flat bias of a Conv1d, from the reference.
+def _conv_sparse(node: nir.Conv1d, in_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """A Conv1d as a sparse matrix on C-order flattened grids: (index (2, nnz), values,
+    flat bias, output shape); matrix[(o, i), (c, j)] = W[o, c, k] for j = i*stride + k*dilation - pad.
 
-    The matrix is the reference simulator's own output on the identity basis, so the Lava
-    weights are exactly the numbers the reference multiplies by.
+    The values are the graph's own weights, copied, never recomputed, so Lava multiplies by
+    exactly the reference's numbers (a kernel-1 conv is kron(W, I_L): C_out*C_in*L entries;
+    the causal mix keeps only its C*L(L+1)/2 non-zero taps).
     """
-    c_in, n_in = in_shape
-    probe = nir.NIRGraph(
-        nodes={"i": nir.Input(np.array([c_in, n_in])), "c": node, "o": nir.Output(np.array(list(out_shape)))},
-        edges=[("i", "c"), ("c", "o")], metadata={"dt": units.DT, "time_steps": 1}, type_check=False,
-    )
-    sim = ReferenceSimulator(probe)
-    basis = np.eye(c_in * n_in).reshape(c_in * n_in, c_in, n_in)
-    zero = np.zeros((1, c_in, n_in))
-    out = sim.run(np.concatenate([zero, basis]), time_steps=1, record=["c"]).records["c"][0]
-    bias = out[0]                                            # (C_out, L_out)
-    matrix = (out[1:] - bias).reshape(c_in * n_in, -1).T     # (C_out*L_out, C_in*L_in)
-    return matrix, bias.reshape(-1), bias.shape
+    c_in, n_in = (int(x) for x in in_shape)
+    c_out, _, kernel, stride, dilation, groups, pad, n_out = _conv_geometry(node, n_in)
+    weight = np.asarray(node.weight, dtype=np.float64)                  # (C_out, C_in/groups, K)
+    cg_in, cg_out = c_in // groups, c_out // groups
+    o, c_local, k = np.nonzero(weight)
+    c = c_local + (o // cg_out) * cg_in                                  # grouped -> dense channel
+    i = np.arange(n_out)
+    j = i[None, :] * stride + k[:, None] * dilation - pad[0]            # (taps, N_out)
+    inside = (j >= 0) & (j < n_in)
+    tap = np.broadcast_to(np.arange(o.size)[:, None], j.shape)[inside]
+    pos = np.broadcast_to(i[None, :], j.shape)[inside]
+    rows = o[tap] * n_out + pos
+    cols = c[tap] * n_in + j[inside]
+    values = weight[o[tap], c_local[tap], k[tap]]
+    order = np.lexsort((cols, rows))                                    # row-major, like csr
+    index = np.stack([rows[order], cols[order]]).astype(np.int32)
+    bias = np.broadcast_to(np.asarray(node.bias if node.bias is not None else 0.0, dtype=np.float64),
+                           (c_out,))
+    return index, values[order], np.repeat(bias, n_out), (c_out, n_out)
+
+
+def _identity(size: int) -> tuple[np.ndarray, np.ndarray]:
+    diagonal = np.arange(size, dtype=np.int32)
+    return np.stack([diagonal, diagonal]), np.ones(size)
 
 
 def _uniform(values, what: str, name: str) -> float:
@@ -184,20 +199,21 @@ def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[_HostTerm], dict[str, An
                         populations[name].inputs.append("host")
                         host_terms.append(_HostTerm(name, src))
                         continue
-                    matrix, bias, _ = _conv_matrix(nodes[src], in_shape[src], shapes[src])
-                    float_bias[name] = float_bias[name] + gain_of[name] * bias
                     if not isinstance(nodes[pre], SPIKING):
                         raise UnsupportedModuleError(
                             f"Conv1d '{src}' reads '{pre}' ({kind(pre)}); on Lava a Conv1d must read spikes or the Input")
-                    weight = gain_of[name] * matrix
+                    index, values, bias, _ = _conv_sparse(nodes[src], in_shape[src])
+                    float_bias[name] = float_bias[name] + gain_of[name] * bias
+                    weight = gain_of[name] * values
                 elif isinstance(nodes[src], SPIKING):
-                    pre, weight = src, gain_of[name] * np.eye(populations[name].size)
+                    index, values = _identity(populations[name].size)
+                    pre, weight = src, gain_of[name] * values
                 else:
                     raise UnsupportedModuleError(
                         f"edge '{src}' ({kind(src)}) -> '{name}' ({kind(name)}) has no Lava mapping")
                 syn = Synapse(f"{pre}->{name}" if src == pre else src + f"->{name}", pre, name)
                 synapses.append(syn)
-                arrays[f"w/{syn.name}"] = weight
+                arrays[f"w_idx/{syn.name}"], arrays[f"w/{syn.name}"] = index, weight
                 populations[name].inputs.append(syn.name)
         elif isinstance(node, nir.Output):
             if readout is not None or len(incoming[name]) != 1:
@@ -207,10 +223,11 @@ def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[_HostTerm], dict[str, An
                 (pre,) = incoming[src] if len(incoming[src]) == 1 else _fail_fan_in(src)
                 if not isinstance(nodes[pre], SPIKING):
                     raise UnsupportedModuleError(f"readout Conv1d '{src}' must read a spiking node, reads '{pre}'")
-                readout_w, readout_b, _ = _conv_matrix(nodes[src], in_shape[src], shapes[src])
+                readout_idx, readout_w, readout_b, _ = _conv_sparse(nodes[src], in_shape[src])
             elif isinstance(nodes[src], SPIKING):
                 pre = src
-                readout_w, readout_b = np.eye(populations[pre].size), np.zeros(populations[pre].size)
+                readout_idx, readout_w = _identity(populations[pre].size)
+                readout_b = np.zeros(populations[pre].size)
             else:
                 raise UnsupportedModuleError(f"Output '{name}' reads '{src}' ({kind(src)}): no Lava mapping")
             readout = Readout(name, pre, list(shapes[name]))
@@ -225,7 +242,7 @@ def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[_HostTerm], dict[str, An
         arrays[f"bias/{name}"] = np.asarray(float_bias.get(name, np.zeros(pop.size)), dtype=np.float64)
     plan = Plan(time_steps, dt, list(populations.values()), synapses, readout, arrays)
     if readout is not None:
-        arrays["readout_w"], arrays["readout_bias"] = readout_w, readout_b
+        arrays["readout_idx"], arrays["readout_w"], arrays["readout_bias"] = readout_idx, readout_w, readout_b
     report = _quantize(plan, beta_of, theta_of)
     notes["quantization_report"] = report
     return plan, host_terms, notes
@@ -270,7 +287,7 @@ def _balance_delays(populations: dict[str, Population], synapses: list[Synapse],
                                    dv=1.0, vth=0.5)
                 link = Synapse(f"{previous}->{relay.name}", previous, relay.name)
                 relay.inputs.append(link.name)
-                arrays[f"w/{link.name}"] = np.eye(src_pop.size)
+                arrays[f"w_idx/{link.name}"], arrays[f"w/{link.name}"] = _identity(src_pop.size)
                 populations[relay.name] = relay
                 synapses.append(link)
                 relays[key] = relay.name
@@ -291,15 +308,20 @@ def _quantize(plan: Plan, beta_of, theta_of) -> fxp.QuantizationReport:
             pop.stateless = True  # beta = 0: dv = 4096 is not representable, reset every step instead
         mant, exp = fxp.quantize_bias(plan.arrays[f"bias/{pop.name}"], pop.scale, layer=pop.name, report=report)
         plan.arrays[f"bias_mant/{pop.name}"], pop.bias_exp = mant, exp
+    def unstored_zeros(index_key, shape):
+        return plan.arrays[index_key].shape[1] < shape[0] * shape[1]
+
     for syn in plan.synapses:
         dst = plan.population(syn.dst)
-        mant, exp = fxp.quantize_weights(plan.arrays[f"w/{syn.name}"], dst.scale, layer=syn.name, report=report)
+        mant, exp = fxp.quantize_weights(plan.arrays[f"w/{syn.name}"], dst.scale, layer=syn.name, report=report,
+                                         implicit_zero=unstored_zeros(f"w_idx/{syn.name}", plan.matrix_shape(syn)))
         plan.arrays[f"w_mant/{syn.name}"], syn.weight_exp = mant, exp
     if plan.readout is not None:
         weight = plan.arrays["readout_w"]
-        peak = float(np.max(np.abs(weight))) or 1.0
-        plan.readout.scale = 254.0 / peak  # full mantissa at weight_exp 0
-        mant, exp = fxp.quantize_weights(weight, plan.readout.scale, layer=plan.readout.name, report=report)
+        peak = float(np.max(np.abs(weight))) if weight.size else 1.0
+        plan.readout.scale = 254.0 / (peak or 1.0)  # full mantissa at weight_exp 0
+        mant, exp = fxp.quantize_weights(weight, plan.readout.scale, layer=plan.readout.name, report=report,
+                                         implicit_zero=unstored_zeros("readout_idx", plan.readout_shape()))
         plan.arrays["readout_w_mant"], plan.readout.weight_exp = mant, exp
     return report
 
@@ -344,41 +366,47 @@ def export_lava_bundle(graph: nir.NIRGraph | str | Path, out_dir: str | Path, *,
     """
     if isinstance(graph, (str, Path)):
         graph = load_graph(graph)
-    plan, host_terms, notes = build_plan(graph)
-    report: fxp.QuantizationReport = notes["quantization_report"]
+    plan_parts = build_plan(graph)
     with atomic_dir(out_dir, overwrite=force) as tmp:
-        nir.write(tmp / "model.nir", graph)
-        _save_plan(plan, tmp)
-        manifest = {
-            "bundle_version": BUNDLE_VERSION,
-            "target": "lava",
-            "lava_nc_version": LAVA_VERSION,
-            "time_steps": plan.time_steps,
-            "dt": plan.dt,
-            "period_steps": plan.time_steps,
-            "latency_steps": plan.latency,
-            "output_latency_steps": plan.readout.offset(plan) if plan.readout else None,
-            "timing": ("decision k, SNN step t of population n runs at Lava step k*period + offset[n] + t "
-                       "(0-based); the Output of step t appears output_latency_steps later"),
-            "encoder": "host: Conv1d nodes reading the Input are computed on the host and injected as "
-                       "graded currents (RingBuffer source) into the populations they feed",
-            "host_terms": [{"population": h.population, "conv": h.conv} for h in host_terms],
-            "populations": [
-                {"name": p.name, "kind": p.kind, "size": p.size, "offset": p.offset, "stateless": p.stateless,
-                 "float": {"dv": p.dv, "vth": p.vth},
-                 "fixed": {"scale": p.scale, "dv": p.dv_int, "vth": p.vth_int, "bias_exp": p.bias_exp}}
-                for p in plan.populations
-            ],
-            "synapses": [{"name": s.name, "src": s.src, "dst": s.dst, "weight_exp": s.weight_exp}
-                         for s in plan.synapses],
-            "readout": None if plan.readout is None else {
-                "output": plan.readout.name, "src": plan.readout.src, "scale": plan.readout.scale,
-                "weight_exp": plan.readout.weight_exp},
-            "inexact_float_decays": notes["inexact_decays"],
-            "quantization_report": report.to_json(),
-        }
-        atomic_write_json(tmp / "manifest.json", manifest)
+        _write_bundle(graph, tmp, plan_parts)
     return Path(out_dir)
+
+
+def _write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
+    """The bundle's files into the (temporary) folder `tmp`."""
+    plan, host_terms, notes = plan_parts or build_plan(graph)
+    report: fxp.QuantizationReport = notes["quantization_report"]
+    nir.write(tmp / "model.nir", graph)
+    _save_plan(plan, tmp)
+    manifest = {
+        "bundle_version": BUNDLE_VERSION,
+        "target": "lava",
+        "lava_nc_version": LAVA_VERSION,
+        "time_steps": plan.time_steps,
+        "dt": plan.dt,
+        "period_steps": plan.time_steps,
+        "latency_steps": plan.latency,
+        "output_latency_steps": plan.readout.offset(plan) if plan.readout else None,
+        "timing": ("decision k, SNN step t of population n runs at Lava step k*period + offset[n] + t "
+                   "(0-based); the Output of step t appears output_latency_steps later"),
+        "encoder": "host: Conv1d nodes reading the Input are computed on the host and injected as "
+                   "graded currents (RingBuffer source) into the populations they feed",
+        "host_terms": [{"population": h.population, "conv": h.conv} for h in host_terms],
+        "populations": [
+            {"name": p.name, "kind": p.kind, "size": p.size, "offset": p.offset, "stateless": p.stateless,
+             "float": {"dv": p.dv, "vth": p.vth},
+             "fixed": {"scale": p.scale, "dv": p.dv_int, "vth": p.vth_int, "bias_exp": p.bias_exp}}
+            for p in plan.populations
+        ],
+        "synapses": [{"name": s.name, "src": s.src, "dst": s.dst, "weight_exp": s.weight_exp}
+                     for s in plan.synapses],
+        "readout": None if plan.readout is None else {
+            "output": plan.readout.name, "src": plan.readout.src, "scale": plan.readout.scale,
+            "weight_exp": plan.readout.weight_exp},
+        "inexact_float_decays": notes["inexact_decays"],
+        "quantization_report": report.to_json(),
+    }
+    atomic_write_json(tmp / "manifest.json", manifest)
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,19 +564,44 @@ class _Server:
 # Host side of a run: currents in, records out
 
 
-def _host_currents(graph: nir.NIRGraph, host_terms: list[_HostTerm], inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Per host-fed population: (B, size) float current = sum of its Input Conv1d outputs.
+class _HostEncoder:
+    """The real-valued Conv1d terms that read the Input, computed on the host.
 
-    Computed by the reference simulator itself (one step; the Input is constant over T), so
-    the graded currents are exactly the reference's numbers.
+    Each is run by the reference simulator itself on a two-node probe graph (Input -> Conv1d;
+    the Input is constant over the T steps of a decision), so the graded currents are exactly
+    the reference's numbers, at the cost of the encoder alone.
     """
-    convs = sorted({h.conv for h in host_terms})
-    records = ReferenceSimulator(graph).run(inputs, time_steps=1, record=convs).records
-    currents: dict[str, np.ndarray] = {}
-    for term in host_terms:
-        value = records[term.conv][0].reshape(inputs.shape[0], -1)
-        currents[term.population] = value if term.population not in currents else currents[term.population] + value
-    return currents
+
+    def __init__(self, graph: nir.NIRGraph, host_terms: list[_HostTerm]):
+        self.host_terms = host_terms
+        input_shape = None
+        for node in graph.nodes.values():
+            if isinstance(node, nir.Input):
+                input_shape = np.asarray(next(iter(node.input_type.values()))).reshape(-1).astype(int)
+        self.simulators = {}
+        for conv in sorted({h.conv for h in host_terms}):
+            node = graph.nodes[conv]
+            c_out, *_, n_out = _conv_geometry(node, int(input_shape[1]))
+            probe = nir.NIRGraph(
+                nodes={"input": nir.Input(input_shape), "conv": node, "output": nir.Output(np.array([c_out, n_out]))},
+                edges=[("input", "conv"), ("conv", "output")], metadata={"dt": units.DT, "time_steps": 1},
+                type_check=False)
+            self.simulators[conv] = ReferenceSimulator(probe)
+
+    def currents(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """inputs (B, D_in, L) -> per host-fed population (B, size), summed in edge order."""
+        values = {conv: sim.run(inputs, time_steps=1).outputs["output"][0].reshape(inputs.shape[0], -1)
+                  for conv, sim in self.simulators.items()}
+        currents: dict[str, np.ndarray] = {}
+        for term in self.host_terms:
+            value = values[term.conv]
+            currents[term.population] = value if term.population not in currents else currents[term.population] + value
+        return currents
+
+
+def _host_currents(graph: nir.NIRGraph, host_terms: list[_HostTerm], inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per host-fed population: (B, size) float current = sum of its Input Conv1d outputs."""
+    return _HostEncoder(graph, host_terms).currents(np.asarray(inputs, dtype=np.float64))
 
 
 def _host_data(plan: Plan, currents: dict[str, np.ndarray], n_steps: int, fixed: bool,
@@ -588,8 +641,8 @@ class LayerAgreement:
     node: str
     kind: str
     total: int
-    float_vs_reference: int        # mismatching spikes (or outputs differing > 1e-9)
-    fixed_vs_emulation: int
+    float_vs_reference: int        # mismatching spikes (Output: values differing by > 1e-9)
+    fixed_vs_emulation: int        # Output: any difference (integers, bit-exact)
     fixed_vs_float: int
     rate_reference: float
     rate_fixed: float
@@ -605,17 +658,31 @@ class LavaAgreement:
     output_max_abs_fixed: float
     timing: dict[str, Any] = field(default_factory=dict)
     quantization: list[dict] = field(default_factory=list)
+    action_fixed_vs_float: float = float("nan")
+    decisions: int = 0
 
     @property
     def float_mismatches(self) -> int:
-        return sum(row.float_vs_reference for row in self.layers)
+        return sum(max(row.float_vs_reference, 0) for row in self.layers)
 
     @property
     def fixed_emulation_mismatches(self) -> int:
-        return sum(row.fixed_vs_emulation for row in self.layers)
+        return sum(max(row.fixed_vs_emulation, 0) for row in self.layers)
+
+    @property
+    def passed(self) -> bool:
+        """floating_pt identical to the reference and fixed_pt bit-exact against the emulation."""
+        return self.float_mismatches == 0 and self.fixed_emulation_mismatches == 0
+
+    def ms_per_decision(self, mode: str) -> float:
+        """Lava run time (network built) per pipelined decision of the verification run."""
+        timing = self.timing.get(mode) or {}
+        return 1000.0 * timing.get("run_s", float("nan")) / max(timing.get("decisions", 1), 1)
 
     def to_json(self) -> dict:
-        return {**self.__dict__, "layers": [row.__dict__ for row in self.layers]}
+        return {**self.__dict__, "layers": [row.__dict__ for row in self.layers], "passed": self.passed,
+                "float_mismatches": self.float_mismatches,
+                "fixed_emulation_mismatches": self.fixed_emulation_mismatches}
 
     def to_text(self) -> str:
         lines = [f"{'node':28s} {'kind':9s} {'total':>7s} {'flt!=ref':>8s} {'fx!=emu':>8s} {'fx!=flt':>8s} "
@@ -623,27 +690,82 @@ class LavaAgreement:
         for r in self.layers:
             lines.append(f"{r.node:28s} {r.kind:9s} {r.total:7d} {r.float_vs_reference:8d} {r.fixed_vs_emulation:8d} "
                          f"{r.fixed_vs_float:8d} {r.rate_reference:8.3f} {r.rate_fixed:8.3f}")
-        lines.append(f"actions: float == reference {self.action_float_vs_reference:.1%}, "
-                     f"fixed == reference {self.action_fixed_vs_reference:.1%}; latency {self.latency_steps} steps")
+        lines.append(f"actions over {self.decisions} decisions: float == reference {self.action_float_vs_reference:.1%}, "
+                     f"fixed == float {self.action_fixed_vs_float:.1%}, fixed == reference "
+                     f"{self.action_fixed_vs_reference:.1%}; latency {self.latency_steps} steps")
         return "\n".join(lines)
 
 
-def _decode_logits(output: np.ndarray, policy_meta: dict | None) -> np.ndarray:
-    """(T, B, n_out, L) -> actions, as SEMANTICS.md decodes."""
-    logits = output[:, :, :, output.shape[-1] - 2].mean(axis=0)
-    if policy_meta is None or policy_meta.get("action_kind", "discrete") == "discrete":
-        return np.argmax(logits, axis=-1)
-    low, high = np.asarray(policy_meta["action_low"]), np.asarray(policy_meta["action_high"])
-    return low + (np.tanh(logits) + 1.0) / 2.0 * (high - low)
+def agreement_table(agreement: LavaAgreement | dict, title: str = "Lava agreement"):
+    """A rich Table of an agreement (object or its JSON): mismatch counts per layer, actions."""
+    from rich.table import Table
+
+    data = agreement.to_json() if isinstance(agreement, LavaAgreement) else agreement
+    table = Table(title=title, caption=(
+        f"{data.get('decisions', '?')} decisions, latency {data['latency_steps']} Lava steps; actions: "
+        f"float == reference {data['action_float_vs_reference']:.1%}, "
+        f"fixed == float {data.get('action_fixed_vs_float', float('nan')):.1%}, "
+        f"fixed == reference {data['action_fixed_vs_reference']:.1%}"))
+    for column in ("node", "kind", "values", "float≠ref", "fixed≠emu", "fixed≠float", "rate ref", "rate fixed"):
+        table.add_column(column, justify="left" if column in ("node", "kind") else "right")
+
+    def count(value):
+        return "-" if value < 0 else (f"[red]{value}[/]" if value else "0")
+
+    for row in data["layers"]:
+        rates = [("" if rate != rate else f"{rate:.3f}") for rate in (row["rate_reference"], row["rate_fixed"])]
+        table.add_row(row["node"], row["kind"], str(row["total"]), count(row["float_vs_reference"]),
+                      count(row["fixed_vs_emulation"]), str(row["fixed_vs_float"]), *rates)
+    return table
+
+
+class _Decoder:
+    """SEMANTICS.md's decoding from a graph's spikingmind metadata (full export metadata or the
+    short {action_kind, action_low, action_high} form)."""
+
+    def __init__(self, meta: dict | None, n_tokens: int):
+        meta = meta or {}
+        decode = meta.get("decode") or {}
+        self.token_index = int(decode.get("token_index", n_tokens - 2))
+        if "action" in decode:
+            self.discrete = decode["action"] == "argmax"
+        else:
+            self.discrete = meta.get("action_kind", "discrete") == "discrete"
+        low, high = decode.get("action_low", meta.get("action_low")), decode.get("action_high", meta.get("action_high"))
+        self.low = None if low is None else np.asarray(low, dtype=np.float64)
+        self.high = None if high is None else np.asarray(high, dtype=np.float64)
+
+    def logits(self, output: np.ndarray) -> np.ndarray:
+        """(T, B, n_out, L) Output record -> (B, n_out) decision-token logits."""
+        return output[:, :, :, self.token_index].mean(axis=0)
+
+    def actions(self, logits: np.ndarray) -> np.ndarray:
+        if self.discrete:
+            return np.argmax(logits, axis=-1)
+        return (self.low + (np.tanh(logits) + 1.0) / 2.0 * (self.high - self.low)).astype(np.float32)
 
 
 def _policy_meta(graph: nir.NIRGraph) -> dict | None:
     raw = (graph.metadata or {}).get("spikingmind")
     if raw is None:
         return None
+    if isinstance(raw, np.ndarray):
+        raw = raw.item()
     if isinstance(raw, (bytes, np.bytes_)):
         raw = raw.decode()
     return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def _input_shape(graph: nir.NIRGraph) -> tuple[int, int]:
+    for node in graph.nodes.values():
+        if isinstance(node, nir.Input):
+            return tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))).reshape(-1))
+    raise ExportError("the graph has no Input node")
+
+
+def _bundle_host_terms(bundle: Path) -> list[_HostTerm]:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return [_HostTerm(h["population"], h["conv"]) for h in manifest["host_terms"]]
 
 
 def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: float = DEFAULT_TIMEOUT_S,
@@ -652,12 +774,13 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
 
     float vs reference: every spiking layer and the Output against export/reference.py;
     fixed vs emulation: bit-exactness against the NumPy emulation of Loihi's arithmetic;
-    fixed vs float: the cost of quantization. Raises LavaError when the sidecar fails.
+    fixed vs float: the cost of quantization (spikes per layer, actions). The B decisions are
+    pipelined through one Lava run per mode. Raises LavaError when the sidecar fails.
     """
     bundle = Path(bundle)
     graph = load_graph(bundle / "model.nir")
     plan = load_plan(bundle)
-    _, host_terms, _ = build_plan(graph)
+    host_terms = _bundle_host_terms(bundle)
     inputs = np.asarray(decision_inputs, dtype=np.float64)
     n = inputs.shape[0]
     reference = ReferenceSimulator(graph).run(inputs, time_steps=plan.time_steps, record=True)
@@ -683,7 +806,7 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
                     report.add(name, "u_wrapped", count["u_wrapped"], n_steps * plan.population(name).size, "24-bit wrap")
                     report.add(name, "v_saturated", count["v_saturated"], n_steps * plan.population(name).size,
                                "+-(2**23-1)")
-    policy_meta = _policy_meta(graph)
+    decoder = _Decoder(_policy_meta(graph), inputs.shape[-1])
     rows = []
     names = [p.name for p in plan.populations if p.record] + ([plan.readout.name] if plan.readout else [])
     for name in names:
@@ -705,21 +828,27 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
             diff(flt, ref), fx_vs_emu, diff(fx, flt),
             float(ref.mean()) if not is_output else float("nan"),
             float(fx.mean()) if (fx is not None and not is_output) else float("nan")))
-    ref_actions = _decode_logits(reference.outputs[plan.readout.name], policy_meta) if plan.readout else None
 
-    def action_agreement(mode):
-        if plan.readout is None or mode not in lava:
+    def actions(mode):
+        if plan.readout is None:
+            return None
+        output = reference.outputs[plan.readout.name] if mode == "reference" else lava.get(mode, {}).get(plan.readout.name)
+        return None if output is None else decoder.actions(decoder.logits(output))
+
+    def action_agreement(a, b):
+        a, b = actions(a), actions(b)
+        if a is None or b is None:
             return float("nan")
-        actions = _decode_logits(lava[mode][plan.readout.name], policy_meta)
-        return float(np.mean(np.all(np.isclose(actions, ref_actions, atol=1e-9).reshape(n, -1), axis=1)))
+        return float(np.mean(np.all(np.isclose(a, b, atol=1e-9).reshape(n, -1), axis=1)))
 
     def out_err(mode):
         if plan.readout is None or mode not in lava:
             return float("nan")
         return float(np.max(np.abs(lava[mode][plan.readout.name] - reference.outputs[plan.readout.name])))
 
-    return LavaAgreement(plan.latency, rows, action_agreement("float"), action_agreement("fixed"),
-                         out_err("float"), out_err("fixed"), timing, report.to_json())
+    return LavaAgreement(plan.latency, rows, action_agreement("float", "reference"),
+                         action_agreement("fixed", "reference"), out_err("float"), out_err("fixed"), timing,
+                         report.to_json(), action_agreement("fixed", "float"), n)
 
 
 # ---------------------------------------------------------------------------------------
@@ -727,24 +856,38 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
 
 
 class LavaPolicy:
-    """Acts like `reference.NIRPolicy`, with the SNN running in Lava (one persistent sidecar).
+    """A Lava bundle as a closed-loop policy: every action is computed by Lava (one persistent
+    sidecar, floating_pt or fixed_pt), the encoder Conv1d on the host.
 
-    tokens: (B, L, D_in) channels-last, or (L, D_in). The B windows of one call are
-    pipelined through the network (one every T Lava steps). Use as a context manager or call
-    close(); the sidecar's process group is killed on close, on error and on timeout.
+    act(windows (B, L, D_in)) / logits(...) as `export.nir.NIRReferencePolicy`; the B windows
+    of one call are pipelined through the network (one every T Lava steps). `spec`, `layout`,
+    `norm`, `meta` come from the graph's spikingmind metadata (None when it has none).
+    `timings` holds one entry per call; `decision_stats()` summarises them. Use as a context
+    manager or call close(); the sidecar's process group is killed on close, error, timeout.
     """
 
     def __init__(self, bundle: str | Path, fixed_point: bool = False, *, timeout: float = DEFAULT_TIMEOUT_S):
         self.bundle = Path(bundle)
+        if not (self.bundle / "manifest.json").exists():
+            raise LavaError(f"{self.bundle} is not a Lava bundle (no manifest.json); "
+                            "write one with `spikingmind export --target lava`")
+        self._server: _Server | None = None
+        self._plan_dir: Path | None = None
         self.mode = "fixed" if fixed_point else "float"
         self.graph = load_graph(self.bundle / "model.nir")
-        self.decoder = NIRPolicy(self.graph)
+        self.meta = _policy_meta(self.graph) or {}
+        self.spec = self.layout = self.norm = None
+        if "env" in self.meta:
+            from spikingmind.checkpoint import policy_context
+
+            self.spec, self.layout, self.norm = policy_context(self.meta, str(self.bundle / "model.nir"))
+        self.token_features, self.context_tokens = _input_shape(self.graph)
+        self.decoder = _Decoder(self.meta, self.context_tokens)
         self.plan = load_plan(self.bundle)
-        _, self.host_terms, _ = build_plan(self.graph)
+        self.encoder = _HostEncoder(self.graph, _bundle_host_terms(self.bundle))
         self.timeout = timeout
         self._plan_dir = Path(tempfile.mkdtemp(prefix="spikingmind-lava-plan-"))
         self.plan.save(self._plan_dir)
-        self._server: _Server | None = None
         self._capacity = 1
         self.timings: list[dict] = []
         self.quantization = fxp.QuantizationReport()
@@ -755,10 +898,11 @@ class LavaPolicy:
         return self._server
 
     def logits(self, tokens: np.ndarray) -> np.ndarray:
+        """tokens (B, L, D_in) or (L, D_in) -> decision-token logits (B, n_out) or (n_out,)."""
         tokens = np.asarray(tokens, dtype=np.float64)
         single = tokens.ndim == 2
         batch = tokens[None] if single else tokens
-        expected = (self.decoder.context_tokens, self.decoder.token_features)
+        expected = (self.context_tokens, self.token_features)
         if batch.ndim != 3 or batch.shape[1:] != expected:
             raise ValueError(f"tokens have shape {tokens.shape}; expected (B, {expected[0]}, {expected[1]})")
         inputs = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
@@ -769,31 +913,57 @@ class LavaPolicy:
         period = self.plan.time_steps
         n_steps = -(-self.plan.total_steps(self._capacity) // period) * period
         fixed = self.mode == "fixed"
-        currents = _host_currents(self.graph, self.host_terms, inputs)
-        data = _host_data(self.plan, currents, n_steps, fixed, self.quantization if fixed else None)
         t0 = time.perf_counter()
+        data = _host_data(self.plan, self.encoder.currents(inputs), n_steps, fixed,
+                          self.quantization if fixed else None)
+        t1 = time.perf_counter()
         try:
             traces, timing = self._ensure_server().request(data, n_steps, record=[])
         except LavaError:
             self._server = None
             raise
-        self.timings.append({**timing, "wall_s": time.perf_counter() - t0, "decisions": n})
         out = _records(self.plan, traces, n, fixed)[self.plan.readout.name]  # (T, B, n_out, L)
-        logits = out[:, :, :, self.decoder.context_tokens - 2].mean(axis=0)
+        self.timings.append({**timing, "host_s": t1 - t0, "wall_s": time.perf_counter() - t0, "decisions": n})
+        logits = self.decoder.logits(out)
         return logits[0] if single else logits
 
     def act(self, tokens: np.ndarray) -> np.ndarray:
-        logits = self.logits(tokens)
-        if self.decoder.action_kind == "discrete":
-            return np.argmax(logits, axis=-1)
-        d = self.decoder
-        return d.action_low + (np.tanh(logits) + 1.0) / 2.0 * (d.action_high - d.action_low)
+        return self.decoder.actions(self.logits(tokens))
+
+    def decision_stats(self) -> dict:
+        """Lava time per decision over every call so far (the first call builds the network,
+        so `lava_ms_per_decision_warm` leaves out calls that (re)built it)."""
+        if not self.timings:
+            return {}
+        decisions = sum(t["decisions"] for t in self.timings)
+        warm = [t for t in self.timings if not t.get("rebuilt")]
+        run_s = sum(t["run_s"] for t in self.timings)
+        steps = sum(t["n_steps"] for t in self.timings)
+        stats = {
+            "lava_mode": "fixed_pt" if self.mode == "fixed" else "floating_pt",
+            "lava_decisions": decisions,
+            "lava_ms_per_decision": 1000.0 * sum(t["wall_s"] for t in self.timings) / decisions,
+            "lava_run_ms_per_decision": 1000.0 * run_s / decisions,
+            "lava_steps_per_s": steps / run_s if run_s > 0 else float("nan"),
+            "lava_build_s": sum(t["build_s"] for t in self.timings if t.get("rebuilt")),
+        }
+        if warm:
+            stats["lava_ms_per_decision_warm"] = 1000.0 * sum(t["wall_s"] for t in warm) / sum(
+                t["decisions"] for t in warm)
+        return stats
+
+    def spike_stats(self) -> dict:
+        """What `spikingmind.evaluate` merges into its JSON: Lava records no spikes in closed
+        loop (only the readout is read back), so this carries the Lava timing instead."""
+        return self.decision_stats()
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
-        shutil.rmtree(self._plan_dir, ignore_errors=True)
+        if self._plan_dir is not None:
+            shutil.rmtree(self._plan_dir, ignore_errors=True)
+            self._plan_dir = None
 
     def __enter__(self) -> "LavaPolicy":
         return self
@@ -806,3 +976,69 @@ class LavaPolicy:
             self.close()
         except Exception:
             pass
+
+
+# ---------------------------------------------------------------------------------------
+# Registry entry point: export + verification on real decisions
+
+
+def real_decision_inputs(graph: nir.NIRGraph, n: int, seed: int = 0) -> np.ndarray:
+    """n graph inputs (n, D_in, L) from closed-loop episodes of the reference policy on
+    evaluation seeds: whole episodes until at least n decisions exist, then n evenly spaced
+    ones (so a long episode's late decisions, with full windows, are included)."""
+    from spikingmind.rollout import record_decision_inputs
+
+    episodes = 1
+    while True:
+        inputs = record_decision_inputs(graph, episodes, seed)
+        if len(inputs) >= n or episodes >= 64:
+            break
+        episodes *= 2
+    return inputs[np.unique(np.linspace(0, len(inputs) - 1, min(n, len(inputs))).round().astype(int))]
+
+
+def export(source: str | Path, out: str | Path, force: bool = False, verify_decisions: int = 20,
+           timeout: float = DEFAULT_TIMEOUT_S, seed: int = 0, console=None) -> Path:
+    """Registry entry point: checkpoint folder or .nir -> verified Lava bundle folder `out`.
+
+    Writes the bundle into a temp folder next to `out`, runs `verify_decisions` real decisions
+    (closed-loop reference episodes on evaluation seeds `seed`) through Lava floating_pt and
+    fixed_pt, writes `agreement.json` into it and only then renames it onto `out`:
+
+    - Lava missing, crashing or timing out (LavaError), or any other failure: nothing is
+      left at `out` (an existing bundle there stays untouched);
+    - Lava ran but disagreed (float spikes != reference or fixed != emulation): the bundle
+      is kept for inspection with `agreement.json` saying `"passed": false`, and LavaError
+      is raised after the table is shown.
+
+    `console` (a rich Console) gets the agreement table; None prints nothing.
+    """
+    from spikingmind.export.nir import load_or_export_graph
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise RunExistsError(f"{out} already exists; pass --force to replace it")
+    if verify_decisions < 1:
+        raise ExportError(f"verify_decisions must be >= 1, got {verify_decisions}")
+    lava_env.find_lava_python()  # fail before any work when the sidecar cannot run
+    graph = load_or_export_graph(source)
+    inputs = real_decision_inputs(graph, verify_decisions, seed)
+    with atomic_dir(out, overwrite=force) as tmp:
+        _write_bundle(graph, tmp)
+        agreement = verify_bundle(tmp, inputs, timeout=timeout)
+        record = {**agreement.to_json(), "source": str(source), "decision_inputs": {
+            "kind": "closed-loop episodes of the NIR reference policy", "seed": seed,
+            "decisions": int(len(inputs))}}
+        atomic_write_json(tmp / "agreement.json", record)
+    if console is not None:
+        console.print(agreement_table(agreement, title=f"Lava agreement · {out}"))
+        for mode, label in (("float", "floating_pt"), ("fixed", "fixed_pt")):
+            t = agreement.timing.get(mode) or {}
+            if t:
+                console.print(f"{label}: {1000 * t['run_s'] / t['decisions']:.1f} ms per decision pipelined "
+                              f"({t['n_steps'] / t['run_s']:.0f} Lava steps/s), network build {t['build_s']:.1f} s")
+    if not agreement.passed:
+        raise LavaError(f"Lava disagrees: {agreement.float_mismatches} float spikes differ from the reference, "
+                        f"{agreement.fixed_emulation_mismatches} fixed-point values from the emulation; "
+                        f"the bundle is kept at {out} for inspection (agreement.json: passed false)")
+    return out

@@ -22,6 +22,7 @@ from torch import nn
 import spikingmind
 from spikingmind import units
 from spikingmind.errors import GraphError, UnsupportedModuleError
+from spikingmind.export.reference import NIRPolicy
 from spikingmind.io import atomic_path, refuse_overwrite
 from spikingmind.model import (
     LIF,
@@ -216,6 +217,12 @@ def export_metadata(ckpt) -> dict:
             "edge_summation": "inputs of a node are summed in edge-list order",
             "time": "zero delay: every node is evaluated once per step in topological order",
         },
+        # flat keys: what a generic reader (reference.NIRPolicy, Lava) needs to decode actions
+        "action_kind": spec.action_kind,
+        "action_low": list(spec.action_low),
+        "action_high": list(spec.action_high),
+        "context_length": layout.context_length,
+        "token_features": layout.n_features,
         "env": meta["env"],
         "token_layout": meta["token_layout"],
         "normalization": meta["normalization"],
@@ -304,20 +311,16 @@ def export(checkpoint, out, force: bool = False) -> Path:
 # ---------------------------------------------------------------------------- closed-loop policy
 
 
-class NIRReferencePolicy:
-    """An exported graph run by the NumPy reference simulator, as a closed-loop policy."""
+class NIRReferencePolicy(NIRPolicy):
+    """An exported graph run by the NumPy reference simulator as a closed-loop policy:
+    `reference.NIRPolicy` plus the env/token context and spike statistics."""
 
     def __init__(self, graph: nir.NIRGraph, source: str = "graph", record: bool = False):
-        from spikingmind.checkpoint import policy_context
-        from spikingmind.export.reference import ReferenceSimulator
+        from spikingmind.rollout import policy_context
 
-        self.graph = graph
+        super().__init__(graph, record=record)
         self.meta = graph_metadata(graph, source)
         self.spec, self.layout, self.norm = policy_context(self.meta, source)
-        self.time_steps = int(self.meta["time_steps"])
-        self.simulator = ReferenceSimulator(graph)
-        self.record = record
-        self.last_records: dict[str, np.ndarray] = {}
         self.spike_sums: dict[str, float] = {}
         self.spike_slots: dict[str, int] = {}
         self.decisions = 0
@@ -328,24 +331,15 @@ class NIRReferencePolicy:
 
         return cls(load_graph(path), str(path), record=record)
 
-    def outputs(self, windows: np.ndarray) -> np.ndarray:
-        """windows (B, L, F) -> decision-token outputs (B, n_out), float64."""
-        result = self.simulator.run(np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float64),
-                                    time_steps=self.time_steps, record=self.record)
-        output = result.outputs[OUTPUT]  # (T, B, n_out, L)
-        if self.record:
-            self.last_records = result.records
-            for name, values in result.records.items():
+    def logits(self, tokens: np.ndarray) -> np.ndarray:
+        logits = super().logits(tokens)
+        if self.record and self.last_records:
+            for name, values in self.last_records.items():
                 if isinstance(self.graph.nodes[name], (nir.LIF, nir.Threshold)):
                     self.spike_sums[name] = self.spike_sums.get(name, 0.0) + float(values.sum())
                     self.spike_slots[name] = self.spike_slots.get(name, 0) + values.size
-            self.decisions += len(windows)
-        return output.mean(axis=0)[:, :, self.layout.decision_token]
-
-    def act(self, windows: np.ndarray) -> np.ndarray:
-        from spikingmind.rollout import decode_actions
-
-        return decode_actions(self.outputs(windows), self.spec)
+            self.decisions += len(tokens)
+        return logits
 
     def spike_stats(self) -> dict:
         if not self.decisions:

@@ -209,7 +209,7 @@ class OnnxPolicy:
         except Exception as error:  # ORT raises InvalidProtobuf / Fail / ... for damaged files
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise GraphError(f"{path}: not a readable ONNX model ({first})") from None
-        from spikingmind.checkpoint import policy_context
+        from spikingmind.rollout import policy_context
 
         self.path = path
         self.meta = read_onnx_metadata(self.session, str(path))
@@ -230,6 +230,6 @@ class OnnxPolicy:
         return out[:, self.layout.decision_token].astype(np.float64)
 
     def act(self, windows: np.ndarray) -> np.ndarray:
-        from spikingmind.rollout import decode_actions
+        from spikingmind.rollout import decode_for_env
 
-        return decode_actions(self.outputs(windows), self.spec)
+        return decode_for_env(self.outputs(windows), self.spec)

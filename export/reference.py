@@ -1137,10 +1137,11 @@ class NIRPolicy:
 
     def act(self, tokens: np.ndarray) -> np.ndarray:
         """Argmax action indices (discrete) or actions squashed into [low, high] (continuous)."""
-        logits = self.logits(tokens)
-        if self.action_kind == "discrete":
-            return np.argmax(logits, axis=-1)
-        return self.action_low + (np.tanh(logits) + 1.0) / 2.0 * (self.action_high - self.action_low)
+        from spikingmind.rollout import decode_actions
+
+        discrete = self.action_kind == "discrete"
+        return decode_actions(self.logits(tokens), discrete, getattr(self, "action_low", None),
+                              getattr(self, "action_high", None))
 
 
 def _policy_metadata(graph: nir.NIRGraph, fail) -> dict[str, Any]:

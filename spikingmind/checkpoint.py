@@ -17,6 +17,7 @@ from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import CheckpointError
 from spikingmind.io import atomic_dir, atomic_write_json
 from spikingmind.model import DecisionTransformer, ModelConfig
+from spikingmind.rollout import policy_context  # noqa: F401  (re-exported: checkpoints and exports share it)
 from spikingmind.tokens import Normalization, TokenLayout
 
 FORMAT = "spikingmind-checkpoint"
@@ -128,15 +129,3 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Che
     model.to(dtype).eval()
     return Checkpoint(model=model, spec=spec, layout=layout, norm=norm, meta=meta)
 
-
-def policy_context(meta: dict, source: str = "metadata") -> tuple[EnvSpec, TokenLayout, Normalization]:
-    """(env spec, token layout, normalisation) from checkpoint/export metadata."""
-    try:
-        spec = get_env_spec(meta["env"]["env_id"])
-        layout = TokenLayout(**{k: meta["token_layout"][k] for k in ("obs_dim", "act_dim", "discrete", "context_length")})
-        norm = Normalization(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["normalization"].items()})
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{source}: incomplete spikingmind metadata ({error})") from None
-    if layout.obs_dim != spec.obs_dim:
-        raise CheckpointError(f"{source}: obs_dim {layout.obs_dim} does not match {spec.env_id} ({spec.obs_dim})")
-    return spec, layout, norm

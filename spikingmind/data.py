@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+import spikingmind
 from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import ConfigError, DatasetError, RunExistsError
 from spikingmind.io import atomic_write_json
@@ -255,10 +256,13 @@ def collect(
                 dataset_id=dataset_id,
                 buffer=buffers,
                 env=gym.spec(env_id) if spec.make is None else None,
+                eval_env=gym.spec(env_id) if spec.make is None else None,
                 action_space=env.action_space,
                 observation_space=env.observation_space,
                 algorithm_name="spikingmind mix " + ",".join(f"{k}={v:.3g}" for k, v in mix.items()),
                 author="spikingmind",
+                author_email="spikingmind@users.noreply.github.com",
+                code_permalink=f"spikingmind {spikingmind.__version__} (spikingmind collect)",
                 description=f"spikingmind demonstrations; content sha256 {digest}",
             )
         atomic_write_json(tmp_root / dataset_id / "spikingmind.json", metadata)

@@ -65,11 +65,14 @@ def load_policy(source: str | Path, backend: str | None = None, fixed_point: boo
 
 
 def evaluate(source, episodes: int = 20, seed: int = 0, target_return: float | None = None,
-             backend: str | None = None, fixed_point: bool = False, progress=None) -> dict:
-    """Closed-loop returns of a policy on evaluation seeds (disjoint from its training data)."""
+             backend: str | None = None, fixed_point: bool = False, progress=None, loaded=None) -> dict:
+    """Closed-loop returns of a policy on evaluation seeds (disjoint from its training data).
+
+    `loaded` is an already loaded (policy, info) pair from `load_policy`.
+    """
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
-    policy, info = load_policy(source, backend, fixed_point)
+    policy, info = loaded or load_policy(source, backend, fixed_point)
     seeds = evaluation_seeds(episodes, seed)
     training_seeds = set(info.get("dataset", {}).get("episode_seeds", []))
     if training_seeds & set(seeds):

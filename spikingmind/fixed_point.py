@@ -106,11 +106,18 @@ def _clip_counted(values: np.ndarray, lo: int, hi: int, report: QuantizationRepo
 # Quantization of parameters
 
 
-def sign_mode(mantissa: np.ndarray) -> str:
-    """Lava's `determine_sign_mode`: excitatory, inhibitory or mixed."""
-    if np.min(mantissa) >= 0:
+def sign_mode(mantissa: np.ndarray, implicit_zero: bool = False) -> str:
+    """Lava's `determine_sign_mode`: excitatory, inhibitory or mixed.
+
+    `mantissa` may be the stored values of a sparse matrix only; `implicit_zero` says the
+    matrix also has unstored zeros, which scipy's min/max (and so Lava's Sparse) count.
+    """
+    values = np.asarray(mantissa).reshape(-1)
+    if implicit_zero or values.size == 0:
+        values = np.append(values, 0)
+    if np.min(values) >= 0:
         return "excitatory"
-    if np.max(mantissa) <= 0:
+    if np.max(values) <= 0:
         return "inhibitory"
     return "mixed"
 
@@ -125,13 +132,15 @@ def _mantissa_range(mode: str) -> tuple[int, int, int]:
 
 
 def quantize_weights(weights: np.ndarray, scale: float, *, layer: str = "?",
-                     report: QuantizationReport | None = None) -> tuple[np.ndarray, int]:
+                     report: QuantizationReport | None = None,
+                     implicit_zero: bool = False) -> tuple[np.ndarray, int]:
     """Float weights -> (int32 mantissa, weight_exp) with `mant << exp ~= weights * scale`.
 
-    The exponent is the smallest that fits the largest weight into the mantissa.
+    The exponent is the smallest that fits the largest weight into the mantissa. `weights`
+    may be the stored values of a sparse matrix (see `sign_mode` for `implicit_zero`).
     """
     target = np.asarray(weights, dtype=np.float64) * scale
-    mode = sign_mode(target)
+    mode = sign_mode(target, implicit_zero)
     lo, hi, step = _mantissa_range(mode)
     peak = float(np.max(np.abs(target))) if target.size else 0.0
     limit = max(abs(lo), hi)
@@ -196,10 +205,11 @@ def effective_bias(mant: np.ndarray, exp) -> np.ndarray:
     return np.where(exp >= 0, np.left_shift(mant, np.maximum(exp, 0)), np.right_shift(mant, np.maximum(-exp, 0)))
 
 
-def lava_weights(mant: np.ndarray) -> np.ndarray:
-    """What PyDenseModelBitAcc actually uses: clip to 8 bits, drop the LSB for mixed sign."""
+def lava_weights(mant: np.ndarray, implicit_zero: bool = False) -> np.ndarray:
+    """What PyDenseModelBitAcc / PySparseModelBitAcc use: clip to 8 bits, drop the LSB for
+    mixed sign (`implicit_zero`: a sparse matrix's values with unstored zeros)."""
     w = np.asarray(mant).astype(np.int32)
-    mode = sign_mode(w)
+    mode = sign_mode(w, implicit_zero)
     if mode == "inhibitory":
         w = -np.clip(-w, 0, (1 << WEIGHT_BITS) - 1)
     elif mode == "mixed":
@@ -213,6 +223,13 @@ def lava_weights(mant: np.ndarray) -> np.ndarray:
 def dense_fixed(weights: np.ndarray, weight_exp: int, spikes: np.ndarray) -> np.ndarray:
     """Integer Dense output for binary spikes (weights already through `lava_weights`)."""
     accum = weights[:, np.asarray(spikes).astype(bool)].sum(axis=1).astype(np.int32)
+    return shift_accumulated(accum, weight_exp)
+
+
+def shift_accumulated(accum: np.ndarray, weight_exp: int) -> np.ndarray:
+    """A synapse's integer sum scaled by its shared exponent, as Lava's bit-accurate models:
+    `<< exp` when exp > 0, else an arithmetic `>> -exp` (rounds toward -inf)."""
+    accum = np.asarray(accum)
     return np.left_shift(accum, weight_exp) if weight_exp > 0 else np.right_shift(accum, -weight_exp)
 
 

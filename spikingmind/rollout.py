@@ -30,12 +30,33 @@ class Policy(Protocol):
         """windows (B, L, F) float -> actions (B,) ints or (B, act_dim) floats."""
 
 
-def decode_actions(outputs: np.ndarray, spec: EnvSpec) -> np.ndarray:
-    """Decision-token outputs (B, n_out) -> env actions, per docs/SEMANTICS.md."""
-    if spec.discrete:
+def decode_actions(outputs: np.ndarray, discrete: bool, low=None, high=None) -> np.ndarray:
+    """Decision-token outputs (B, n_out) -> env actions, per docs/SEMANTICS.md:
+    argmax for discrete actions, low + (tanh(y) + 1) / 2 * (high - low) for continuous ones."""
+    if discrete:
         return outputs.argmax(axis=-1)
-    low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     return (low + (np.tanh(outputs) + 1.0) / 2.0 * (high - low)).astype(np.float32)
+
+
+def decode_for_env(outputs: np.ndarray, spec: EnvSpec) -> np.ndarray:
+    return decode_actions(outputs, spec.discrete, spec.action_low, spec.action_high)
+
+
+def policy_context(meta: dict, source: str = "metadata"):
+    """(env spec, token layout, normalisation) from checkpoint/export metadata."""
+    from spikingmind.envs import get_env_spec
+    from spikingmind.errors import CheckpointError
+
+    try:
+        spec = get_env_spec(meta["env"]["env_id"])
+        layout = TokenLayout(**{k: meta["token_layout"][k] for k in ("obs_dim", "act_dim", "discrete", "context_length")})
+        norm = Normalization(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["normalization"].items()})
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{source}: incomplete spikingmind metadata ({error})") from None
+    if layout.obs_dim != spec.obs_dim:
+        raise CheckpointError(f"{source}: obs_dim {layout.obs_dim} does not match {spec.env_id} ({spec.obs_dim})")
+    return spec, layout, norm
 
 
 class TorchPolicy:
@@ -64,7 +85,7 @@ class TorchPolicy:
         return out[:, self.layout.decision_token].double().numpy()
 
     def act(self, windows: np.ndarray) -> np.ndarray:
-        return decode_actions(self.outputs(windows), self.spec)
+        return decode_for_env(self.outputs(windows), self.spec)
 
     def spike_stats(self) -> dict:
         """Spikes per decision (all layers) and per-layer spike rate over recorded decisions."""
@@ -177,9 +198,9 @@ def run_episodes(
 def record_decision_inputs(graph, episodes: int, seed: int = 0, target_return: float | None = None) -> np.ndarray:
     """Closed-loop episodes of an exported graph (reference simulator) on evaluation seeds;
     returns every decision's graph input, (N, F, L) channels first as the NIR Input node."""
-    from spikingmind.export.reference import NIRPolicy
+    from spikingmind.export.nir import NIRReferencePolicy
 
-    policy = NIRPolicy(graph)
+    policy = NIRReferencePolicy(graph)
     windows: list[np.ndarray] = []
     run_episodes(policy, evaluation_seeds(episodes, seed), target_return, on_decision=windows.append)
     return np.concatenate(windows).transpose(0, 2, 1)

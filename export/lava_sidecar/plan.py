@@ -8,11 +8,14 @@ Network (Lava core processes only):
 
 - every spiking NIR node (LIF, Threshold) is one `LIFReset` population (flattened C-order);
   Threshold nodes and delay relays are stateless (du = dv = 1, reset every step);
-- every NIR edge that ends in a spiking node is one `Dense` (the Conv1d flattened to a
-  matrix, or an identity for a direct spike edge), which delays by one step;
+- every NIR edge that ends in a spiking node is one `Sparse` synapse (the Conv1d flattened
+  to a sparse matrix: `kron(W, I_L)` for a kernel-1 conv, the causal Toeplitz band for the
+  mix; an identity for a direct spike edge), which delays by one step. Matrices are stored
+  as COO triplets (`w_idx/<syn>` = (2, nnz) rows/cols, `w/<syn>` float values,
+  `w_mant/<syn>` fixed mantissas) so that the main process needs no scipy;
 - real-valued currents computed on the host (the `embed` Conv1d of the Input) enter through a
   `RingBuffer` source wired straight into the neuron (no delay), pre-shifted in time;
-- the readout Conv1d is a `Dense` into a `RingBuffer` sink; its bias is added on the host.
+- the readout Conv1d is a `Sparse` into a `RingBuffer` sink; its bias is added on the host.
 
 Timing: `offset[n]` is the Lava step (0-based) at which population n performs SNN step t=0
 of the first decision. Host-fed populations without synaptic inputs have offset 0;
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 @dataclass
@@ -87,7 +90,8 @@ class Plan:
     synapses: list[Synapse]
     readout: Readout | None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    # arrays: "bias/<pop>" float, "bias_mant/<pop>" int, "w/<syn>" float, "w_mant/<syn>" int,
+    # arrays: "bias/<pop>" float, "bias_mant/<pop>" int; per synapse "w_idx/<syn>" (2, nnz)
+    #         rows/cols, "w/<syn>" float values, "w_mant/<syn>" int values; "readout_idx",
     #         "readout_w", "readout_w_mant", "readout_bias"
 
     def population(self, name: str) -> Population:
@@ -101,6 +105,12 @@ class Plan:
             if syn.name == name:
                 return syn
         raise KeyError(name)
+
+    def matrix_shape(self, syn: Synapse) -> tuple[int, int]:
+        return self.population(syn.dst).size, self.population(syn.src).size
+
+    def readout_shape(self) -> tuple[int, int]:
+        return int(np.prod(self.readout.shape)), self.population(self.readout.src).size
 
     @property
     def latency(self) -> int:
@@ -180,6 +190,25 @@ def align_records(raw: np.ndarray, offset: int, n_decisions: int, time_steps: in
     return raw[:, index].transpose(1, 2, 0).reshape(time_steps, n_decisions, *shape)
 
 
+class SparseWeights:
+    """A COO weight matrix (rows, cols, values) applied to binary spikes, NumPy only."""
+
+    def __init__(self, index: np.ndarray, values: np.ndarray, shape: tuple[int, int]):
+        self.rows, self.cols = np.asarray(index[0], np.int64), np.asarray(index[1], np.int64)
+        self.values, self.shape = np.asarray(values), tuple(shape)
+
+    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
+        """sum_j w_ij s_j, (n_rows,): int64 for integer weights (exact), else float64."""
+        hit = np.asarray(spikes, bool)[self.cols]
+        total = np.bincount(self.rows[hit], weights=self.values[hit], minlength=self.shape[0])
+        return np.rint(total).astype(np.int64) if np.issubdtype(self.values.dtype, np.integer) else total
+
+    def to_dense(self) -> np.ndarray:
+        dense = np.zeros(self.shape, dtype=self.values.dtype)
+        dense[self.rows, self.cols] = self.values
+        return dense
+
+
 # ---- NumPy emulation of the Lava network (timing of Lava, arithmetic of each mode) -----
 
 
@@ -199,14 +228,24 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
     v = {p.name: np.zeros(p.size, dtype) for p in pops}
     spikes = {p.name: np.zeros(p.size, bool) for p in pops}
     weights, biases = {}, {}
+
+    def values(idx_key, key, shape):
+        if fixed:
+            return fxp.lava_weights(plan.arrays[key], implicit_zero=plan.arrays[idx_key].shape[1] < shape[0] * shape[1])
+        return plan.arrays[key]
+
     for syn in plan.synapses:
-        weights[syn.name] = fxp.lava_weights(plan.arrays[f"w_mant/{syn.name}"]) if fixed else plan.arrays[f"w/{syn.name}"]
+        shape = plan.matrix_shape(syn)
+        weights[syn.name] = SparseWeights(plan.arrays[f"w_idx/{syn.name}"], values(
+            f"w_idx/{syn.name}", f"{'w_mant' if fixed else 'w'}/{syn.name}", shape), shape)
     for p in pops:
         biases[p.name] = (fxp.effective_bias(plan.arrays[f"bias_mant/{p.name}"], p.bias_exp) if fixed
                           else plan.arrays[f"bias/{p.name}"])
     readout = plan.readout
     if readout is not None:
-        readout_w = fxp.lava_weights(plan.arrays["readout_w_mant"]) if fixed else plan.arrays["readout_w"]
+        shape = plan.readout_shape()
+        readout_w = SparseWeights(plan.arrays["readout_idx"], values(
+            "readout_idx", "readout_w_mant" if fixed else "readout_w", shape), shape)
     traces = {p.name: np.zeros((p.size, n_steps), dtype) for p in pops}
     if readout is not None:
         traces["readout"] = np.zeros((readout_w.shape[0], n_steps), dtype)
@@ -214,8 +253,8 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
 
     def dense(w, exp, s):
         if fixed:
-            return fxp.dense_fixed(w, exp, s)
-        return w[:, s].sum(axis=1)
+            return fxp.shift_accumulated(w.accumulate(s), exp)
+        return w.accumulate(s)
 
     for g in range(n_steps):
         time_step = g + 1  # Lava counts from 1

@@ -36,12 +36,23 @@ from plan import Plan  # noqa: E402
 def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_steps: int,
                   period: int, record: list[str] | None):
     """Lava processes for the plan; returns (any process, sources, sinks, readout_sink)."""
-    from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIFReset
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import csr_matrix
 
     fixed = mode == "fixed"
+
+    def sparse(name, index_key, value_key, shape, weight_exp):
+        index = plan.arrays[index_key]
+        if fixed:
+            values = plan.arrays[value_key].astype(np.int32)
+            matrix = csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.int32)
+            return Sparse(weights=matrix, weight_exp=weight_exp, num_weight_bits=8, name=name)
+        values = plan.arrays[value_key].astype(np.float64)
+        return Sparse(weights=csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.float64), name=name)
+
     pops = {}
     for pop in plan.populations:
         interval, offset = (1, 0) if pop.stateless else (period, (pop.offset + 1) % period)
@@ -57,11 +68,8 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
                 reset_interval=interval, reset_offset=offset, name=pop.name)
     denses = {}
     for syn in plan.synapses:
-        if fixed:
-            denses[syn.name] = Dense(weights=plan.arrays[f"w_mant/{syn.name}"].astype(np.int32),
-                                     weight_exp=syn.weight_exp, num_weight_bits=8, name=syn.name)
-        else:
-            denses[syn.name] = Dense(weights=plan.arrays[f"w/{syn.name}"].astype(np.float64), name=syn.name)
+        denses[syn.name] = sparse(syn.name, f"w_idx/{syn.name}", f"{'w_mant' if fixed else 'w'}/{syn.name}",
+                                  plan.matrix_shape(syn), syn.weight_exp)
         pops[syn.src].s_out.connect(denses[syn.name].s_in)
     sources = {}
     for pop in plan.populations:
@@ -82,11 +90,8 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
     readout_sink = None
     if plan.readout is not None:
         ro = plan.readout
-        if fixed:
-            dense = Dense(weights=plan.arrays["readout_w_mant"].astype(np.int32), weight_exp=ro.weight_exp,
-                          num_weight_bits=8, name="readout")
-        else:
-            dense = Dense(weights=plan.arrays["readout_w"].astype(np.float64), name="readout")
+        dense = sparse("readout", "readout_idx", "readout_w_mant" if fixed else "readout_w",
+                       plan.readout_shape(), ro.weight_exp)
         pops[ro.src].s_out.connect(dense.s_in)
         readout_sink = Sink(shape=(dense.a_out.shape[0],), buffer=n_steps)
         dense.a_out.connect(readout_sink.a_in)

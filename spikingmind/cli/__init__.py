@@ -3,7 +3,7 @@ registers itself; library errors become one readable line and a non-zero exit co
 
 from __future__ import annotations
 
-import sys
+import functools
 
 import typer
 from rich.console import Console
@@ -20,32 +20,33 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+def _one_line_errors(callback):
+    """Wrap a command so domain errors print one line and exit non-zero (also under CliRunner)."""
+
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except SpikingmindError as error:
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
 def _register_commands() -> None:
     from spikingmind.cli import core_cmds, energy_cmds, export_cmds
 
     for module in (core_cmds, export_cmds, energy_cmds):
         module.register(app)
+    for command in app.registered_commands:
+        command.callback = _one_line_errors(command.callback)
 
 
 _register_commands()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning domain errors into one line + exit code."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except SpikingmindError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; partial results were not written (re-run to resume)")
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as stop:
-        code = getattr(stop, "exit_code", getattr(stop, "code", 0))
-        sys.exit(code)
-    except Exception as error:
-        # usage errors (bad option, missing argument) arrive here in non-standalone mode
-        if hasattr(error, "show") and hasattr(error, "exit_code"):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+def main() -> None:
+    """Console entry point. Domain errors become one line + exit code inside each command;
+    typer handles usage errors (exit 2) and Ctrl-C."""
+    app()

@@ -24,19 +24,21 @@ def envs_cmd() -> None:
     from spikingmind.envs import get_env_spec, supported_envs
 
     table = Table(title="environments")
-    for column in ("env id", "obs", "actions", "target return", "expert"):
+    for column in ("env id", "obs", "actions", "target return", "expert", "default mix"):
         table.add_column(column)
     for env_id in supported_envs():
         spec = get_env_spec(env_id)
         table.add_row(env_id, str(spec.obs_dim), f"{spec.action_kind} ({spec.act_dim})",
-                      f"{spec.target_return:g}", "yes" if spec.expert else "no")
+                      f"{spec.target_return:g}", "yes" if spec.expert else "no",
+                      ",".join(f"{k}={v:g}" for k, v in spec.dataset_mix().items()))
     console.print(table)
 
 
 def collect_cmd(
     env: str = typer.Option("CartPole-v1", "--env", help="environment id (see `spikingmind envs`)"),
     episodes: int = typer.Option(100, "--episodes", "-n", help="number of episodes"),
-    mix: str = typer.Option("expert=0.7,random=0.3", "--mix", help="policy mix, e.g. expert=0.5,capped=0.2,random=0.3"),
+    mix: Optional[str] = typer.Option(None, "--mix", help="policy mix, e.g. expert=0.5,capped=0.2,random=0.3 "
+                                      "(default: the env's default_mix, see `spikingmind envs`)"),
     seed: int = typer.Option(0, "--seed", help="dataset seed (episode seeds and policy assignment derive from it)"),
     dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Minari id ending in -vN (default: derived)"),
     root: Optional[Path] = typer.Option(None, "--root", help="datasets folder (default $MINARI_DATASETS_PATH or runs/datasets)"),
@@ -45,8 +47,8 @@ def collect_cmd(
     from spikingmind.data import collect, default_dataset_id, new_dataset_dir, parse_mix
     from spikingmind.envs import get_env_spec
 
-    get_env_spec(env)
-    weights = parse_mix(mix)
+    spec = get_env_spec(env)
+    weights = parse_mix(mix) if mix is not None else spec.dataset_mix()
     dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed)
     new_dataset_dir(dataset_id, root)  # refuse before any work is done
     with _progress() as progress:
@@ -113,15 +115,16 @@ def evaluate_cmd(
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ) -> None:
     """Run closed-loop episodes on unseen seeds and report returns (and spikes for SNNs)."""
-    from spikingmind.evaluate import evaluate
+    from spikingmind.evaluate import evaluate, load_policy
     from spikingmind.io import atomic_write_json, refuse_overwrite
 
     if json_out is not None:
         refuse_overwrite(json_out, force)
+    loaded = load_policy(source, backend, fixed_point)
     with _progress() as progress:
         task = progress.add_task("evaluate", total=episodes, info="")
         result = evaluate(source, episodes=episodes, seed=seed, target_return=target_return, backend=backend,
-                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n))
+                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n), loaded=loaded)
     table = Table(title=f"{result['env_id']} · {result['model']} · {result['backend']}")
     for column in ("episodes", "target return", "mean return", "std", "min", "max", "ms/decision"):
         table.add_column(column, justify="right")

@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny CartPole dataset and a briefly trained tiny spiking DT.
+
+Everything is small so the suite stays at a few minutes; the real runs live in `make demo`
+and benchmarks/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tiny models: one thread is fastest, and immune to spin-waiting when the machine is busy.
+torch.set_num_threads(1)
+
+TINY_MODEL = {"width": 16, "n_blocks": 1, "mlp_ratio": 2, "context_length": 4, "time_steps": 4}
+
+
+@pytest.fixture(scope="session")
+def datasets_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("datasets")
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+@pytest.fixture(scope="session")
+def cartpole_dataset(datasets_root) -> str:
+    """12 CartPole episodes: expert, capped expert and random."""
+    from spikingmind.data import collect
+
+    dataset_id, _ = collect("CartPole-v1", 12, {"expert": 0.5, "capped": 0.25, "random": 0.25}, seed=3,
+                            dataset_id="tiny-cartpole-v0", root=datasets_root)
+    return dataset_id
+
+
+def tiny_train_config(dataset: str, kind: str = "snn", **overrides):
+    from spikingmind.train import TrainConfig
+
+    values = {"env_id": "CartPole-v1", "dataset": dataset, "model": {**TINY_MODEL, "kind": kind}, "seed": 1,
+              "steps": 40, "batch_size": 8, "eval_every": 20, "eval_episodes": 1, "warmup_steps": 2}
+    values.update(overrides)
+    return TrainConfig.from_dict(values)
+
+
+@pytest.fixture(scope="session")
+def snn_checkpoint(tmp_path_factory, cartpole_dataset) -> Path:
+    """A tiny spiking DT trained for a few steps (enough for non-trivial BatchNorm stats)."""
+    from spikingmind.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "snn"
+    checkpoint, _ = train(run, tiny_train_config(cartpole_dataset, "snn"))
+    return checkpoint
+
+
+@pytest.fixture(scope="session")
+def ann_checkpoint(tmp_path_factory, cartpole_dataset) -> Path:
+    from spikingmind.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "ann"
+    checkpoint, _ = train(run, tiny_train_config(cartpole_dataset, "ann"))
+    return checkpoint

@@ -1,0 +1,100 @@
+"""Demonstrations: deterministic hashes, recorded mix, token windows, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spikingmind.data import collect, load_episodes, parse_mix
+from spikingmind.errors import ConfigError, DatasetError, RunExistsError
+from spikingmind.tokens import TokenLayout, Normalization, encode_return, step_tokens, window_indices, windows
+
+
+def test_same_seed_same_hash_other_seed_other_hash(tmp_path):
+    mix = {"expert": 0.5, "random": 0.5}
+    _, first = collect("CartPole-v1", 4, mix, seed=7, dataset_id="a-v0", root=tmp_path / "one")
+    _, again = collect("CartPole-v1", 4, mix, seed=7, dataset_id="a-v0", root=tmp_path / "two")
+    _, other = collect("CartPole-v1", 4, mix, seed=8, dataset_id="a-v0", root=tmp_path / "three")
+    assert first["content_hash"] == again["content_hash"]
+    assert first["content_hash"] != other["content_hash"]
+
+
+def test_metadata_records_mix_seeds_and_policies(cartpole_dataset, datasets_root):
+    meta = json.loads((datasets_root / cartpole_dataset / "spikingmind.json").read_text())
+    assert meta["mix"] == {"expert": 0.5, "capped": 0.25, "random": 0.25}
+    policies = [e["policy"] for e in meta["episodes"]]
+    assert sorted(policies) == sorted(["expert"] * 6 + ["capped"] * 3 + ["random"] * 3)
+    capped = [e for e in meta["episodes"] if e["policy"] == "capped"]
+    assert all(e["give_up_after"] <= e["return"] <= e["give_up_after"] + 30 for e in capped)
+    expert = [e["return"] for e in meta["episodes"] if e["policy"] == "expert"]
+    assert min(expert) == 500.0
+
+
+def test_loaded_episodes_match_metadata(cartpole_dataset):
+    episodes = load_episodes(cartpole_dataset, "CartPole-v1")
+    returns = [e["return"] for e in episodes.metadata["episodes"]]
+    np.testing.assert_allclose(episodes.returns, returns)
+    rtg = episodes.returns_to_go()
+    assert rtg[episodes.starts[0]] == returns[0]
+    assert episodes.timesteps()[episodes.starts[1]] == 0
+
+
+def test_existing_dataset_is_not_overwritten(tmp_path):
+    collect("CartPole-v1", 2, {"random": 1.0}, seed=1, dataset_id="keep-v0", root=tmp_path)
+    before = (tmp_path / "keep-v0" / "spikingmind.json").read_bytes()
+    with pytest.raises(RunExistsError, match="already exists"):
+        collect("CartPole-v1", 2, {"expert": 1.0}, seed=2, dataset_id="keep-v0", root=tmp_path)
+    assert (tmp_path / "keep-v0" / "spikingmind.json").read_bytes() == before
+
+
+def test_dataset_of_another_env_is_refused(cartpole_dataset):
+    with pytest.raises(DatasetError, match="obs_dim"):
+        load_episodes(cartpole_dataset, "Acrobot-v1")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("expert=0.7,random", "NAME=WEIGHT"),
+    ("expert=0.7,wizard=0.3", "unknown policy 'wizard'"),
+    ("expert=abc", "not a number"),
+    ("expert=-1", "non-negative"),
+    ("expert=0,random=0", "no positive weight"),
+])
+def test_bad_mix_strings(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_mix(text)
+
+
+def test_mix_is_normalised():
+    assert parse_mix("expert=7, random=3") == {"expert": 0.7, "random": 0.3}
+
+
+def test_dataset_ids_must_end_in_version(tmp_path):
+    with pytest.raises(ConfigError, match="-vN"):
+        collect("CartPole-v1", 1, {"random": 1.0}, dataset_id="noversion", root=tmp_path)
+
+
+def test_windows_pad_on_the_left_and_lay_out_tokens():
+    layout = TokenLayout(obs_dim=2, act_dim=3, discrete=True, context_length=3)
+    norm = Normalization((0.0, 0.0), (1.0, 1.0), return_scale=10.0, max_episode_steps=100)
+    obs = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float32)
+    rows = step_tokens(layout, norm, obs, np.array([0, 2, 1]), np.array([3.0, 2.0, 1.0]), np.arange(3))
+    assert rows.shape == (3, 3, layout.n_features)
+    assert rows[1, 0, 0] == pytest.approx(encode_return(2.0, 10.0))
+    assert list(rows[1, 1, layout.obs_slice]) == [3, 4]
+    assert list(rows[1, 2, layout.act_slice]) == [0, 0, 1]
+    assert list(rows[2, 1, layout.type_slice]) == [0, 1, 0]
+    assert rows[2, 0, layout.time_channel] == pytest.approx(0.02)
+    index, valid = window_indices(np.array([1]), np.array([0]), 3)
+    window = windows(rows, index, valid)[0]
+    assert window.shape == (9, layout.n_features)
+    assert not window[:3].any()  # one padded step
+    np.testing.assert_array_equal(window[3:6], rows[0])
+    np.testing.assert_array_equal(window[6:], rows[1])
+
+
+def test_return_encoding_is_monotone_and_signed():
+    values = encode_return(np.array([-500.0, -10.0, 0.0, 10.0, 100.0, 500.0]), 500.0)
+    assert np.all(np.diff(values) > 0)
+    assert values[2] == 0.0 and values[-1] == pytest.approx(1.0)

@@ -1,0 +1,149 @@
+"""NIR export: standard nodes only, exact spike agreement with PyTorch, clear failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikingmind.checkpoint import load_checkpoint
+from spikingmind.errors import GraphError, UnsupportedModuleError
+from spikingmind.export.nir import NIRReferencePolicy, checkpoint_to_graph, model_to_graph, write_graph
+from spikingmind.export.reference import load_graph
+from spikingmind.model import DecisionTransformer, ModelConfig
+from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+
+STANDARD = (nir.Input, nir.Output, nir.Conv1d, nir.LIF, nir.Threshold)
+
+
+@pytest.fixture(scope="module")
+def exported(snn_checkpoint, tmp_path_factory):
+    path = tmp_path_factory.mktemp("nir") / "model.nir"
+    write_graph(checkpoint_to_graph(snn_checkpoint), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_windows(snn_checkpoint):
+    """>= 50 decisions' windows from closed-loop episodes of the checkpoint."""
+    windows = []
+    run_episodes(TorchPolicy(load_checkpoint(snn_checkpoint)), evaluation_seeds(12, 5), on_decision=windows.append)
+    stacked = np.concatenate(windows)
+    assert len(stacked) >= 50
+    return stacked[:80]
+
+
+def test_graph_uses_standard_nodes_and_reads_back(exported, snn_checkpoint):
+    graph = checkpoint_to_graph(snn_checkpoint)
+    assert {type(node) for node in graph.nodes.values()} <= set(STANDARD)
+    loaded = nir.read(str(exported))  # the plain NIR reader, not ours
+    assert loaded.nodes.keys() == graph.nodes.keys()
+    assert sorted(loaded.edges) == sorted(graph.edges)
+    for name, node in graph.nodes.items():
+        for field, value in vars(node).items():
+            if isinstance(value, np.ndarray) and field != "metadata":
+                np.testing.assert_array_equal(getattr(loaded.nodes[name], field), value, err_msg=f"{name}.{field}")
+    assert float(loaded.metadata["dt"]) == 1e-3 and int(loaded.metadata["time_steps"]) == 4
+
+
+def test_reference_spikes_equal_pytorch_exactly_in_float64(exported, snn_checkpoint, real_windows):
+    ckpt = load_checkpoint(snn_checkpoint, dtype=torch.float64)
+    record: dict = {}
+    with torch.no_grad():
+        outputs = ckpt.model(torch.as_tensor(real_windows, dtype=torch.float64), record)
+    policy = NIRReferencePolicy(load_graph(exported), record=True)
+    logits = policy.logits(real_windows)
+    total_spikes = 0
+    for name, spikes in record.items():
+        ours = spikes.numpy().transpose(0, 1, 3, 2)  # (T, B, L, C) -> NIR (T, B, C, L)
+        np.testing.assert_array_equal(policy.last_records[name], ours, err_msg=name)
+        total_spikes += ours.sum()
+    assert total_spikes > 0
+    torch_logits = outputs[:, ckpt.layout.decision_token].numpy()
+    np.testing.assert_allclose(logits, torch_logits, rtol=0, atol=1e-12)
+    assert (logits.argmax(-1) == torch_logits.argmax(-1)).all()
+
+
+def test_closed_loop_returns_equal_episode_by_episode(exported, snn_checkpoint):
+    seeds = evaluation_seeds(2, 9)
+    from_nir = run_episodes(NIRReferencePolicy.from_file(exported), seeds)
+    from_checkpoint = run_episodes(TorchPolicy(load_checkpoint(snn_checkpoint, dtype=torch.float64)), seeds)
+    assert from_nir.returns == from_checkpoint.returns
+
+
+def test_batch_norm_is_folded(snn_checkpoint):
+    graph = checkpoint_to_graph(snn_checkpoint)
+    ckpt = load_checkpoint(snn_checkpoint, dtype=torch.float64)
+    linear = ckpt.model.blocks[0].attn.q
+    with torch.no_grad():
+        x = torch.randn(5, linear.linear.in_features, dtype=torch.float64)
+        expected = linear(x).numpy()
+    node = graph.nodes["blocks.0.attn.q"]
+    folded = x.numpy() @ node.weight[:, :, 0].T + node.bias
+    np.testing.assert_allclose(folded, expected, atol=1e-12)
+
+
+class Doubler(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def test_unknown_module_is_named_with_its_path():
+    model = DecisionTransformer(ModelConfig(width=8, n_blocks=1, context_length=2), 11, 2).eval()
+    model.blocks[0].mlp.extra = Doubler()
+    with pytest.raises(UnsupportedModuleError, match=r"Doubler at 'blocks\.0\.mlp\.extra'"):
+        model_to_graph(model)
+
+
+def test_ann_twin_is_refused_with_a_pointer_to_onnx():
+    model = DecisionTransformer(ModelConfig(kind="ann", width=8, n_blocks=1, context_length=2), 11, 2)
+    with pytest.raises(UnsupportedModuleError, match="--target onnx"):
+        model_to_graph(model)
+
+
+def test_existing_export_is_not_overwritten(exported, snn_checkpoint):
+    from spikingmind.errors import RunExistsError
+
+    before = exported.read_bytes()
+    with pytest.raises(RunExistsError):
+        write_graph(checkpoint_to_graph(snn_checkpoint), exported)
+    assert exported.read_bytes() == before
+
+
+def _corrupt_truncated(src: Path, dst: Path) -> None:
+    dst.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 3])
+
+
+def _corrupt_nan(src: Path, dst: Path) -> None:
+    graph = nir.read(str(src))
+    graph.nodes["embed"].weight[0, 0, 0] = np.nan
+    nir.write(str(dst), graph)
+
+
+def _corrupt_shape(src: Path, dst: Path) -> None:
+    graph = nir.read(str(src))
+    graph.nodes["blocks.0.attn.q_lif"].v_threshold = np.ones((3, 3))
+    nir.write(str(dst), graph)
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (_corrupt_truncated, "cannot read|truncated|corrupt|not a valid"),
+    (_corrupt_nan, "NaN|non-finite|nan"),
+    (_corrupt_shape, "shape"),
+])
+def test_corrupted_graphs_give_one_clear_line_and_nonzero_exit(exported, tmp_path, corrupt, message):
+    from typer.testing import CliRunner
+
+    from spikingmind.cli import app
+
+    bad = tmp_path / "bad.nir"
+    corrupt(exported, bad)
+    with pytest.raises(GraphError, match=message):
+        load_graph(bad)
+    result = CliRunner().invoke(app, ["evaluate", str(bad), "--episodes", "1"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "Traceback" not in result.output

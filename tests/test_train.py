@@ -1,0 +1,133 @@
+"""Training: deterministic, resumable, never overwrites; checkpoints round trip without pickle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import tiny_train_config
+from spikingmind.checkpoint import load_checkpoint
+from spikingmind.errors import CheckpointError, ConfigError, RunExistsError
+from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+from spikingmind.train import train
+
+
+def _weights(checkpoint):
+    return load_file(str(checkpoint / "model.safetensors"))
+
+
+def test_training_is_deterministic_given_a_seed(tmp_path, cartpole_dataset):
+    cfg = tiny_train_config(cartpole_dataset, steps=8, eval_every=8)
+    first, _ = train(tmp_path / "a", cfg)
+    second, _ = train(tmp_path / "b", cfg)
+    a, b = _weights(first), _weights(second)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, cartpole_dataset):
+    cfg = tiny_train_config(cartpole_dataset, steps=8, eval_every=4)
+    straight, _ = train(tmp_path / "straight", cfg)
+
+    def interrupt(entry):
+        if entry["step"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", cfg, on_progress=interrupt)
+    assert not (tmp_path / "resumed" / "checkpoint").exists()
+    assert json.loads((tmp_path / "resumed" / "resume" / "state.json").read_text())["step"] == 4
+    resumed, metrics = train(tmp_path / "resumed", cfg)
+    assert metrics["steps"] == 8
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finished_run_is_left_alone_and_other_config_refused(tmp_path, cartpole_dataset):
+    cfg = tiny_train_config(cartpole_dataset, steps=4, eval_every=4)
+    checkpoint, _ = train(tmp_path / "run", cfg)
+    before = (checkpoint / "model.safetensors").read_bytes()
+    _, metrics = train(tmp_path / "run", cfg)
+    assert metrics["status"] == "already finished"
+    with pytest.raises(RunExistsError, match="differs in: .*steps"):
+        train(tmp_path / "run", tiny_train_config(cartpole_dataset, steps=5, eval_every=5))
+    assert (checkpoint / "model.safetensors").read_bytes() == before
+
+
+def test_checkpoint_round_trip_in_a_fresh_process_gives_identical_actions(snn_checkpoint, tmp_path):
+    ckpt = load_checkpoint(snn_checkpoint)
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(16, ckpt.layout.n_tokens, ckpt.layout.n_features)).astype(np.float32)
+    np.save(tmp_path / "windows.npy", windows)
+    ours = TorchPolicy(ckpt).outputs(windows)
+    script = (
+        "import sys, numpy as np\n"
+        "from spikingmind.checkpoint import load_checkpoint\n"
+        "from spikingmind.rollout import TorchPolicy\n"
+        f"policy = TorchPolicy(load_checkpoint(r'{snn_checkpoint}'))\n"
+        f"np.save(r'{tmp_path / 'theirs.npy'}', policy.outputs(np.load(r'{tmp_path / 'windows.npy'}')))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    theirs = np.load(tmp_path / "theirs.npy")
+    np.testing.assert_array_equal(ours, theirs)
+    assert (ours.argmax(-1) == theirs.argmax(-1)).all()
+
+
+def test_checkpoint_records_provenance(snn_checkpoint):
+    meta = json.loads((snn_checkpoint / "checkpoint.json").read_text())
+    assert meta["dataset"]["id"] == "tiny-cartpole-v0" and len(meta["dataset"]["content_hash"]) == 64
+    assert meta["versions"]["torch"].startswith("2.13")
+    assert meta["train"]["seed"] == 1 and meta["model"]["kind"] == "snn"
+    assert "history" in meta["metrics"]
+
+
+def test_other_format_version_is_refused_with_both_versions(snn_checkpoint, tmp_path):
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(snn_checkpoint, copy)
+    meta = json.loads((copy / "checkpoint.json").read_text())
+    meta["format_version"] = 0
+    (copy / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="format version 0, .* reads version 1"):
+        load_checkpoint(copy)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "model.safetensors").write_bytes(b"garbage"), "cannot read weights"),
+    (lambda p: (p / "model.safetensors").unlink(), "missing"),
+    (lambda p: (p / "checkpoint.json").write_text("{not json"), "corrupt JSON"),
+])
+def test_damaged_checkpoints_give_clear_errors(snn_checkpoint, tmp_path, damage, message):
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(snn_checkpoint, copy)
+    damage(copy)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(copy)
+
+
+def test_evaluation_seeds_are_disjoint_from_training_seeds(snn_checkpoint):
+    meta = json.loads((snn_checkpoint / "checkpoint.json").read_text())
+    assert not set(meta["dataset"]["episode_seeds"]) & set(evaluation_seeds(50, 0))
+
+
+def test_closed_loop_episodes_are_reproducible(snn_checkpoint):
+    ckpt = load_checkpoint(snn_checkpoint)
+    first = run_episodes(TorchPolicy(ckpt), evaluation_seeds(2, 0))
+    second = run_episodes(TorchPolicy(ckpt), evaluation_seeds(2, 0))
+    assert first.returns == second.returns and first.decisions == sum(first.lengths)
+
+
+def test_bad_config_values_are_named(cartpole_dataset):
+    with pytest.raises(ConfigError, match="train.steps"):
+        tiny_train_config(cartpole_dataset, steps=0)
+    with pytest.raises(ConfigError, match="unknown train keys: learning_rate"):
+        tiny_train_config(cartpole_dataset, learning_rate=1.0)
