@@ -31,4 +31,4 @@ test: venv lava-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: venv lava-env
-	bash benchmarks/demo.sh $(DEMO_DIR)
+	bash scripts/demo.sh $(DEMO_DIR)

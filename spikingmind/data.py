@@ -177,6 +177,27 @@ def new_dataset_dir(dataset_id: str, root: Path | None = None) -> Path:
     return final_dir
 
 
+def existing_dataset_matches(dataset_id: str, root: Path | None, env_id: str, mix: dict[str, float],
+                             n_episodes: int, seed: int) -> bool:
+    """True when `dataset_id` exists and was collected with exactly these settings.
+
+    False when it does not exist; RunExistsError when it exists with other settings.
+    """
+    folder = (root or datasets_root()).resolve() / dataset_id
+    if not folder.exists():
+        return False
+    try:
+        meta = json.loads((folder / "spikingmind.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise DatasetError(f"{folder}: exists but its spikingmind.json is missing or corrupt") from None
+    wanted = {"env_id": env_id, "n_episodes": n_episodes, "seed": seed}
+    same = all(meta.get(k) == v for k, v in wanted.items()) and meta.get("mix", {}).keys() == mix.keys() and all(
+        abs(meta["mix"][k] - v) < 1e-12 for k, v in mix.items())
+    if not same:
+        raise RunExistsError(f"dataset {dataset_id} exists at {folder} with other settings; choose another --dataset-id")
+    return True
+
+
 @contextmanager
 def _minari_root(path: Path) -> Iterator[None]:
     previous = os.environ.get("MINARI_DATASETS_PATH")

@@ -204,6 +204,16 @@ def validate(model: DecisionTransformer, spec, layout, norm, episodes: int) -> f
     return float(np.mean(result.returns))
 
 
+def _reward_threshold(env_id: str) -> float | None:
+    """gymnasium's 'solved' return for the env (CartPole-v1: 475), if it declares one."""
+    import gymnasium as gym
+
+    try:
+        return gym.spec(env_id).reward_threshold
+    except Exception:  # custom envs registered only with spikingmind
+        return None
+
+
 def train(
     run_dir: str | Path,
     cfg: TrainConfig,
@@ -302,7 +312,12 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    threshold = _reward_threshold(cfg.env_id)
+    reached = [h for h in history if threshold is not None and h["val_return"] >= threshold]
     metrics = {
+        "reward_threshold": threshold,
+        "time_to_reward_threshold_s": reached[0]["elapsed_s"] if reached else None,
+        "steps_to_reward_threshold": reached[0]["step"] if reached else None,
         "steps": step,
         "train_seconds": elapsed_before + time.perf_counter() - clock,
         "final_loss": loss_value,

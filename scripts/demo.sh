@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make demo`: collect CartPole demonstrations, train the spiking DT and its ANN twin,
+# evaluate both, export (NIR, ONNX, Lava), and print the energy report. Re-running reuses
+# what is already finished; everything lands under $1 (default runs/demo).
+set -euo pipefail
+out=${1:-runs/demo}
+sm=".venv/bin/spikingmind"
+export MINARI_DATASETS_PATH="$out/datasets"
+mkdir -p "$out/eval" "$out/export"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+start=$(date +%s)
+
+step "1/8 collect 150 CartPole-v1 episodes (expert 40%, capped expert 35%, random 25%)"
+$sm collect --env CartPole-v1 --episodes 150 --mix expert=0.4,capped=0.35,random=0.25 --seed 0 \
+    --dataset-id cartpole-demo-v0 --exist-ok
+
+step "2/8 train the spiking DT"
+$sm train --env CartPole-v1 --model snn --dataset cartpole-demo-v0 --config configs/demo-cartpole.toml --out "$out/snn"
+
+step "3/8 train the ANN twin"
+$sm train --env CartPole-v1 --model ann --dataset cartpole-demo-v0 --config configs/demo-cartpole.toml --out "$out/ann"
+
+step "4/8 evaluate on 20 unseen seeds (target return 500, and 100 to show return conditioning)"
+for model in snn ann; do
+  $sm evaluate "$out/$model/checkpoint" --episodes 20 --json "$out/eval/$model.json" --force
+  $sm evaluate "$out/$model/checkpoint" --episodes 20 --target-return 100 --json "$out/eval/$model-target100.json" --force
+done
+
+step "5/8 export the spiking DT to NIR and run it in the NumPy reference simulator"
+$sm export "$out/snn/checkpoint" --target nir -o "$out/export/model.nir" --force
+$sm evaluate "$out/export/model.nir" --episodes 5 --json "$out/eval/nir.json" --force
+
+step "6/8 export the ANN twin to ONNX and run it in ONNX Runtime"
+$sm export "$out/ann/checkpoint" --target onnx -o "$out/export/ann.onnx" --force
+$sm evaluate "$out/export/ann.onnx" --episodes 5 --json "$out/eval/onnx.json" --force
+
+step "7/8 export to Lava, verify spike agreement, drive one episode with Lava"
+$sm export "$out/export/model.nir" --target lava -o "$out/export/lava" --force
+$sm evaluate "$out/export/lava" --backend lava --episodes 1 --json "$out/eval/lava.json" --force
+
+step "8/8 energy report (an estimate: counted spikes x published per-op energies)"
+$sm energy-report "$out/export/model.nir" --profile loihi --baseline "$out/export/ann.onnx" \
+    --baseline-profile cmos45nm-fp32,cmos45nm-int8 --episodes 3 \
+    --json "$out/energy.json" --plot "$out/energy.png" --force
+
+printf '\n\033[1mdemo finished in %ss; results:\033[0m\n' "$(( $(date +%s) - start ))"
+printf '  %s\n' "$out/snn/checkpoint" "$out/ann/checkpoint" "$out/eval/" "$out/export/model.nir" \
+    "$out/export/ann.onnx" "$out/export/lava/" "$out/energy.json" "$out/energy.png"
