@@ -13,7 +13,7 @@ from spikingmind.errors import ExportError
 
 TARGETS: dict[str, tuple[str, str]] = {
     "nir": ("spikingmind.export.nir", "spiking DT checkpoint -> standard NIR graph (.nir)"),
-    "onnx": ("spikingmind.export.onnx", "ANN twin checkpoint -> ONNX (.onnx), runs in ONNX Runtime"),
+    "onnx": ("spikingmind.export.onnx", "ANN twin or spiking DT checkpoint -> ONNX inference graph (.onnx), runs in ONNX Runtime"),
     "lava": ("spikingmind.export.lava", "spiking DT checkpoint or .nir -> Lava bundle folder, verified in Lava"),
 }
 

@@ -1,6 +1,13 @@
-"""`export --target onnx`: the ANN twin as an ONNX model that ONNX Runtime runs.
+"""`export --target onnx`: the ANN twin, or the spiking DT's inference graph, as an ONNX model
+that ONNX Runtime runs.
 
-The graph comes from PyTorch's torch.export-based exporter (`torch.onnx.export(dynamo=True)`,
+Spiking DT: `SnnGraphBuilder` writes the inference graph directly (T steps unrolled, LIF as
+Where/Mul/Add/Greater, BatchNorm folded, the causal mix as one MatMul with the (C, L, L)
+decay matrix); same input/output names and metadata format as the ANN's, plus `time_steps`,
+the neuron rules, `graph.inference_only` and the spike-agreement numbers measured at export
+(`verify_snn_against_torch`). It is not a training graph and not a NIR graph.
+
+ANN twin: the graph comes from PyTorch's torch.export-based exporter (`torch.onnx.export(dynamo=True)`,
 opset 18): it gives a clean graph of MatMul / Add / LayerNormalization / Softmax / Erf
 nodes, where the legacy TorchScript exporter leaves Shape/Gather/Concat chains for the
 dynamic batch axis. Input `tokens` (batch, L, F) float32, output `action_outputs`
@@ -30,28 +37,44 @@ OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "tokens", "action_outputs"
 METADATA_KEY = "spikingmind"
 EXPORTER = "torch.onnx.export(dynamo=True)"
+SNN_EXPORTER = "spikingmind.export.onnx.SnnGraphBuilder (onnx.helper)"
 TOLERANCE = 1e-5  # max |ORT - PyTorch|, relative to the output scale where that exceeds 1
 NIR_ONLY_KEYS = ("nir_version", "dt", "time_steps", "neuron")
 
 
 def export_metadata(ckpt) -> dict:
-    """The NIR export's metadata (`spikingmind.export.nir.export_metadata`) adapted to the ANN:
-    no SNN time axis, no neuron semantics; decoding reads the output at the last state token."""
+    """The NIR export's metadata (`spikingmind.export.nir.export_metadata`) adapted to ONNX:
+    decoding reads `action_outputs` at the last state token. The ANN twin has no SNN time axis
+    and no neuron semantics; the spiking DT keeps `time_steps`, `dt` and the neuron rules and
+    says that its graph is an inference-only unrolling whose spikes equal PyTorch's."""
     from spikingmind.export.nir import export_metadata as nir_metadata
 
-    meta = {key: value for key, value in nir_metadata(ckpt).items() if key not in NIR_ONLY_KEYS}
-    meta["decode"].pop("reduce", None)
+    spiking = ckpt.config.kind == "snn"
+    dropped = ("nir_version",) if spiking else NIR_ONLY_KEYS
+    meta = {key: value for key, value in nir_metadata(ckpt).items() if key not in dropped}
     meta["decode"]["output_node"] = OUTPUT_NAME
     meta["decode"]["shape"] = ["batch", ckpt.layout.n_tokens, ckpt.model.n_out]
+    if not spiking:
+        meta["decode"].pop("reduce", None)
+        meta["time_steps"] = None  # the ANN twin has no SNN time axis: one evaluation per decision
+    else:
+        meta["decode"]["reduce"] = "mean over the time_steps steps (inside the graph)"
+        meta["graph"] = {
+            "model": "snn", "time_steps": ckpt.config.time_steps, "inference_only": True,
+            "unrolled": "T steps unrolled in the graph; LIF as Where/Mul/Add/Greater, AND as And, BatchNorm "
+                        "folded, the causal mix as a MatMul with the (C, L, L) decay matrix",
+            "spikes": "equal PyTorch's (torch.inference_mode, float32) up to float32 rounding; the measured "
+                      "share of differing spikes is in 'verification'",
+            "spikes_per_decision": "not available: spikes are internal to the graph",
+        }
     return {
         **meta,
         "format": "spikingmind-onnx",
         "format_version": 1,
         "spikingmind_version": spikingmind.__version__,
-        "onnx": {"opset": OPSET, "exporter": EXPORTER, "torch_version": torch.__version__},
+        "onnx": {"opset": OPSET, "exporter": SNN_EXPORTER if spiking else EXPORTER, "torch_version": torch.__version__},
         "input": {"name": INPUT_NAME, "shape": ["batch", ckpt.layout.n_tokens, ckpt.layout.n_features],
                   "dtype": "float32", "layout": "token windows per docs/SEMANTICS.md (no SNN time axis)"},
-        "time_steps": None,  # the ANN twin has no SNN time axis: one evaluation per decision
     }
 
 
@@ -148,22 +171,311 @@ def verify_against_torch(path: Path, ckpt, n_random: int = 4, n_realistic: int =
     return worst
 
 
-def export(checkpoint, out, force: bool = False) -> Path:
-    """Registry entry point: ANN-twin checkpoint folder -> ann.onnx (verified in ONNX Runtime)."""
-    from spikingmind.checkpoint import load_checkpoint, read_meta
+# ---------------------------------------------------------------------------- spiking DT inference graph
 
-    refuse_overwrite(out, force)
-    if read_meta(checkpoint).get("model", {}).get("kind") == "snn":
-        raise ExportError(f"{checkpoint} is a spiking DT checkpoint (model kind 'snn'); ONNX export is for the "
-                          "ANN twin (kind 'ann'): export spiking checkpoints with --target nir")
-    ckpt = load_checkpoint(checkpoint, dtype=torch.float32)
-    proto = model_to_onnx(ckpt.model, export_metadata(ckpt))
+SNN_OUTPUT_TOLERANCE = 1e-4  # |ORT - PyTorch| per window, relative to the output scale where that exceeds 1
+SNN_MIN_WINDOWS_WITHIN = 0.99  # share of verification windows whose outputs must be within SNN_OUTPUT_TOLERANCE
+SNN_MAX_SPIKE_FLIPS = 1e-3  # largest share of spike slots allowed to differ from PyTorch's
+
+
+class SnnGraphBuilder:
+    """The spiking DT's inference graph in plain ONNX ops, float32 (docs/SEMANTICS.md semantics).
+
+    Layout: real tensors (T, B, L, C) with T folded into the MatMuls (one GEMM per layer for
+    all steps); every LIF is unrolled over T as Where(reset) / Mul(beta) / Add(I) / Greater;
+    spikes stay bool until a MatMul needs them (AND of two spike trains is a bool And); BatchNorm
+    is folded into the weights in float64 (`export.nir.fold_batch_norm`, one place), then cast.
+    Each layer's spikes (T, B, L, C) bool are named like the NIR nodes / PyTorch `record` keys.
+    """
+
+    def __init__(self, model):
+        self.model, self.cfg = model, model.cfg
+        self.time_steps = model.cfg.time_steps
+        self.n_tokens = 3 * model.cfg.context_length
+        self.nodes, self.initializers, self.spike_names = [], [], []
+        self._count = 0
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def op(self, op_type: str, inputs: list[str], hint: str, n_outputs: int = 1, names=None, **attrs):
+        from onnx import helper
+
+        outputs = list(names) if names else [self._name(hint) for _ in range(n_outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=self._name(f"{hint}/{op_type}"), **attrs))
+        return outputs if n_outputs > 1 else outputs[0]
+
+    def const(self, hint: str, value) -> str:
+        from onnx import numpy_helper
+
+        name = self._name(hint)
+        array = np.asarray(value)
+        array = array.astype(np.float32) if array.dtype.kind == "f" else array
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    # ---- layers
+    def affine(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
+        """x (..., C_in) @ W^T + b, W (C_out, C_in) float64 (already BN-folded)."""
+        y = self.op("MatMul", [x, self.const(f"{hint}.weight_t", weight.T)], hint)
+        return self.op("Add", [y, self.const(f"{hint}.bias", bias)], hint)
+
+    def token_linear(self, module, x: str, hint: str) -> str:
+        from spikingmind.export.nir import _numpy, fold_batch_norm
+
+        weight, bias = fold_batch_norm(_numpy(module.linear.weight), _numpy(module.linear.bias), module.norm)
+        return self.affine(x, weight, bias, hint)
+
+    def lif(self, lif, currents: str, hint: str, constant: bool = False, names=None) -> str:
+        """Currents (T, B, L, C) -> spikes (T, B, L, C) bool; with `constant` the currents are
+        (B, L, C), the same at every step. v = beta*v + I; s = v > th; v = 0 where s (zero reset)."""
+        steps = [currents] * self.time_steps if constant else (
+            [currents] if self.time_steps == 1 else
+            self.op("Split", [currents], f"{hint}.steps", n_outputs=self.time_steps, axis=0,
+                    num_outputs=self.time_steps))
+        beta, threshold = self.const(f"{hint}.beta", lif.beta), self.const(f"{hint}.threshold", lif.threshold)
+        zero = self.const(f"{hint}.reset", 0.0)
+        spikes, mem = [], None
+        for t, current in enumerate(steps):
+            if t == 0:
+                mem = current  # beta * 0 + I == I exactly
+            else:
+                reset = self.op("Where", [spikes[-1], zero, mem], f"{hint}.reset")
+                mem = self.op("Add", [self.op("Mul", [reset, beta], f"{hint}.decay"), current], f"{hint}.mem")
+            spikes.append(self.op("Greater", [mem, threshold], f"{hint}.spikes"))
+        if constant:  # T x (B, L, C) -> (T*B, L, C) -> (T, B, L, C)
+            channels = self.cfg.width
+            stacked = self.op("Concat", spikes, hint, axis=0)
+            shape = self.const("shape_tblc", np.array([self.time_steps, -1, self.n_tokens, channels], np.int64))
+            return self.op("Reshape", [stacked, shape], hint, names=names)
+        if len(spikes) == 1:
+            return self.op("Identity", spikes, hint, names=names)
+        return self.op("Concat", spikes, hint, axis=0, names=names)
+
+    def spikes(self, name: str, spikes: str) -> str:
+        self.spike_names.append(name)
+        return spikes
+
+    def as_float(self, spikes: str, hint: str) -> str:
+        from onnx import TensorProto
+
+        return self.op("Cast", [spikes], hint, to=TensorProto.FLOAT)
+
+    def causal_mix(self, module, spikes: str, hint: str) -> str:
+        """(T, B, L, C) bool -> (T, B, L, C): the BN-folded (C, L, L) matrix as one batched MatMul
+        over the (C, L, T*B) view (what `CausalDecayMix` computes at inference)."""
+        from spikingmind.export.nir import _numpy, fold_batch_norm
+
+        matrix, shift = fold_batch_norm(_numpy(module.mixing_matrix()), np.zeros(module.norm.num_features),
+                                        module.norm)
+        c, n = matrix.shape[0], self.n_tokens
+        x = self.op("Transpose", [spikes], hint, perm=[3, 2, 0, 1])  # (C, L, T, B)
+        x = self.op("Reshape", [self.as_float(x, hint), self.const("shape_cl", np.array([c, n, -1], np.int64))], hint)
+        y = self.op("MatMul", [self.const(f"{hint}.matrix", matrix), x], hint)  # (C, L, T*B)
+        y = self.op("Reshape", [y, self.const("shape_clt", np.array([c, n, self.time_steps, -1], np.int64))], hint)
+        y = self.op("Transpose", [y], hint, perm=[2, 3, 1, 0])  # (T, B, L, C)
+        return self.op("Add", [y, self.const(f"{hint}.bias", shift)], hint)
+
+    def attention(self, attn, residual: str, prefix: str, constant: bool) -> str:
+        s_in = self.spikes(f"{prefix}.lif_in", self.lif(attn.lif_in, residual, f"{prefix}.lif_in", constant,
+                                                          names=[f"{prefix}.lif_in"]))
+        from spikingmind.export.nir import _numpy, fold_batch_norm
+
+        # q, k, v as one GEMM and one LIF over 3C channels (elementwise: the same spikes)
+        folded = [fold_batch_norm(_numpy(m.linear.weight), _numpy(m.linear.bias), m.norm)
+                  for m in (attn.q, attn.k, attn.v)]
+        qkv = self.affine(self.as_float(s_in, prefix), np.concatenate([w for w, _ in folded]),
+                          np.concatenate([b for _, b in folded]), f"{prefix}.qkv")
+        if len({(lif.beta, lif.threshold) for lif in (attn.q_lif, attn.k_lif, attn.v_lif)}) != 1:
+            raise ExportError(f"{prefix}: q/k/v LIFs with different parameters are not supported by the ONNX export")
+        qkv_spikes = self.lif(attn.q_lif, qkv, f"{prefix}.qkv_lif")
+        names = [f"{prefix}.q_lif", f"{prefix}.k_lif", f"{prefix}.v_lif"]
+        q, k, v = self.op("Split", [qkv_spikes], prefix, n_outputs=3, names=names, axis=-1, num_outputs=3)
+        for name in names:
+            self.spikes(name, name)
+        kv_and = self.spikes(f"{prefix}.kv_and", self.op("And", [k, v], prefix, names=[f"{prefix}.kv_and"]))
+        mixed = self.causal_mix(attn.mix, kv_and, f"{prefix}.mix")
+        kv = self.spikes(f"{prefix}.kv_lif", self.lif(attn.kv_lif, mixed, f"{prefix}.kv_lif",
+                                                      names=[f"{prefix}.kv_lif"]))
+        qkv_and = self.spikes(f"{prefix}.qkv_and", self.op("And", [q, kv], prefix, names=[f"{prefix}.qkv_and"]))
+        return self.token_linear(attn.out_proj, self.as_float(qkv_and, prefix), f"{prefix}.out_proj")
+
+    def mlp(self, mlp, residual: str, prefix: str) -> str:
+        s_in = self.spikes(f"{prefix}.lif_in", self.lif(mlp.lif_in, residual, f"{prefix}.lif_in",
+                                                          names=[f"{prefix}.lif_in"]))
+        hidden = self.token_linear(mlp.fc1, self.as_float(s_in, prefix), f"{prefix}.fc1")
+        hidden = self.spikes(f"{prefix}.hidden_lif", self.lif(mlp.hidden_lif, hidden, f"{prefix}.hidden_lif",
+                                                              names=[f"{prefix}.hidden_lif"]))
+        return self.token_linear(mlp.fc2, self.as_float(hidden, prefix), f"{prefix}.fc2")
+
+    def build(self, metadata: dict):
+        from onnx import TensorProto, helper
+
+        from spikingmind.export.nir import _numpy
+
+        model = self.model
+        x = self.affine(INPUT_NAME, _numpy(model.embed.weight), _numpy(model.embed.bias), "embed")  # (B, L, C)
+        residual, constant = x, True  # the same input current at every step until the first block adds to it
+        for index, block in enumerate(model.blocks):
+            prefix = f"blocks.{index}"
+            attn = self.attention(block.attn, residual, f"{prefix}.attn", constant)
+            residual = self.op("Add", [residual, attn], f"{prefix}.residual")  # broadcasts (B,L,C) over T
+            constant = False
+            residual = self.op("Add", [residual, self.mlp(block.mlp, residual, f"{prefix}.mlp")],
+                               f"{prefix}.residual")
+        head = self.spikes("head.lif", self.lif(model.head_lif, residual, "head.lif", constant, names=["head.lif"]))
+        readout = self.affine(self.as_float(head, "head"), _numpy(model.head.weight), _numpy(model.head.bias),
+                              "head.readout")  # (T, B, L, n_out)
+        self.op("ReduceMean", [readout, self.const("axis0", np.array([0], np.int64))], "head", names=[OUTPUT_NAME],
+                keepdims=0)  # mean over the T steps, as PyTorch
+        n, f = self.n_tokens, model.n_features
+        graph = helper.make_graph(
+            self.nodes, "spiking_decision_transformer",
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", n, f])],
+            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", n, model.n_out])],
+            self.initializers,
+        )
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="spikingmind", producer_version=spikingmind.__version__)
+        proto.ir_version = 8  # opset 18 needs IR >= 8; keeps older ONNX Runtimes able to load it
+        metadata["spike_records"] = list(self.spike_names)  # tensors to expose for spike checks
+        _set_metadata(proto, metadata)
+        return proto
+
+
+def snn_to_onnx(model, metadata: dict):
+    """The spiking DT (eval mode) as a checked onnx.ModelProto: its inference graph, float32."""
     import onnx
 
+    if model.training:
+        raise ExportError("the spiking DT must be in eval mode (BatchNorm statistics are folded)")
+    proto = SnnGraphBuilder(model).build(metadata)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise ExportError(f"exported ONNX model fails onnx.checker: {str(error).splitlines()[0]}") from None
+    return proto
+
+
+def with_spike_outputs(proto):
+    """A copy of an SNN graph that also outputs every layer's spikes (T, B, L, C) bool, by record name."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])["spike_records"]
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    copy.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.BOOL, None) for name in names)
+    return copy, names
+
+
+def verify_snn_against_torch(proto, model, ckpt, source: str) -> dict:
+    """ORT vs PyTorch (float32) on random and realistic windows; ExportError unless every check holds.
+
+    Spikes are thresholds: a float32 rounding difference (BatchNorm folded here, not in PyTorch;
+    another GEMM's summation order) can flip a spike when a membrane lands within an ulp of the
+    threshold. So the checks are: spike slots that differ <= SNN_MAX_SPIKE_FLIPS, outputs within
+    SNN_OUTPUT_TOLERANCE on >= SNN_MIN_WINDOWS_WITHIN of the windows, and (discrete actions)
+    identical argmax actions on every window. Returns the measured numbers (stored in metadata).
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    layout = ckpt.layout
+    batches = {
+        "random": [rng.normal(size=(1, layout.n_tokens, layout.n_features)).astype(np.float32),
+                   rng.normal(size=(4, layout.n_tokens, layout.n_features)).astype(np.float32)],
+        "realistic": [sample_windows(layout, ckpt.norm, ckpt.spec, 1, seed=1),
+                      sample_windows(layout, ckpt.norm, ckpt.spec, 64, seed=2)],
+    }
+    debug, names = with_spike_outputs(proto)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.log_severity_level = 1, 3
+    session = ort.InferenceSession(debug.SerializeToString(), sess_options=options,
+                                   providers=["CPUExecutionProvider"])
+    flips = slots = windows_total = windows_within = action_mismatch = 0
+    worst = 0.0
+    realistic_flips = realistic_slots = 0
+    for kind, group in batches.items():
+        for windows in group:
+            record: dict = {}
+            with torch.inference_mode():
+                expected = model(torch.from_numpy(windows), record).numpy()
+            actual, *spikes = session.run([OUTPUT_NAME, *names], {INPUT_NAME: windows})
+            if actual.shape != expected.shape:
+                raise ExportError(f"{source}: ONNX Runtime output shape {actual.shape}, PyTorch {expected.shape}")
+            for name, ort_spikes in zip(names, spikes):
+                differ = int((ort_spikes != record[name].numpy().astype(bool)).sum())
+                flips, slots = flips + differ, slots + ort_spikes.size
+                if kind == "realistic":
+                    realistic_flips, realistic_slots = realistic_flips + differ, realistic_slots + ort_spikes.size
+            scale = np.maximum(1.0, np.abs(expected).max(axis=(1, 2)))
+            error = np.abs(actual - expected).max(axis=(1, 2))
+            worst = max(worst, float(error.max()))
+            windows_total += len(windows)
+            windows_within += int((error <= SNN_OUTPUT_TOLERANCE * scale).sum())
+            if layout.discrete:
+                token = layout.decision_token
+                action_mismatch += int((actual[:, token].argmax(-1) != expected[:, token].argmax(-1)).sum())
+    report = {"windows": windows_total, "spike_slots": slots, "spike_flips": flips,
+              "spike_flip_fraction": flips / slots,
+              "realistic_spike_flip_fraction": realistic_flips / realistic_slots,
+              "windows_within_tolerance": windows_within / windows_total,
+              "max_abs_output_error": worst, "action_mismatches": action_mismatch,
+              "criteria": {"spike_flip_fraction_at_most": SNN_MAX_SPIKE_FLIPS,
+                           "output_tolerance": SNN_OUTPUT_TOLERANCE,
+                           "windows_within_tolerance_at_least": SNN_MIN_WINDOWS_WITHIN,
+                           "action_mismatches": 0 if layout.discrete else "not checked (continuous actions: "
+                                                                           "covered by the output tolerance)"},
+              "reference": "PyTorch float32, torch.inference_mode()"}
+    problems = []
+    if report["spike_flip_fraction"] > SNN_MAX_SPIKE_FLIPS:
+        problems.append(f"{flips} of {slots} spikes differ ({report['spike_flip_fraction']:.2g} > "
+                        f"{SNN_MAX_SPIKE_FLIPS:g})")
+    if report["windows_within_tolerance"] < SNN_MIN_WINDOWS_WITHIN:
+        problems.append(f"outputs within {SNN_OUTPUT_TOLERANCE:g} on only {windows_within} of {windows_total} "
+                        f"windows (max error {worst:.3g})")
+    if action_mismatch:
+        problems.append(f"{action_mismatch} of {windows_total} windows decode to a different action")
+    if problems:
+        raise ExportError(f"{source}: ONNX Runtime differs from PyTorch: {'; '.join(problems)}")
+    return report
+
+
+def export(checkpoint, out, force: bool = False) -> Path:
+    """Registry entry point: checkpoint folder -> .onnx, verified in ONNX Runtime before it appears.
+
+    ANN twin: torch.onnx's graph, outputs within TOLERANCE. Spiking DT: its inference graph
+    (`SnnGraphBuilder`), checked by `verify_snn_against_torch`; the numbers go into the metadata."""
+    from spikingmind.checkpoint import load_checkpoint
+
+    import onnx
+
+    refuse_overwrite(out, force)
+    ckpt = load_checkpoint(checkpoint, dtype=torch.float32)
+    metadata = export_metadata(ckpt)
+    if ckpt.model.spiking:
+        proto = snn_to_onnx(ckpt.model, metadata)
+        metadata["verification"] = verify_snn_against_torch(proto, ckpt.model, ckpt, str(checkpoint))
+        _set_metadata(proto, metadata)
+        with atomic_path(out, suffix=".onnx") as tmp:
+            onnx.save_model(proto, str(tmp))
+        return Path(out)
+    proto = model_to_onnx(ckpt.model, metadata)
     with atomic_path(out, suffix=".onnx") as tmp:
         onnx.save_model(proto, str(tmp))
         verify_against_torch(tmp, ckpt)  # the file only appears if it passes
     return Path(out)
+
+
+def _set_metadata(proto, metadata: dict) -> None:
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            entry.value = json.dumps(metadata)
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
 
 
 # ---------------------------------------------------------------------------- closed-loop policy
@@ -195,9 +507,11 @@ def read_onnx_metadata(session, source: str) -> dict:
 
 
 class OnnxPolicy:
-    """An exported ANN twin run by ONNX Runtime (CPU), as a closed-loop policy.
+    """An exported ANN twin or spiking DT run by ONNX Runtime (CPU), as a closed-loop policy.
 
     `intra_op_threads` sets ONNX Runtime's intra-op thread pool (1-2 is fastest for one decision).
+    `model_kind` is "ann" or "snn"; an SNN graph keeps its spikes inside, so `spike_stats()`
+    says that spikes per decision are not available from it.
     """
 
     def __init__(self, path: str | Path, intra_op_threads: int = 1):
@@ -222,6 +536,15 @@ class OnnxPolicy:
         if list(shape[1:]) != [self.layout.n_tokens, self.layout.n_features]:
             raise GraphError(f"{path}: input shape {shape} does not match the token layout "
                              f"(batch, {self.layout.n_tokens}, {self.layout.n_features})")
+        self.model_kind = self.meta.get("model", {}).get("kind", "ann")
+
+    def spike_stats(self) -> dict:
+        """Empty for the ANN twin; for an SNN graph, spikes per decision marked absent (not computed)."""
+        if self.model_kind != "snn":
+            return {}
+        return {"spikes_per_decision": None,
+                "spikes_per_decision_note": "not available from ONNX Runtime: spikes stay inside the graph; "
+                                            "evaluate the checkpoint or the .nir file to count them"}
 
     def outputs(self, windows: np.ndarray) -> np.ndarray:
         """windows (B, L, F) -> decision-token outputs (B, n_out), float64."""

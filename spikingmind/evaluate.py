@@ -30,7 +30,7 @@ def _load_onnx_policy(path: Path, backend: str | None, fixed_point: bool):
     from spikingmind.export.onnx import OnnxPolicy
 
     policy = OnnxPolicy(path)
-    return policy, {"model": "ann", "backend": "onnxruntime", "dataset": policy.meta.get("dataset", {})}
+    return policy, {"model": policy.model_kind, "backend": "onnxruntime", "dataset": policy.meta.get("dataset", {})}
 
 
 def _load_lava_policy(path: Path, backend: str | None, fixed_point: bool):

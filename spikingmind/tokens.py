@@ -114,7 +114,9 @@ def step_tokens(
     """
     n = len(observations)
     rows = np.zeros((n, TOKENS_PER_STEP, layout.n_features), dtype=np.float32)
-    rows[:, RTG, 0] = encode_return(returns_to_go, norm.return_scale)
+    # The return-to-go sits on its own token and is repeated on the state token, whose output
+    # decodes the action: a spiking readout then needs no attention hop to condition on it.
+    rows[:, RTG, 0] = rows[:, STATE, 0] = encode_return(returns_to_go, norm.return_scale)
     rows[:, STATE, layout.obs_slice] = (observations - np.asarray(norm.obs_mean)) / np.asarray(norm.obs_std)
     if actions is not None:
         if layout.discrete:

@@ -82,6 +82,7 @@ def test_windows_pad_on_the_left_and_lay_out_tokens():
     rows = step_tokens(layout, norm, obs, np.array([0, 2, 1]), np.array([3.0, 2.0, 1.0]), np.arange(3))
     assert rows.shape == (3, 3, layout.n_features)
     assert rows[1, 0, 0] == pytest.approx(encode_return(2.0, 10.0))
+    assert rows[1, 1, 0] == rows[1, 0, 0] and rows[1, 2, 0] == 0.0  # repeated on the state token only
     assert list(rows[1, 1, layout.obs_slice]) == [3, 4]
     assert list(rows[1, 2, layout.act_slice]) == [0, 0, 1]
     assert list(rows[2, 1, layout.type_slice]) == [0, 1, 0]

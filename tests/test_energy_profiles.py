@@ -170,6 +170,8 @@ def test_profiles_command_lists_constants_and_sources(tmp_path):
     assert data["loihi"]["constants"]["synaptic_op"]["pJ"] == pytest.approx(23.6)
     assert data["cmos45nm-fp32"]["accounting"]["weight_memory"] == "sram_1mb_read"
 
+    before = out.read_bytes()
     result = runner.invoke(app, ["profiles", "--json", str(out)])
-    assert isinstance(result.exception, RunExistsError)
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert out.read_bytes() == before
     assert runner.invoke(app, ["profiles", "--json", str(out), "--force"]).exit_code == 0

@@ -1,4 +1,4 @@
-"""`export --target onnx`: the ANN twin runs in ONNX Runtime exactly as in PyTorch, with its metadata."""
+"""`export --target onnx`: the ANN twin and the spiking DT run in ONNX Runtime as in PyTorch, with metadata."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint,
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import CheckpointError, ExportError, GraphError, RunExistsError
 from spikingmind.export import export as export_target
-from spikingmind.export.onnx import INPUT_NAME, OPSET, OUTPUT_NAME, OnnxPolicy, sample_windows
+from spikingmind.export.onnx import (
+    INPUT_NAME,
+    OPSET,
+    OUTPUT_NAME,
+    OnnxPolicy,
+    sample_windows,
+    verify_snn_against_torch,
+    with_spike_outputs,
+)
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.rollout import TorchPolicy, run_episodes
 from spikingmind.tokens import Normalization, TokenLayout
@@ -101,11 +109,68 @@ def test_closed_loop_returns_identical(exported):
     assert onnx_run.returns == torch_run.returns and onnx_run.lengths == torch_run.lengths
 
 
-def test_spiking_checkpoint_is_refused(tmp_path):
-    snn = _save_tiny(tmp_path / "snn", "snn")
-    with pytest.raises(ExportError, match="--target nir"):
-        export_target("onnx", snn, tmp_path / "snn.onnx")
-    assert not (tmp_path / "snn.onnx").exists()
+@pytest.fixture(scope="module")
+def exported_snn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx-snn")
+    ckpt_dir = _save_tiny(root / "snn", "snn")
+    return ckpt_dir, export_target("onnx", ckpt_dir, root / "snn.onnx")
+
+
+def test_spiking_checkpoint_exports_its_inference_graph(exported_snn):
+    ckpt_dir, path = exported_snn
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"Greater", "Where", "And", "MatMul"} <= ops and not ops & {"BatchNormalization", "Loop", "Scan"}
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["spikingmind"])
+    ckpt = load_checkpoint(ckpt_dir)
+    assert meta["model"]["kind"] == "snn" and meta["graph"]["model"] == "snn"
+    assert meta["time_steps"] == meta["graph"]["time_steps"] == ckpt.config.time_steps == 2
+    assert meta["graph"]["inference_only"] is True and "nir_version" not in meta
+    check = meta["verification"]
+    assert check["action_mismatches"] == 0
+    assert check["spike_flip_fraction"] <= check["criteria"]["spike_flip_fraction_at_most"]
+    assert check["windows_within_tolerance"] >= check["criteria"]["windows_within_tolerance_at_least"]
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_snn_spikes_and_actions_match_pytorch(exported_snn, batch):
+    ckpt_dir, path = exported_snn
+    ckpt = load_checkpoint(ckpt_dir)
+    debug, names = with_spike_outputs(onnx.load(str(path)))
+    session = ort.InferenceSession(debug.SerializeToString(), providers=["CPUExecutionProvider"])
+    windows = _windows(ckpt, batch, seed=10 + batch)
+    windows[:, :, 1:5] *= 4.0  # larger observations: more spikes than the tiny model's defaults give
+    record = {}
+    with torch.inference_mode():
+        expected = ckpt.model(torch.from_numpy(windows), record).numpy()
+    actual, *spikes = session.run([OUTPUT_NAME, *names], {INPUT_NAME: windows})
+    assert set(names) == set(record)
+    assert sum(int(s.sum()) for s in spikes) > 0  # the comparison is not between two silent networks
+    for name, ort_spikes in zip(names, spikes):
+        np.testing.assert_array_equal(ort_spikes, record[name].numpy().astype(bool), err_msg=name)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+    policy = OnnxPolicy(path)
+    np.testing.assert_array_equal(policy.act(windows), TorchPolicy(ckpt).act(windows))
+    assert policy.model_kind == "snn" and policy.spike_stats()["spikes_per_decision"] is None
+
+
+def test_snn_verification_catches_a_wrong_graph(exported_snn):
+    ckpt_dir, path = exported_snn
+    ckpt = load_checkpoint(ckpt_dir)
+    model = onnx.load(str(path))
+    readout = next(i for i in model.graph.initializer if i.name.startswith("head.readout.bias"))
+    readout.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(readout) + 0.1, readout.name))
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        verify_snn_against_torch(model, ckpt.model, ckpt, "wrong")
+
+
+def test_snn_closed_loop_returns_identical(exported_snn):
+    ckpt_dir, path = exported_snn
+    seeds = [11, 12]
+    onnx_run = run_episodes(OnnxPolicy(path), seeds, batch=2)
+    torch_run = run_episodes(TorchPolicy(load_checkpoint(ckpt_dir)), seeds, batch=2)
+    assert onnx_run.returns == torch_run.returns and onnx_run.lengths == torch_run.lengths
 
 
 def test_existing_output_needs_force(exported, tmp_path):

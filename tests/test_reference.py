@@ -386,7 +386,10 @@ def test_continuous_policy_squashes_into_the_action_box(tmp_path):
     logits = policy.logits(tokens)
     out = ReferenceSimulator(graph).run(tokens.transpose(0, 2, 1)).output
     np.testing.assert_array_equal(logits, out[:, :, :, 4].mean(axis=0))
-    np.testing.assert_allclose(policy.act(tokens), -2.0 + (np.tanh(logits) + 1) / 2 * 3.0, rtol=1e-15)
+    actions = policy.act(tokens)
+    assert actions.dtype == np.float32  # gymnasium Box actions
+    np.testing.assert_allclose(actions, -2.0 + (np.tanh(logits) + 1) / 2 * 3.0, rtol=1e-6)
+    assert np.all((actions >= -2.0) & (actions <= 1.0))
 
 
 # ---- validation -----------------------------------------------------------------------------
