@@ -4,19 +4,20 @@ Lava runs only in a Python 3.10 sidecar (`export/lava_sidecar/run.py`, venv from
 `spikingmind.export.lava_env`); this module never imports Lava. It
 
 1. turns a NIR graph of docs/SEMANTICS.md's node set into a Lava *plan*
-   (`lava_sidecar/plan.py`: LIFReset populations, Dense synapses, host sources, sinks,
+   (`lava_sidecar/plan.py`: LIFReset populations, Sparse synapses, host sources, sinks,
    delay-balancing relays, per-population offsets) and a Loihi fixed-point version of it;
 2. writes a bundle atomically: `model.nir`, `lava_plan.json`, `params_float.npz`,
-   `params_fixed.npz`, `manifest.json`;
+   `params_fixed.npz`, `manifest.json` (+ `agreement.json` from `export`);
 3. runs the bundle in the sidecar (own process group, timeout, group killed on any failure)
    and compares every layer's spikes with `export/reference.py` (floating_pt) and with the
    NumPy emulation of Loihi's integer arithmetic (fixed_pt);
-4. serves closed-loop decisions (`LavaPolicy`) from one persistent sidecar.
+4. serves closed-loop decisions (`LavaPolicy`) from one persistent sidecar;
+5. `export` (the registry's entry point) does 2 and 3 on real decisions from closed-loop
+   reference episodes, and keeps the bundle only once Lava has run it (see its docstring).
 
 Encoder: the real-valued `embed` Conv1d of the Input is computed on the host (it is
 constant over the T steps of a decision) and injected as a graded current straight into
-each residual-stream population (a RingBuffer source, scheduled at that population's
-offset). It is counted as MACs, not spike ops, exactly as in the energy model.
+each residual-stream population (an NpySource, scheduled at that population's offset). It is counted as MACs, not spike ops, exactly as in the energy model.
 """
 
 from __future__ import annotations
@@ -390,7 +391,7 @@ def _write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
         "timing": ("decision k, SNN step t of population n runs at Lava step k*period + offset[n] + t "
                    "(0-based); the Output of step t appears output_latency_steps later"),
         "encoder": "host: Conv1d nodes reading the Input are computed on the host and injected as "
-                   "graded currents (RingBuffer source) into the populations they feed",
+                   "graded currents (NpySource) into the populations they feed",
         "host_terms": [{"population": h.population, "conv": h.conv} for h in host_terms],
         "populations": [
             {"name": p.name, "kind": p.kind, "size": p.size, "offset": p.offset, "stateless": p.stateless,
@@ -707,7 +708,8 @@ def agreement_table(agreement: LavaAgreement | dict, title: str = "Lava agreemen
         f"fixed == float {data.get('action_fixed_vs_float', float('nan')):.1%}, "
         f"fixed == reference {data['action_fixed_vs_reference']:.1%}"))
     for column in ("node", "kind", "values", "float≠ref", "fixed≠emu", "fixed≠float", "rate ref", "rate fixed"):
-        table.add_column(column, justify="left" if column in ("node", "kind") else "right")
+        table.add_column(column, justify="left" if column in ("node", "kind") else "right",
+                         no_wrap=column == "node", min_width=22 if column == "node" else None)
 
     def count(value):
         return "-" if value < 0 else (f"[red]{value}[/]" if value else "0")
@@ -951,11 +953,6 @@ class LavaPolicy:
             stats["lava_ms_per_decision_warm"] = 1000.0 * sum(t["wall_s"] for t in warm) / sum(
                 t["decisions"] for t in warm)
         return stats
-
-    def spike_stats(self) -> dict:
-        """What `spikingmind.evaluate` merges into its JSON: Lava records no spikes in closed
-        loop (only the readout is read back), so this carries the Lava timing instead."""
-        return self.decision_stats()
 
     def close(self) -> None:
         if self._server is not None:

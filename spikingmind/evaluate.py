@@ -65,7 +65,8 @@ def load_policy(source: str | Path, backend: str | None = None, fixed_point: boo
 
 
 def evaluate(source, episodes: int = 20, seed: int = 0, target_return: float | None = None,
-             backend: str | None = None, fixed_point: bool = False, progress=None, loaded=None) -> dict:
+             backend: str | None = None, fixed_point: bool = False, progress=None, loaded=None,
+             max_steps: int | None = None) -> dict:
     """Closed-loop returns of a policy on evaluation seeds (disjoint from its training data).
 
     `loaded` is an already loaded (policy, info) pair from `load_policy`.
@@ -78,11 +79,12 @@ def evaluate(source, episodes: int = 20, seed: int = 0, target_return: float | N
     if training_seeds & set(seeds):
         raise SpikingmindError("evaluation seeds overlap the training data's episode seeds")
     target = policy.spec.target_return if target_return is None else float(target_return)
-    results = run_episodes(policy, seeds, target, progress=progress)
+    results = run_episodes(policy, seeds, target, progress=progress, max_steps=max_steps)
     out = {"env_id": policy.spec.env_id, "model": info["model"], "backend": info["backend"], "source": str(source),
-           "target_return": target, "seed": seed, **results.summary()}
-    stats = policy.spike_stats() if hasattr(policy, "spike_stats") else {}
-    out.update(stats)
+           "target_return": target, "seed": seed, "max_steps": max_steps, **results.summary()}
+    for optional in ("spike_stats", "decision_stats"):  # spikes (PyTorch, NIR), backend timing (Lava)
+        if hasattr(policy, optional):
+            out.update(getattr(policy, optional)())
     if hasattr(policy, "close"):
         policy.close()
     return out

@@ -136,12 +136,16 @@ def run_episodes(
     batch: int = 32,
     on_decision: Callable[[np.ndarray], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    max_steps: int | None = None,
 ) -> EpisodeResults:
     """Run one episode per seed, `batch` envs in lockstep so the policy sees batched windows.
 
     Return-to-go starts at `target_return` (default: the env's) and drops by each reward,
     as in the Decision Transformer. `on_decision(windows)` sees every batch of windows.
+    `max_steps` truncates every episode early (for slow backends; the env's own limit otherwise).
     """
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"--max-steps must be >= 1, got {max_steps}")
     spec, layout, norm = policy.spec, policy.layout, policy.norm
     target = spec.target_return if target_return is None else float(target_return)
     k = layout.context_length
@@ -181,7 +185,7 @@ def run_episodes(
                     history[-1, ACTION, layout.act_slice] = action
                 obs[j], reward, terminated, truncated, _ = envs[j].step(action)
                 returns[j] += float(reward)
-                if terminated or truncated:
+                if terminated or truncated or (max_steps is not None and t + 1 >= max_steps):
                     results.returns[chunk[j]] = returns[j]
                     results.lengths[chunk[j]] = t + 1
                     if progress is not None:

@@ -14,13 +14,13 @@ Network (Lava core processes only):
   as COO triplets (`w_idx/<syn>` = (2, nnz) rows/cols, `w/<syn>` float values,
   `w_mant/<syn>` fixed mantissas) so that the main process needs no scipy;
 - real-valued currents computed on the host (the `embed` Conv1d of the Input) enter through a
-  `RingBuffer` source wired straight into the neuron (no delay), pre-shifted in time;
-- the readout Conv1d is a `Sparse` into a `RingBuffer` sink; its bias is added on the host.
+  `NpySource` (lava_sidecar/npy_sink) wired straight into the neuron (no delay), pre-shifted in time;
+- the readout Conv1d is a `Sparse` into an `NpySink`; its bias is added on the host.
 
 Timing: `offset[n]` is the Lava step (0-based) at which population n performs SNN step t=0
 of the first decision. Host-fed populations without synaptic inputs have offset 0;
 otherwise offset = max over incoming synapses of (offset[src] + 1). A synapse whose natural
-arrival is early goes through a chain of relay populations (identity Dense + stateless
+arrival is early goes through a chain of relay populations (identity Sparse + stateless
 threshold 0.5), one step each, so all branches into a node are aligned. Decision k's step t
 happens at Lava step k*period + offset[n] + t: decisions are pipelined, one every `period`
 (= T) steps, and a population resets u = v = 0 (LIFReset) at its own first step of every
@@ -216,7 +216,7 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
             period: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Step the plan as Lava does; returns raw traces {pop: (size, n_steps)} (+ "readout").
 
-    fixed=True follows PyDenseModelBitAcc / PyLifResetModelBitAcc bit for bit; the second
+    fixed=True follows PySparseModelBitAcc / PyLifResetModelBitAcc bit for bit; the second
     return value counts u wraps and v saturations per population.
     """
     from spikingmind import fixed_point as fxp
@@ -258,7 +258,7 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
 
     for g in range(n_steps):
         time_step = g + 1  # Lava counts from 1
-        # a Dense delivers at step g the weighted spikes its source sent at step g-1
+        # a synapse delivers at step g the weighted spikes its source sent at step g-1
         prev = spikes
         delivered = {syn.name: dense(weights[syn.name], syn.weight_exp, prev[syn.src]) for syn in plan.synapses}
         if readout is not None:

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -34,10 +35,11 @@ from plan import Plan  # noqa: E402
 
 
 def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_steps: int,
-                  period: int, record: list[str] | None):
-    """Lava processes for the plan; returns (any process, sources, sinks, readout_sink)."""
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
+                  period: int, record: list[str] | None, sink_dir: str):
+    """Lava processes for the plan; returns (any process, sources, sinks, readout_sink).
+
+    Sinks are NpySinks writing `<sink_dir>/<name>.npy` at the end of every n_steps."""
+    from npy_sink import NpySink, NpySource
     from lava.proc.lif.process import LIFReset
     from lava.proc.sparse.process import Sparse
     from scipy.sparse import csr_matrix
@@ -45,13 +47,17 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
     fixed = mode == "fixed"
 
     def sparse(name, index_key, value_key, shape, weight_exp):
+        # num_message_bits=1: Lava's Sparse then computes weights.dot(s) (a csr mat-vec)
+        # instead of weights[:, s].sum(axis=1) (csr column slicing, several times slower);
+        # for 0/1 spikes both are the same sum (integers: exactly; floats: up to order)
         index = plan.arrays[index_key]
         if fixed:
             values = plan.arrays[value_key].astype(np.int32)
             matrix = csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.int32)
-            return Sparse(weights=matrix, weight_exp=weight_exp, num_weight_bits=8, name=name)
+            return Sparse(weights=matrix, weight_exp=weight_exp, num_weight_bits=8, num_message_bits=1, name=name)
         values = plan.arrays[value_key].astype(np.float64)
-        return Sparse(weights=csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.float64), name=name)
+        return Sparse(weights=csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.float64),
+                      num_message_bits=1, name=name)
 
     pops = {}
     for pop in plan.populations:
@@ -76,16 +82,18 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
         # inputs are connected in graph edge order: the float sum follows it
         for item in pop.inputs:
             if item == "host":
-                data = host_data[pop.name]
-                data = data.astype(np.int32) if fixed else data.astype(np.float64)
-                sources[pop.name] = Source(data=data)
+                path = os.path.join(sink_dir, f"source-{len(sources)}.npy")
+                np.save(path, host_data[pop.name].astype(np.int32 if fixed else np.float64))
+                sources[pop.name] = NpySource(shape=(pop.size,), buffer=n_steps, path=path,
+                                              dtype="int32" if fixed else "float64")
                 sources[pop.name].s_out.connect(pops[pop.name].a_in)
             else:
                 denses[item].a_out.connect(pops[pop.name].a_in)
     sinks = {}
     for pop in plan.populations:
         if pop.record and (record is None or pop.name in record):
-            sinks[pop.name] = Sink(shape=(pop.size,), buffer=n_steps)
+            sinks[pop.name] = NpySink(shape=(pop.size,), buffer=n_steps, dtype="int8",
+                                      path=os.path.join(sink_dir, f"pop-{len(sinks)}.npy"))
             pops[pop.name].s_out.connect(sinks[pop.name].a_in)
     readout_sink = None
     if plan.readout is not None:
@@ -93,7 +101,8 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
         dense = sparse("readout", "readout_idx", "readout_w_mant" if fixed else "readout_w",
                        plan.readout_shape(), ro.weight_exp)
         pops[ro.src].s_out.connect(dense.s_in)
-        readout_sink = Sink(shape=(dense.a_out.shape[0],), buffer=n_steps)
+        readout_sink = NpySink(shape=(dense.a_out.shape[0],), buffer=n_steps,
+                               dtype="int64" if fixed else "float64", path=os.path.join(sink_dir, "readout.npy"))
         dense.a_out.connect(readout_sink.a_in)
     anchor = next(iter(pops.values()))
     return anchor, sources, sinks, readout_sink
@@ -116,20 +125,29 @@ def run_job(job: dict) -> dict:
     with np.load(job["host_data"], allow_pickle=False) as data:
         host_data = {key: data[key] for key in data.files}
     t0 = time.perf_counter()
-    anchor, _, sinks, readout_sink = build_network(plan, mode, host_data, n_steps, period, job.get("record"))
+    sink_dir = tempfile.mkdtemp(prefix="sinks-", dir=os.getcwd())
+    anchor, _, sinks, readout_sink = build_network(plan, mode, host_data, n_steps, period, job.get("record"),
+                                                   sink_dir)
     t1 = time.perf_counter()
+    # no try/finally around run(): after a failure inside a process model stop() blocks
+    # forever; main() leaves at once with os._exit instead
     anchor.run(condition=RunSteps(num_steps=n_steps), run_cfg=run_config(mode))
     t2 = time.perf_counter()
     try:
-        out = {f"pop/{name}": sink.data.get().astype(np.int8) for name, sink in sinks.items()}
-        if readout_sink is not None:
-            out["readout"] = readout_sink.data.get()
+        out = _read_sinks(sinks, readout_sink)
     finally:
         anchor.stop()
     t3 = time.perf_counter()
     timing = {"build_s": t1 - t0, "run_s": t2 - t1, "read_stop_s": t3 - t2, "n_steps": n_steps}
     _write_npz(job["out"], out)
     return {"ok": True, "out": job["out"], "timing": timing}
+
+
+def _read_sinks(sinks: dict, readout_sink) -> dict:
+    out = {f"pop/{name}": np.load(sink.proc_params["path"]) for name, sink in sinks.items()}
+    if readout_sink is not None:
+        out["readout"] = np.load(readout_sink.proc_params["path"])
+    return out
 
 
 def _write_npz(path: str, arrays: dict) -> None:
@@ -145,7 +163,7 @@ class _Network:
         self.key = (n_steps, period, None if record is None else tuple(record))
         self.plan, self.mode, self.n_steps = plan, mode, n_steps
         self.anchor, self.sources, self.sinks, self.readout_sink = build_network(
-            plan, mode, host_data, n_steps, period, record)
+            plan, mode, host_data, n_steps, period, record, tempfile.mkdtemp(prefix="sinks-", dir=os.getcwd()))
         self.fresh = True
 
     def run(self, host_data: dict) -> dict:
@@ -153,17 +171,15 @@ class _Network:
 
         if not self.fresh:
             fixed = self.mode == "fixed"
-            for name, source in self.sources.items():
-                data = host_data[name]
-                source.data.set(data.astype(np.int32) if fixed else data.astype(np.float64))
+            for name, source in self.sources.items():  # NpySource re-reads its file
+                tmp = source.proc_params["path"] + ".tmp.npy"
+                np.save(tmp, host_data[name].astype(np.int32 if fixed else np.float64))
+                os.replace(tmp, source.proc_params["path"])
         self.fresh = False
         # every job runs exactly n_steps = the ring buffers' length, a multiple of the
         # period: sources, sinks and LIF resets see the same phase in every job
         self.anchor.run(condition=RunSteps(num_steps=self.n_steps), run_cfg=run_config(self.mode))
-        out = {f"pop/{name}": sink.data.get().astype(np.int8) for name, sink in self.sinks.items()}
-        if self.readout_sink is not None:
-            out["readout"] = self.readout_sink.data.get()
-        return out
+        return _read_sinks(self.sinks, self.readout_sink)
 
     def stop(self) -> None:
         self.anchor.stop()

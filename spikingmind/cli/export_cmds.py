@@ -21,11 +21,15 @@ def export_cmd(
     target: str = typer.Option(..., "--target", "-t", help=_target_help()),
     out: Path = typer.Option(..., "--out", "-o", help="output file (nir, onnx) or folder (lava)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
+    verify_decisions: int = typer.Option(
+        20, "--verify-decisions", help="lava: real decisions (reference episodes) run through Lava to verify"),
 ) -> None:
-    """Export a trained policy: --target nir | onnx | lava."""
+    """Export a trained policy: --target nir | onnx | lava (lava: verified in Lava, agreement table)."""
     from spikingmind.export import export
 
-    path = export(target, source, out, force=force)
+    # the Lava target verifies the bundle in Lava and prints its agreement table here
+    options = {"console": console, "verify_decisions": verify_decisions} if target == "lava" else {}
+    path = export(target, source, out, force=force, **options)
     console.print(f"exported [bold]{target}[/] -> {path}")
 
 
