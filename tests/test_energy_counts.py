@@ -411,35 +411,28 @@ def test_rendered_report_says_estimate_and_cites(toy, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_energy_report_cli_end_to_end(tmp_path):
-    nir_export = pytest.importorskip("spikingmind.export.nir")
-    if not hasattr(nir_export, "load_or_export_graph"):
-        pytest.skip("spikingmind.export.nir.load_or_export_graph is not written yet")
-    pytest.importorskip("spikingmind.rollout").record_decision_inputs  # noqa: B018
+def test_energy_report_cli_end_to_end(snn_checkpoint, ann_checkpoint, tmp_path):
+    """A trained (tiny) spiking DT checkpoint against its ANN twin's ONNX, on real episodes."""
     from typer.testing import CliRunner
 
     from spikingmind.cli import app
+    from spikingmind.export.onnx import export as export_onnx
 
-    graph = tiny_graph()
-    graph.metadata = {"dt": 1e-3, "time_steps": 2}
-    source = tmp_path / "tiny.nir"
-    nir.write(str(source), graph)
-    baseline = export_tiny_onnx(tmp_path)
-    inputs = np.random.default_rng(0).normal(size=(3, C, L))
-    import spikingmind.rollout as rollout
-
-    original = rollout.record_decision_inputs
-    rollout.record_decision_inputs = lambda graph, episodes, seed: inputs  # the toy graph has no env
-    try:
-        out, plot = tmp_path / "energy.json", tmp_path / "energy.png"
-        result = CliRunner().invoke(app, ["energy-report", str(source), "--baseline", str(baseline),
-                                          "--json", str(out), "--plot", str(plot)], terminal_width=200)
-        assert result.exit_code == 0, result.output
-        assert "estimate" in result.output.lower()
-        data = json.loads(out.read_text())
-        assert data["decisions"] == 3 and data["kind"] == "estimate"
-        assert {b["profile"] for b in data["baselines"]} == {"cmos45nm-fp32", "cmos45nm-int8"}
-        again = CliRunner().invoke(app, ["energy-report", str(source), "--json", str(out)])
-        assert again.exit_code != 0  # refuses to overwrite without --force
-    finally:
-        rollout.record_decision_inputs = original
+    baseline = export_onnx(ann_checkpoint, tmp_path / "ann.onnx")
+    out, plot = tmp_path / "energy.json", tmp_path / "energy.png"
+    result = CliRunner().invoke(app, ["energy-report", str(snn_checkpoint), "--baseline", str(baseline),
+                                      "--episodes", "2", "--json", str(out), "--plot", str(plot)],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "estimate" in result.output.lower()
+    data = json.loads(out.read_text())
+    assert data["kind"] == "estimate" and data["decisions"] > 2
+    assert data["provenance"]["env"] == "CartPole-v1"
+    assert {b["profile"] for b in data["baselines"]} == {"cmos45nm-fp32", "cmos45nm-int8"}
+    for baseline_row in data["baselines"]:  # both directions of the ratio are reported and consistent
+        assert baseline_row["snn_over_ann"] * baseline_row["ann_over_snn"] == pytest.approx(1.0)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = out.read_bytes()
+    again = CliRunner().invoke(app, ["energy-report", str(snn_checkpoint), "--json", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output  # refuses to overwrite without --force
+    assert out.read_bytes() == before

@@ -7,10 +7,6 @@ from typing import Optional
 
 import typer
 
-#: Decisions simulated per chunk: bounds the memory that full per-node records need.
-RECORD_CHUNK = 64
-
-
 def register(app) -> None:
     """Add this module's commands to the app."""
     app.command("profiles")(profiles)
@@ -60,48 +56,17 @@ def energy_report(
     force: bool = typer.Option(False, "--force", help="Overwrite existing --json/--plot files."),
 ) -> None:
     """Estimate energy per decision from the spikes the policy fires on real episodes."""
-    import numpy as np
     from rich.console import Console
 
-    from spikingmind.energy.onnx_counts import count_onnx
-    from spikingmind.energy.profiles import load_profile
-    from spikingmind.energy.report import build_report, plot_energy, render_report
-    from spikingmind.energy.snn_counts import count_snn, merge_counts
+    from spikingmind.energy.measure import estimate_energy
+    from spikingmind.energy.report import plot_energy, render_report
     from spikingmind.io import atomic_write_json, refuse_overwrite
 
     for out in (json_out, plot):
         if out is not None:
             refuse_overwrite(out, force)
-    snn_profile = load_profile(profile)
-    ann_profiles = [load_profile(name.strip()) for name in baseline_profile.split(",") if name.strip()]
-    ann_counts = count_onnx(baseline) if baseline is not None else None
-
-    from spikingmind.export.nir import load_or_export_graph
-    from spikingmind.export.reference import ReferenceSimulator
-    from spikingmind.rollout import record_decision_inputs
-
-    graph = load_or_export_graph(source)
-    inputs = np.asarray(record_decision_inputs(graph, episodes, seed))  # (N, D_in, L)
-    if max_decisions is not None:
-        inputs = inputs[:max_decisions]
-    simulator = ReferenceSimulator(graph)
-    input_names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
-    parts = []
-    for start in range(0, len(inputs), RECORD_CHUNK):
-        chunk = inputs[start:start + RECORD_CHUNK]
-        records = dict(simulator.run(chunk, record=True).records)
-        for name in input_names:  # the Input's record is the decision input at every step
-            if name not in records:
-                steps = next(iter(records.values())).shape[0]
-                records[name] = np.broadcast_to(chunk, (steps, *chunk.shape))
-        parts.append(count_snn(graph, records))
-    snn_counts = merge_counts(parts)
-    report = build_report(
-        snn_counts, snn_profile, ann_counts, ann_profiles if baseline is not None else [],
-        provenance={"source": str(source), "baseline": str(baseline) if baseline else None,
-                    "episodes": episodes, "seed": seed, "decisions": int(len(inputs)),
-                    "env": (graph.metadata or {}).get("env")},
-    )
+    profiles = [name.strip() for name in baseline_profile.split(",") if name.strip()]
+    report = estimate_energy(source, profile, baseline, profiles, episodes, seed, max_decisions)
     render_report(report, Console())
     if json_out is not None:
         atomic_write_json(json_out, report.to_dict())

@@ -1,0 +1,113 @@
+"""CLI: `ablate`, the T x K ablation sweep (spikingmind.sweep), locally or on Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def register(app) -> None:
+    """Add this module's commands to the app."""
+    app.command("ablate")(ablate_cmd)
+
+
+def _env_slug(env_id: str) -> str:
+    return env_id.split("-v")[0].lower()
+
+
+def ablate_cmd(
+    env: str = typer.Option("CartPole-v1", "--env", help="environment id (see `spikingmind envs`)"),
+    time_steps: str = typer.Option("1,2,4,8", "--time-steps", help="T values (SNN steps per decision)"),
+    context: str = typer.Option("1,5,10,20", "--context", help="K values (context, env steps)"),
+    seeds: int = typer.Option(3, "--seeds", help="training seeds per config (0..N-1)"),
+    grid: str = typer.Option("axes", "--grid", help="axes: vary T at the default K and K at the default T; "
+                             "full: every (T, K) pair"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config (train and model tables) shared by every run "
+                                          "(default configs/<env>.toml when it exists); its T and K are the defaults"),
+    default_time_steps: Optional[int] = typer.Option(None, "--default-time-steps", help="T where the K axis runs"),
+    default_context: Optional[int] = typer.Option(None, "--default-context", help="K where the T axis runs"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every run"),
+    ann: bool = typer.Option(True, "--ann/--no-ann", help="also train the ANN twin at each K (latency/energy ratios)"),
+    episodes: int = typer.Option(20, "--episodes", help="unseen evaluation episodes per run"),
+    dataset_episodes: int = typer.Option(100, "--dataset-episodes", help="episodes of the shared dataset"),
+    mix: Optional[str] = typer.Option(None, "--mix", help="dataset policy mix (default: the env's)"),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray"),
+    workers: int = typer.Option(2, "--workers", help="local executor: parallel runs (one thread each)"),
+    address: Optional[str] = typer.Option(None, "--address", help="ray executor: cluster address (e.g. auto); "
+                                          "default starts a local instance"),
+    retry_failed: bool = typer.Option(True, "--retry-failed/--skip-failed", help="re-run runs that failed before"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="sweep folder (default runs/ablate/<env>)"),
+) -> None:
+    """Ablation over T and K: manifest of runs (config x seed), resumable, CSV + plots."""
+    from spikingmind.data import parse_mix
+    from spikingmind.envs import get_env_spec
+    from spikingmind.sweep import SweepConfig, parse_int_list, run_sweep
+    from spikingmind.train import load_config_file
+
+    get_env_spec(env)
+    if config is None and Path(f"configs/{_env_slug(env)}.toml").exists():
+        config = Path(f"configs/{_env_slug(env)}.toml")
+    train_values = load_config_file(config) if config else {}
+    if steps is not None:
+        train_values["steps"] = steps
+    cfg = SweepConfig(
+        env_id=env, time_steps=parse_int_list(time_steps, "--time-steps"), context=parse_int_list(context, "--context"),
+        seeds=seeds, grid=grid, default_time_steps=default_time_steps, default_context=default_context, ann=ann,
+        train=train_values, dataset_episodes=dataset_episodes, dataset_mix=parse_mix(mix) if mix else None,
+        eval_episodes=episodes,
+    )
+    sweep_dir = out or Path("runs") / "ablate" / _env_slug(env)
+    t0, k0 = cfg.defaults()
+    console.print(f"sweep [bold]{sweep_dir}[/]: {env}, grid {grid} (defaults T={t0}, K={k0}), {seeds} seed(s), "
+                  f"config {config or 'built-in defaults'}, executor {executor}"
+                  + (f" x{workers}" if executor == "local" else ""))
+
+    def show(kind: str, entry: dict) -> None:
+        label = f"{entry['model']} T={entry['time_steps']} K={entry['context']} seed={entry['seed']} ({entry['run_id']})"
+        if kind == "skip":
+            console.print(f"  skip   {label}: already {entry['status']}")
+        elif kind == "start":
+            console.print(f"  queued {label}")
+        elif kind == "done":
+            result = entry["result"]
+            console.print(f"  [green]done[/]   {label}: return {result['mean_return']:.1f} +- {result['std_return']:.1f}, "
+                          f"{result['wall_seconds']:.0f} s")
+        else:
+            console.print(f"  [red]failed[/] {label}: {entry['error']}")
+
+    summary = run_sweep(sweep_dir, cfg, executor=executor, workers=workers, address=address,
+                        retry_failed=retry_failed, on_event=show)
+    _print_summary(summary.summary_csv)
+    console.print(f"{summary.done}/{summary.planned} runs done ({summary.skipped} skipped as finished), "
+                  f"{summary.failed} failed, {summary.seconds:.0f} s")
+    console.print(f"wrote {summary.runs_csv}, {summary.summary_csv}, {summary.plots[0].parent}/*.png, "
+                  f"{sweep_dir / 'manifest.json'}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _print_summary(path: Path) -> None:
+    import csv
+
+    rows = list(csv.DictReader(path.open()))
+    table = Table(title="ablation summary (mean +- std over finished seeds)")
+    columns = (("return", "mean_return"), ("spikes/decision", "spikes_per_decision"),
+               ("latency ms", "latency_ms"), ("loihi pJ", "energy_pj_loihi"),
+               ("fp32 pJ", "energy_pj_cmos45nm-fp32"))
+    for name in ("model", "T", "K", "done", "failed", *(c for c, _ in columns)):
+        table.add_column(name, justify="left" if name == "model" else "right")
+
+    def cell(row: dict, key: str) -> str:
+        mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+        return "-" if not mean else f"{float(mean):.4g} +- {float(std):.2g}"
+
+    for row in rows:
+        table.add_row(row["model"], row["time_steps"] if row["model"] == "snn" else "-", row["context"],
+                      row["done"], row["failed"], *(cell(row, key) for _, key in columns))
+    console.print(table)

@@ -1,0 +1,561 @@
+"""Ablation sweeps over time steps T and context K: a manifest of runs, executed locally or on Ray.
+
+A sweep lives in one folder:
+    manifest.json       the sweep settings and one entry per run (config x seed): run id, status
+                        (pending / running / done / failed + error line), result metrics;
+                        rewritten atomically by the driver after every state change
+    runs/<run id>/      train() run folder (resumable) + eval.json, model.nir / ann.onnx,
+                        energy.json and result.json of that run
+    runs.csv            one row per run (failed runs keep empty metric cells, never zeros)
+    summary.csv         one row per (model, T, K): mean and std over the seeds that finished
+    plots/*.png         return, spikes per decision, latency and energy against T and against K
+
+A run id is a hash of everything that determines its result (the full TrainConfig, seed
+included, and the evaluation settings), so re-running a sweep skips runs that are done,
+resumes interrupted ones (train() is resumable) and retries failed ones. Each run is one
+call of `execute_run`, a plain function of JSON-able arguments: the local executor runs it
+in a process pool, the Ray executor as a `ray.remote` task, with no other difference.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from spikingmind.errors import ConfigError
+from spikingmind.io import atomic_write_json, atomic_write_text
+
+MANIFEST_FORMAT = 1
+STATUSES = ("pending", "running", "done", "failed")
+EXECUTORS = ("local", "ray")
+GRIDS = ("axes", "full")
+
+#: Per-run metrics that depend on the machine's load, not on the run's config and seed.
+TIMING_COLUMNS = ("latency_ms", "latency_ort_ms", "ms_per_decision_batch", "train_seconds", "wall_seconds")
+#: Per-run metrics written to runs.csv and aggregated in summary.csv, in column order.
+METRIC_COLUMNS = (
+    "mean_return", "std_return", "spikes_per_decision", "mean_spike_rate", "latency_ms", "latency_ort_ms",
+    "ms_per_decision_batch", "energy_pj_loihi", "energy_pj_cmos45nm-fp32", "energy_pj_cmos45nm-int8",
+    "best_val_return", "train_seconds", "wall_seconds",
+)
+#: (column, axis label) of the figures.
+PLOTTED = (
+    ("mean_return", "return (mean over seeds)"),
+    ("spikes_per_decision", "spikes per decision"),
+    ("latency_ms", "latency per decision, batch 1 (ms)"),
+    ("energy_pj", "energy per decision, estimate (pJ)"),
+)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Every knob of a sweep; saved in the manifest. Train settings come from `train` (a
+    TrainConfig dict, e.g. read from configs/<env>.toml) with T, K and seed set per run."""
+
+    env_id: str = "CartPole-v1"
+    time_steps: tuple[int, ...] = (1, 2, 4, 8)
+    context: tuple[int, ...] = (1, 5, 10, 20)
+    seeds: int = 3
+    grid: str = "axes"  # axes: vary T at the default K and K at the default T; full: every (T, K)
+    default_time_steps: int | None = None  # None: the train config's model.time_steps
+    default_context: int | None = None  # None: the train config's model.context_length
+    ann: bool = True  # also train the ANN twin at every K (it has no T) for the latency/energy ratios
+    train: dict = field(default_factory=dict)  # TrainConfig values shared by every run
+    dataset_episodes: int = 100
+    dataset_mix: dict | None = None  # None: the env's default mix
+    dataset_seed: int = 0
+    eval_episodes: int = 20  # unseen evaluation seeds per run
+    eval_seed: int = 0
+    energy_episodes: int = 1  # closed-loop episodes whose decisions the energy counts use
+    energy_max_decisions: int = 128
+    latency_calls: int = 50  # batch-1 calls timed per run (median reported)
+    snn_profiles: tuple[str, ...] = ("loihi",)
+    ann_profiles: tuple[str, ...] = ("cmos45nm-fp32", "cmos45nm-int8")
+
+    def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise ConfigError(f"--grid must be one of {', '.join(GRIDS)}, not {self.grid!r}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if not self.time_steps or not self.context:
+            raise ConfigError("--time-steps and --context need at least one value each")
+        for name in ("dataset_episodes", "eval_episodes", "energy_episodes", "energy_max_decisions", "latency_calls"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sweep.{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def defaults(self) -> tuple[int, int]:
+        """(T, K) of the axes' crossing point."""
+        model = self.train.get("model", {})
+        t = self.default_time_steps or model.get("time_steps") or 4
+        k = self.default_context or model.get("context_length") or 20
+        return int(t), int(k)
+
+    def points(self) -> list[tuple[int, int]]:
+        """(T, K) pairs of the spiking runs, in a stable order."""
+        if self.grid == "full":
+            return [(t, k) for t in self.time_steps for k in self.context]
+        t0, k0 = self.defaults()
+        points = [(t, k0) for t in self.time_steps] + [(t0, k) for k in self.context]
+        return list(dict.fromkeys(points))
+
+
+def parse_int_list(text: str, option: str) -> tuple[int, ...]:
+    """'1,2,4,8' -> (1, 2, 4, 8); ConfigError naming the option otherwise."""
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = int(part)
+        except ValueError:
+            raise ConfigError(f"{option}: {part!r} is not an integer (e.g. {option} 1,2,4,8)") from None
+        if value < 1:
+            raise ConfigError(f"{option}: values must be >= 1, got {value}")
+        values.append(value)
+    if not values:
+        raise ConfigError(f"{option}: no values given (e.g. {option} 1,2,4,8)")
+    return tuple(dict.fromkeys(values))
+
+
+# ---------------------------------------------------------------------------- the manifest
+
+
+def run_id(train_config: dict, evaluation: dict) -> str:
+    """Hash of everything that determines a run's result (config + seed + evaluation settings)."""
+    canonical = json.dumps({"train": train_config, "evaluation": evaluation}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def plan_runs(cfg: SweepConfig, dataset_id: str) -> list[dict]:
+    """Manifest entries (status pending) for every (model, T, K, seed) of the sweep."""
+    from spikingmind.model import ModelConfig
+
+    base = json.loads(json.dumps(cfg.train))
+    base_model = {**ModelConfig().to_dict(), **base.pop("model", {})}
+    t0, _ = cfg.defaults()
+    models = [("snn", t, k) for t, k in cfg.points()]
+    if cfg.ann:  # the ANN has no T: one twin per K, recorded at the default T
+        models += [("ann", t0, k) for k in dict.fromkeys(k for _, k in cfg.points())]
+    evaluation = {"episodes": cfg.eval_episodes, "seed": cfg.eval_seed, "energy_episodes": cfg.energy_episodes,
+                  "energy_max_decisions": cfg.energy_max_decisions, "snn_profiles": list(cfg.snn_profiles),
+                  "ann_profiles": list(cfg.ann_profiles), "latency_calls": cfg.latency_calls}
+    runs = []
+    for kind, t, k in models:
+        for seed in range(cfg.seeds):
+            model = {**base_model, "kind": kind, "time_steps": t, "context_length": k}
+            train_config = {**base, "env_id": cfg.env_id, "dataset": dataset_id, "seed": seed, "model": model}
+            runs.append({"run_id": run_id(train_config, evaluation), "model": kind, "time_steps": t, "context": k,
+                         "seed": seed, "status": "pending", "error": None, "train": train_config,
+                         "evaluation": evaluation, "result": None})
+    return runs
+
+
+class Manifest:
+    """The sweep's manifest.json: settings + runs by id, written atomically on every update."""
+
+    def __init__(self, path: Path, sweep: dict, runs: dict[str, dict]):
+        self.path, self.sweep, self.runs = path, sweep, runs
+
+    @classmethod
+    def open(cls, sweep_dir: Path, sweep: dict, planned: list[dict]) -> "Manifest":
+        """Load the folder's manifest (or start one) and add the planned runs it lacks."""
+        path = sweep_dir / "manifest.json"
+        runs: dict[str, dict] = {}
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text())
+                runs = {entry["run_id"]: entry for entry in saved["runs"]}
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ConfigError(f"{path}: corrupt sweep manifest ({error}); move it away to start over") from None
+            if saved.get("sweep", {}).get("env_id") not in (None, sweep["env_id"]):
+                raise ConfigError(f"{path}: this folder holds a sweep on {saved['sweep']['env_id']}, "
+                                  f"not {sweep['env_id']}; use another --out")
+        for entry in planned:
+            runs.setdefault(entry["run_id"], entry)
+        manifest = cls(path, sweep, runs)
+        manifest.save()
+        return manifest
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {"format": MANIFEST_FORMAT, "sweep": self.sweep, "runs": list(self.runs.values())})
+
+    def update(self, rid: str, **changes: Any) -> None:
+        self.runs[rid].update(changes)
+        self.save()
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+def _median_latency_ms(act: Callable[[np.ndarray], Any], windows: np.ndarray, calls: int) -> float:
+    """Median wall time of `act` on single windows (batch 1), after a few untimed calls."""
+    for index in range(min(5, calls)):
+        act(windows[index % len(windows)][None])
+    samples = []
+    for index in range(calls):
+        start = time.perf_counter()
+        act(windows[index % len(windows)][None])
+        samples.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(samples))
+
+
+def _snn_energy(run_dir: Path, checkpoint: Path, evaluation: dict) -> dict[str, float]:
+    """SNN energy per decision under each SNN profile, as `spikingmind energy-report` counts it
+    (spikes recorded by the reference simulator on closed-loop decisions)."""
+    from spikingmind.energy.measure import estimate_energy
+    from spikingmind.export.nir import export as export_nir
+
+    graph_path = export_nir(checkpoint, run_dir / "model.nir", force=True)
+    energy = {}
+    for profile in evaluation["snn_profiles"]:
+        report = estimate_energy(graph_path, profile, None, (), evaluation["energy_episodes"], evaluation["seed"],
+                                 evaluation["energy_max_decisions"]).to_dict()
+        atomic_write_json(run_dir / f"energy-{profile}.json", report)
+        energy[f"energy_pj_{profile}"] = report["snn_total_pj"]
+        energy["spike_rate_energy_decisions"] = report["spike_rate"]
+    return energy
+
+
+def _ann_energy(run_dir: Path, checkpoint: Path, evaluation: dict) -> tuple[dict[str, float], Path]:
+    """ANN-twin energy per decision (batch 1) under each ANN profile, counted from its ONNX graph."""
+    from spikingmind.energy.onnx_counts import count_onnx
+    from spikingmind.energy.profiles import load_profile
+    from spikingmind.energy.report import price_ann
+    from spikingmind.export.onnx import export as export_onnx
+
+    onnx_path = export_onnx(checkpoint, run_dir / "ann.onnx", force=True)
+    counts = count_onnx(onnx_path)
+    energy = {f"energy_pj_{name}": sum(line.total_pj for line in price_ann(counts, load_profile(name)))
+              for name in evaluation["ann_profiles"]}
+    atomic_write_json(run_dir / "energy.json", {"kind": "estimate", "counts": counts.to_dict(), **energy})
+    return energy, onnx_path
+
+
+def execute_run(entry: dict, sweep_dir: str, datasets_root: str | None = None) -> dict:
+    """Train, evaluate, time and energy-count one run; never raises.
+
+    Returns {"run_id", "status": "done", "result": metrics} or {"run_id", "status": "failed",
+    "error": one line}. Also writes the outcome to runs/<run id>/result.json.
+    """
+    import torch
+
+    torch.set_num_threads(1)  # one core per run: the pool or Ray provides the parallelism
+    if datasets_root is not None:
+        os.environ["MINARI_DATASETS_PATH"] = datasets_root
+    rid = entry["run_id"]
+    run_dir = Path(sweep_dir) / "runs" / rid
+    started = time.perf_counter()
+    try:
+        result = _run(entry, run_dir)
+        result["wall_seconds"] = time.perf_counter() - started
+        outcome = {"run_id": rid, "status": "done", "error": None, "result": result}
+    except BaseException as error:  # a failed run is recorded, the sweep goes on
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        line = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+        outcome = {"run_id": rid, "status": "failed", "error": line, "result": None,
+                   "traceback": "".join(traceback.format_exception(error))[-4000:]}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "result.json", outcome)
+    return outcome
+
+
+def _run(entry: dict, run_dir: Path) -> dict:
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.evaluate import evaluate
+    from spikingmind.export.onnx import OnnxPolicy, sample_windows
+    from spikingmind.rollout import TorchPolicy
+    from spikingmind.train import TrainConfig, train
+
+    evaluation = entry["evaluation"]
+    cfg = TrainConfig.from_dict(entry["train"], source=f"run {entry['run_id']}")
+    checkpoint, metrics = train(run_dir / "train", cfg)
+    scores = evaluate(checkpoint, episodes=evaluation["episodes"], seed=evaluation["seed"])
+    atomic_write_json(run_dir / "eval.json", scores)
+    result: dict[str, Any] = {
+        "mean_return": scores["mean_return"], "std_return": scores["std_return"], "returns": scores["returns"],
+        "ms_per_decision_batch": scores["ms_per_decision_batch"], "best_val_return": metrics.get("best_val_return"),
+        "train_seconds": metrics.get("train_seconds"), "checkpoint": str(checkpoint),
+    }
+    ckpt = load_checkpoint(checkpoint)
+    windows = sample_windows(ckpt.layout, ckpt.norm, ckpt.spec, 64, seed=evaluation["seed"])
+    result["latency_ms"] = _median_latency_ms(TorchPolicy(ckpt).act, windows, evaluation["latency_calls"])
+    if ckpt.config.kind == "snn":
+        result["spikes_per_decision"] = scores.get("spikes_per_decision")
+        result["mean_spike_rate"] = scores.get("mean_spike_rate")
+        result.update(_snn_energy(run_dir, checkpoint, evaluation))
+    else:
+        energy, onnx_path = _ann_energy(run_dir, checkpoint, evaluation)
+        result.update(energy)
+        result["latency_ort_ms"] = _median_latency_ms(OnnxPolicy(onnx_path).act, windows, evaluation["latency_calls"])
+    return result
+
+
+# ---------------------------------------------------------------------------- executors
+
+
+def _run_local(pending: list[dict], sweep_dir: Path, datasets_root: str, workers: int,
+               on_outcome: Callable[[dict], None], on_start: Callable[[dict], None]) -> None:
+    """Runs in a spawn-context process pool (fork after torch started threads can deadlock)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {}
+        for entry in pending:
+            on_start(entry)
+            futures[pool.submit(execute_run, entry, str(sweep_dir), datasets_root)] = entry
+        for future in as_completed(futures):
+            entry = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:  # the worker process itself died (OOM kill, segfault)
+                outcome = {"run_id": entry["run_id"], "status": "failed", "result": None,
+                           "error": f"worker process failed: {type(error).__name__}: {error}".splitlines()[0]}
+            on_outcome(outcome)
+
+
+def _run_ray(pending: list[dict], sweep_dir: Path, datasets_root: str, address: str | None,
+             on_outcome: Callable[[dict], None], on_start: Callable[[dict], None]) -> None:
+    """The same `execute_run` as Ray tasks (one CPU each) on a running cluster or a local instance.
+
+    On a cluster, every node needs spikingmind installed and `sweep_dir` / the datasets folder
+    on a shared filesystem; results also come back by value into the manifest.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:  # address None starts a local instance; "auto" or "ray://host:port" joins a cluster
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        refs = {}
+        for entry in pending:
+            on_start(entry)
+            refs[task.remote(entry, str(sweep_dir), datasets_root)] = entry
+        waiting = list(refs)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            entry = refs[done[0]]
+            try:
+                outcome = ray.get(done[0])
+            except Exception as error:  # the task's worker died
+                outcome = {"run_id": entry["run_id"], "status": "failed", "result": None,
+                           "error": f"ray task failed: {type(error).__name__}: {error}".splitlines()[0]}
+            on_outcome(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------- the sweep
+
+
+def prepare_dataset(cfg: SweepConfig, progress=None) -> str:
+    """Collect the sweep's dataset once (shared by every run), or reuse an identical one."""
+    from spikingmind.data import collect, default_dataset_id, existing_dataset_matches
+    from spikingmind.envs import get_env_spec
+
+    mix = cfg.dataset_mix or get_env_spec(cfg.env_id).dataset_mix()
+    dataset_id = default_dataset_id(cfg.env_id, mix, cfg.dataset_episodes, cfg.dataset_seed)
+    if not existing_dataset_matches(dataset_id, None, cfg.env_id, mix, cfg.dataset_episodes, cfg.dataset_seed):
+        collect(cfg.env_id, cfg.dataset_episodes, mix, seed=cfg.dataset_seed, dataset_id=dataset_id, progress=progress)
+    return dataset_id
+
+
+@dataclass
+class SweepSummary:
+    """What one call of `run_sweep` did."""
+
+    planned: int
+    skipped: int  # already done before this call
+    done: int
+    failed: int
+    runs_csv: Path
+    summary_csv: Path
+    plots: list[Path]
+    seconds: float
+
+
+def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", workers: int = 2,
+              address: str | None = None, retry_failed: bool = True,
+              on_event: Callable[[str, dict], None] | None = None) -> SweepSummary:
+    """Run (or resume) the sweep in `sweep_dir`, then write runs.csv, summary.csv and plots.
+
+    Finished runs are skipped; failed ones are retried unless `retry_failed` is False;
+    `on_event(kind, entry)` sees "skip", "start" and "done"/"failed" events.
+    """
+    from spikingmind.data import datasets_root
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    started = time.perf_counter()
+    sweep_dir = Path(sweep_dir).resolve()
+    dataset_id = prepare_dataset(cfg)
+    planned = plan_runs(cfg, dataset_id)
+    manifest = Manifest.open(sweep_dir, cfg.to_dict(), planned)
+    notify = on_event or (lambda kind, entry: None)
+    pending, skipped = [], 0
+    for entry in planned:
+        saved = manifest.runs[entry["run_id"]]
+        finished = _finished_outcome(sweep_dir, entry["run_id"])
+        if saved["status"] != "done" and finished is not None:  # done, but the driver died before recording it
+            manifest.update(entry["run_id"], status="done", error=None, result=finished["result"])
+        if manifest.runs[entry["run_id"]]["status"] == "done" or (saved["status"] == "failed" and not retry_failed):
+            skipped += 1
+            notify("skip", manifest.runs[entry["run_id"]])
+        else:
+            pending.append(manifest.runs[entry["run_id"]])
+
+    def on_start(entry: dict) -> None:
+        manifest.update(entry["run_id"], status="running", error=None)
+        notify("start", entry)
+
+    def on_outcome(outcome: dict) -> None:
+        manifest.update(outcome["run_id"], status=outcome["status"], error=outcome["error"], result=outcome["result"])
+        notify(outcome["status"], manifest.runs[outcome["run_id"]])
+
+    if pending:
+        root = str(datasets_root())
+        if executor == "ray":
+            _run_ray(pending, sweep_dir, root, address, on_outcome, on_start)
+        else:
+            _run_local(pending, sweep_dir, root, workers, on_outcome, on_start)
+    entries = [manifest.runs[entry["run_id"]] for entry in planned]
+    runs_csv, summary_csv = write_tables(sweep_dir, entries)
+    plots = plot_sweep(sweep_dir / "plots", aggregate(entries), cfg)
+    return SweepSummary(planned=len(planned), skipped=skipped,
+                        done=sum(e["status"] == "done" for e in entries),
+                        failed=sum(e["status"] == "failed" for e in entries),
+                        runs_csv=runs_csv, summary_csv=summary_csv, plots=plots,
+                        seconds=time.perf_counter() - started)
+
+
+def _finished_outcome(sweep_dir: Path, rid: str) -> dict | None:
+    path = sweep_dir / "runs" / rid / "result.json"
+    try:
+        outcome = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return outcome if outcome.get("status") == "done" and outcome.get("run_id") == rid else None
+
+
+# ---------------------------------------------------------------------------- tables and plots
+
+
+def run_rows(entries: Iterable[dict]) -> list[dict]:
+    """One row per run; metrics of unfinished or failed runs stay empty (None), never 0."""
+    rows = []
+    for entry in entries:
+        result = entry.get("result") or {}
+        row = {"run_id": entry["run_id"], "model": entry["model"], "time_steps": entry["time_steps"],
+               "context": entry["context"], "seed": entry["seed"], "status": entry["status"],
+               "error": entry.get("error") or ""}
+        row.update({column: result.get(column) for column in METRIC_COLUMNS})
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["model"] != "snn", r["time_steps"], r["context"], r["seed"]))
+
+
+def aggregate(entries: Iterable[dict]) -> list[dict]:
+    """One row per (model, T, K): mean and std over finished seeds of every metric."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in run_rows(entries):
+        groups.setdefault((row["model"], row["time_steps"], row["context"]), []).append(row)
+    out = []
+    for (model, t, k), rows in groups.items():
+        done = [r for r in rows if r["status"] == "done"]
+        summary = {"model": model, "time_steps": t, "context": k, "runs": len(rows), "done": len(done),
+                   "failed": sum(r["status"] == "failed" for r in rows)}
+        for column in METRIC_COLUMNS:
+            values = [r[column] for r in done if r[column] is not None]
+            summary[f"{column}_mean"] = float(np.mean(values)) if values else None
+            summary[f"{column}_std"] = float(np.std(values)) if values else None
+        out.append(summary)
+    return out
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+    return buffer.getvalue()
+
+
+def write_tables(sweep_dir: Path, entries: list[dict]) -> tuple[Path, Path]:
+    runs_csv, summary_csv = sweep_dir / "runs.csv", sweep_dir / "summary.csv"
+    atomic_write_text(runs_csv, _csv_text(run_rows(entries)))
+    atomic_write_text(summary_csv, _csv_text(aggregate(entries)))
+    return runs_csv, summary_csv
+
+
+def plot_sweep(plot_dir: Path, summary: list[dict], cfg: SweepConfig) -> list[Path]:
+    """One PNG per metric: against T (one line per K) and against K (one line per T, plus the
+    ANN twin where the metric applies to it); error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikingmind.io import atomic_path
+
+    paths = []
+    for metric, label in PLOTTED:
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for axis, (x_key, line_key, x_label) in zip(axes, (("time_steps", "context", "T (SNN steps per decision)"),
+                                                            ("context", "time_steps", "K (context, env steps)"))):
+            for model in ("snn", "ann"):
+                columns = [f"{metric}_{p}" for p in (cfg.snn_profiles if model == "snn" else cfg.ann_profiles)] \
+                    if metric == "energy_pj" else [metric]
+                rows = [r for r in summary if r["model"] == model]
+                if model == "ann":
+                    if x_key != "context":
+                        continue
+                    lines = {None: rows}
+                else:
+                    lines = {}
+                    for row in rows:
+                        lines.setdefault(row[line_key], []).append(row)
+                for column in columns:
+                    for fixed, members in sorted(lines.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+                        members = sorted((r for r in members if r.get(f"{column}_mean") is not None),
+                                         key=lambda r: r[x_key])
+                        if len(members) < (1 if model == "ann" else 2):
+                            continue
+                        name = column.removeprefix("energy_pj_") if metric == "energy_pj" else ""
+                        tag = f"{model.upper()}" + (f" {'K' if line_key == 'context' else 'T'}={fixed}" if fixed is not None else "")
+                        axis.errorbar([r[x_key] for r in members], [r[f"{column}_mean"] for r in members],
+                                      yerr=[r[f"{column}_std"] for r in members], marker="o", capsize=3,
+                                      label=f"{tag} {name}".strip())
+            axis.set_xlabel(x_label)
+            axis.set_ylabel(label)
+            axis.set_xscale("log", base=2)
+            if metric == "energy_pj":
+                axis.set_yscale("log")
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=7)
+            axis.grid(alpha=0.3)
+        figure.suptitle(f"{cfg.env_id}: {label} (mean +- std over {cfg.seeds} seed(s))", fontsize=10)
+        figure.tight_layout()
+        path = plot_dir / f"{metric}.png"
+        with atomic_path(path, suffix=".png") as tmp:
+            figure.savefig(tmp, dpi=110)
+        plt.close(figure)
+        paths.append(path)
+    return paths

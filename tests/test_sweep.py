@@ -1,0 +1,115 @@
+"""Ablation sweeps: the manifest resumes, a failing run is recorded and the sweep goes on,
+and the Ray executor gives the same table as the local process pool."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from spikingmind.sweep import TIMING_COLUMNS, SweepConfig, plan_runs, run_sweep
+
+TINY_TRAIN = {"steps": 6, "batch_size": 8, "eval_every": 6, "eval_episodes": 1, "warmup_steps": 2,
+              "model": {"width": 16, "n_blocks": 1, "mlp_ratio": 2}}
+
+
+def tiny_sweep(**overrides) -> SweepConfig:
+    """T = 0 is invalid: ModelConfig raises inside that run, which must fail on its own."""
+    values = dict(env_id="CartPole-v1", time_steps=(1, 0), context=(2,), seeds=1, train=TINY_TRAIN,
+                  default_time_steps=1, default_context=2, dataset_episodes=6, eval_episodes=1,
+                  energy_max_decisions=8, latency_calls=3)
+    values.update(overrides)
+    return SweepConfig(**values)
+
+
+def read_rows(path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def deterministic(rows: list[dict]) -> list[dict]:
+    """The table without the columns that measure the machine's load."""
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory, datasets_root):
+    folder = tmp_path_factory.mktemp("sweep") / "local"
+    summary = run_sweep(folder, tiny_sweep(), executor="local", workers=2)
+    return folder, summary
+
+
+def by_model(rows, model, t):
+    return next(r for r in rows if r["model"] == model and int(r["time_steps"]) == t)
+
+
+def test_failing_run_is_recorded_as_failed_and_the_others_finish(local_sweep):
+    folder, summary = local_sweep
+    assert (summary.planned, summary.done, summary.failed) == (3, 2, 1)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    statuses = {(r["model"], r["time_steps"]): r for r in manifest["runs"]}
+    failed = statuses[("snn", 0)]
+    assert failed["status"] == "failed" and "time_steps must be >= 1" in failed["error"]
+    assert failed["result"] is None
+    assert statuses[("snn", 1)]["status"] == statuses[("ann", 1)]["status"] == "done"
+    rows = read_rows(summary.runs_csv)
+    assert by_model(rows, "snn", 0)["mean_return"] == ""  # failed: empty, never 0
+    snn = by_model(rows, "snn", 1)
+    assert float(snn["mean_return"]) > 0 and float(snn["spikes_per_decision"]) > 0
+    assert float(snn["energy_pj_loihi"]) > 0 and snn["energy_pj_cmos45nm-fp32"] == ""
+    assert float(by_model(rows, "ann", 1)["energy_pj_cmos45nm-fp32"]) > 0
+    aggregated = read_rows(summary.summary_csv)
+    assert {(r["model"], r["time_steps"], r["done"], r["failed"]) for r in aggregated} == {
+        ("snn", "1", "1", "0"), ("snn", "0", "0", "1"), ("ann", "1", "1", "0")}
+    assert all(path.stat().st_size > 0 for path in summary.plots)
+
+
+def test_rerun_skips_finished_runs_and_retries_failed_ones(local_sweep):
+    folder, _ = local_sweep
+    results = sorted((folder / "runs").glob("*/result.json"))
+    done_before = {p: p.stat().st_mtime_ns for p in results if json.loads(p.read_text())["status"] == "done"}
+    events = []
+    summary = run_sweep(folder, tiny_sweep(), executor="local", workers=2, retry_failed=False,
+                        on_event=lambda kind, entry: events.append((kind, entry["time_steps"])))
+    assert summary.skipped == 3 and sorted(events) == [("skip", 0), ("skip", 1), ("skip", 1)]
+    summary = run_sweep(folder, tiny_sweep(), executor="local", workers=1,
+                        on_event=lambda kind, entry: events.append((kind, entry["model"], entry["time_steps"])))
+    assert summary.skipped == 2 and ("failed", "snn", 0) in events and ("start", "snn", 1) not in events
+    assert {p: p.stat().st_mtime_ns for p in done_before} == done_before  # finished runs untouched
+
+
+def test_ray_executor_gives_the_same_table_as_the_local_one(local_sweep, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+    folder, local = local_sweep
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_sweep(tmp_path / "ray", tiny_sweep(), executor="ray")
+    finally:
+        ray.shutdown()
+    assert (remote.done, remote.failed) == (local.done, local.failed)
+    assert deterministic(read_rows(remote.runs_csv)) == deterministic(read_rows(local.runs_csv))
+    summary_timing = {f"{c}_{s}" for c in TIMING_COLUMNS for s in ("mean", "std")}
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in summary_timing} for r in rows]  # noqa: E731
+    assert strip(read_rows(remote.summary_csv)) == strip(read_rows(local.summary_csv))
+
+
+def test_axes_grid_crosses_at_the_defaults_and_run_ids_follow_the_config():
+    cfg = SweepConfig(time_steps=(1, 2, 4, 8), context=(1, 5, 10, 20), seeds=3, default_time_steps=4,
+                      default_context=20)
+    assert cfg.points() == [(1, 20), (2, 20), (4, 20), (8, 20), (4, 1), (4, 5), (4, 10)]
+    runs = plan_runs(cfg, "some-data-v0")
+    assert len(runs) == (7 + 4) * 3 and len({r["run_id"] for r in runs}) == len(runs)
+    assert plan_runs(cfg, "some-data-v0") == runs  # stable ids: a re-run finds its runs
+    full = SweepConfig(time_steps=(1, 2), context=(1, 5), grid="full", ann=False)
+    assert full.points() == [(1, 1), (1, 5), (2, 1), (2, 5)]
+
+
+def test_cli_rejects_a_bad_value_list_in_one_line(tmp_path):
+    from spikingmind.cli import app
+
+    result = CliRunner().invoke(app, ["ablate", "--time-steps", "1,x", "--out", str(tmp_path / "s")])
+    assert result.exit_code != 0
+    assert "--time-steps: 'x' is not an integer" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()
