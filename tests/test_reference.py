@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from spikingmind import units
 from spikingmind.errors import GraphError
 from spikingmind.export import reference
+from tests.lava_graphs import dt_graph as _dt_graph
 from spikingmind.export.reference import NIRPolicy, ReferenceSimulator, load_graph, validate_graph
 
 DT = units.DT
@@ -40,55 +41,9 @@ def _conv(weight, bias=None, n_in=None, stride=1, padding=0, dilation=1, groups=
     )
 
 
-def dt_graph(channels=8, tokens=6, features=5, n_out=2, blocks=2, seed=0, action_kind="discrete"):
-    """A spiking Decision Transformer shaped exactly as SEMANTICS.md's 'Model shape'."""
-    rng = np.random.default_rng(seed)
-    C, L = channels, tokens
-    grid = (C, L)
-
-    def pointwise(c_out, c_in):
-        return _conv(rng.normal(0, 0.6, (c_out, c_in, 1)), rng.normal(0, 0.3, c_out), n_in=L)
-
-    def causal_mix():
-        weight = np.zeros((C, C, 2 * L - 1))
-        decay = rng.uniform(0.5, 0.9, C)
-        for d in range(L):
-            weight[np.arange(C), np.arange(C), L - 1 - d] = decay**d
-        return _conv(weight, rng.normal(0, 0.1, C), n_in=L, padding=L - 1)
-
-    nodes = {"input": nir.Input(np.array([features, L])), "embed": pointwise(C, features)}
-    edges = [("input", "embed")]
-    residual = ["embed"]
-
-    def add(name, node, *sources):
-        nodes[name] = node
-        edges.extend((s, name) for s in sources)
-
-    for b in range(blocks):
-        a = f"b{b}.attn"
-        add(f"{a}.lif_in", _lif(grid), *residual)
-        for proj in "qkv":
-            add(f"{a}.{proj}", pointwise(C, C), f"{a}.lif_in")
-            add(f"{a}.{proj}_lif", _lif(grid), f"{a}.{proj}")
-        add(f"{a}.kv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.k_lif", f"{a}.v_lif")
-        add(f"{a}.mix", causal_mix(), f"{a}.kv_and")
-        add(f"{a}.kv_lif", _lif(grid), f"{a}.mix")
-        add(f"{a}.qkv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.q_lif", f"{a}.kv_lif")
-        add(f"{a}.out_proj", pointwise(C, C), f"{a}.qkv_and")
-        residual.append(f"{a}.out_proj")
-        m = f"b{b}.mlp"
-        add(f"{m}.lif_in", _lif(grid), *residual)
-        add(f"{m}.fc1", pointwise(2 * C, C), f"{m}.lif_in")
-        add(f"{m}.hidden_lif", _lif((2 * C, L)), f"{m}.fc1")
-        add(f"{m}.fc2", pointwise(C, 2 * C), f"{m}.hidden_lif")
-        residual.append(f"{m}.fc2")
-    add("head.lif", _lif(grid), *residual)
-    add("head.readout", pointwise(n_out, C), "head.lif")
-    add("output", nir.Output(np.array([n_out, L])), "head.readout")
-    extra = {"action_kind": action_kind, "context_length": L // 3, "token_features": features}
-    if action_kind == "continuous":
-        extra |= {"action_low": [-2.0] * n_out, "action_high": [1.0] * n_out}
-    return _graph(nodes, edges, {"dt": DT, "time_steps": 4, "spikingmind": json.dumps(extra)})
+def dt_graph(blocks=2, action_kind="discrete", **options):
+    """The SEMANTICS.md-shaped test graph of tests/lava_graphs.py with real-valued weights."""
+    return _dt_graph(blocks=blocks, action_kind=action_kind, dyadic=False, beta=0.5, **options)
 
 
 # ---- neuron and edge semantics -----------------------------------------------------------
