@@ -1,6 +1,6 @@
 """Lava agreement and speed on a real checkpoint; writes benchmarks/out/lava_agreement.json.
 
-    python benchmarks/lava_agreement.py [--checkpoint runs/dev/snn/checkpoint] [--decisions 20]
+    python benchmarks/lava_agreement.py [--checkpoint runs/dev/snn/checkpoint | runs/dev/snn.nir] [--decisions 20]
         [--seed 0] [--closed-loop-decisions N]
 
 1. floating_pt spikes of every layer vs the reference simulator, fixed_pt vs the NumPy
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from spikingmind.export import lava
-from spikingmind.export.nir import NIRReferencePolicy, checkpoint_to_graph
+from spikingmind.export.nir import NIRReferencePolicy, load_or_export_graph
 from spikingmind.io import atomic_write_json
 from spikingmind.rollout import evaluation_seeds, run_episodes
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/lava_agreement.json")
     args = parser.parse_args()
     result: dict = {"checkpoint": args.checkpoint}
-    graph = checkpoint_to_graph(args.checkpoint)
+    graph = load_or_export_graph(args.checkpoint)  # a checkpoint folder or a .nir file
     with tempfile.TemporaryDirectory() as scratch:
         bundle = lava.export_lava_bundle(graph, Path(scratch) / "bundle")
         manifest = json.loads((bundle / "manifest.json").read_text())

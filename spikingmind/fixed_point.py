@@ -17,8 +17,19 @@ Formats (Lava 0.10 `PyDenseModelBitAcc`, `PyLifModelBitAcc` / `PyLifResetModelBi
 
 Units: a layer with scale `A` (activation units per float unit) represents a float current
 `x` as `round(x * A)` activation units, a membrane value as `x * A * 64` state units and the
-threshold `theta` as `vth = round(theta * A)`. We choose `A = 4096 / theta` so that the
-threshold is exactly 4096, leaving 5 bits of headroom (|v| < 32 theta) in the 24-bit state.
+threshold `theta` as `vth = round(theta * A)`. `A` is at most `4096 / theta` (threshold
+4096, 5 bits of headroom |v| < 32 theta in the 24-bit state); the exporter
+(`export/lava.py: _choose_scale`) picks, per population, the `A <= 4096 / theta` that
+minimises the summed squared error of every incoming weight, the bias and the threshold
+(rounding and clipping together): a smaller `A` lets a synapse whose weights exceed 255 << 7
+or a bias beyond the 13-bit mantissa fit without clipping.
+
+Synapse groups: a synapse's weights may be partitioned into several groups, each a Lava
+`Sparse` with its own `weight_exp`, all from the same source to the same population (same
+delay; the neuron's InPort sums them): `plan_weight_groups` splits mixed-sign matrices into
+excitatory + inhibitory groups (8 bits of magnitude each instead of 7 + sign) or wide-range
+ones into large and small taps (the small ones with a finer exponent) when that at least
+halves the squared quantization error. Every weight is rounded to nearest.
 
 Every clip is counted in a `QuantizationReport`; nothing is silently wrapped.
 """
@@ -131,25 +142,124 @@ def _mantissa_range(mode: str) -> tuple[int, int, int]:
     return 0, (1 << WEIGHT_BITS) - 1, 1
 
 
+def _weight_exponent(target: np.ndarray, lo: int, hi: int, step: int) -> int:
+    """Smallest exponent whose rounded mantissas of `target` fit [lo, hi] (clipped to the
+    exponent's range: beyond WEIGHT_EXP_MAX the mantissas saturate, and are counted)."""
+    if target.size == 0:
+        return 0
+    top, bottom = float(np.max(target)), float(np.min(target))
+    peak = max(abs(top), abs(bottom))
+    if peak == 0:
+        return 0
+    exp = int(np.clip(math.floor(math.log2(peak / max(abs(lo), hi))), WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
+    while exp < WEIGHT_EXP_MAX and (np.round(top / 2.0 ** exp / step) * step > hi
+                                    or np.round(bottom / 2.0 ** exp / step) * step < lo):
+        exp += 1
+    return exp
+
+
 def quantize_weights(weights: np.ndarray, scale: float, *, layer: str = "?",
                      report: QuantizationReport | None = None,
                      implicit_zero: bool = False) -> tuple[np.ndarray, int]:
     """Float weights -> (int32 mantissa, weight_exp) with `mant << exp ~= weights * scale`.
 
-    The exponent is the smallest that fits the largest weight into the mantissa. `weights`
-    may be the stored values of a sparse matrix (see `sign_mode` for `implicit_zero`).
+    Round to nearest; the exponent is the smallest that fits every rounded mantissa, so the
+    largest weight uses the mantissa's full range. `weights` may be the stored values of a
+    sparse matrix (see `sign_mode` for `implicit_zero`).
     """
     target = np.asarray(weights, dtype=np.float64) * scale
     mode = sign_mode(target, implicit_zero)
     lo, hi, step = _mantissa_range(mode)
-    peak = float(np.max(np.abs(target))) if target.size else 0.0
-    limit = max(abs(lo), hi)
-    # smallest exponent that fits the largest weight (negative: the sum is right-shifted)
-    exp = int(math.ceil(math.log2(peak / limit))) if peak > 0 else 0
-    exp = int(np.clip(exp, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
+    exp = _weight_exponent(target, lo, hi, step)
     mant = np.round(target / 2.0 ** exp / step) * step
     mant = _clip_counted(mant, lo, hi, report, layer, "weight").astype(np.int32)
     return mant, exp
+
+
+@dataclass
+class WeightGroup:
+    """One synapse group of a split weight matrix: the stored values `select`ed from the
+    matrix's stored values, their mantissas and the group's exponent."""
+
+    select: np.ndarray
+    mant: np.ndarray
+    exp: int
+
+
+def _group_error(target: np.ndarray, counts: np.ndarray, implicit_zero: bool) -> tuple[float, int, int]:
+    """(squared error, clipped count, exponent) of one group quantized alone (target: unique values)."""
+    mode = sign_mode(target, implicit_zero)
+    lo, hi, step = _mantissa_range(mode)
+    exp = _weight_exponent(target, lo, hi, step)
+    unit = 2.0 ** exp
+    mant = np.round(target / unit / step) * step
+    clipped = np.clip(mant, lo, hi)
+    return float(np.sum(counts * (clipped * unit - target) ** 2)), int(np.sum(counts[clipped != mant])), exp
+
+
+def plan_weight_groups(weights: np.ndarray, scale: float, *, implicit_zero: bool = True,
+                       max_groups: int = 2, min_gain: float = 2.0) -> tuple[list[np.ndarray], float]:
+    """Partition a matrix's stored values into at most `max_groups` synapse groups (each with
+    its own exponent, all feeding the same population) to minimise the summed squared
+    quantization error (rounding + clipping) of `weights * scale`.
+
+    Candidates: one group; excitatory / inhibitory split (each sign gets the full 8-bit
+    mantissa instead of mixed-sign 7 bits + sign); a magnitude split at |w| = peak / 2**k
+    (large taps vs small ones with a finer exponent); with 4 groups both. A split is kept
+    only when it divides the error by at least `min_gain`. Returns (boolean masks, error).
+    """
+    values = np.asarray(weights, dtype=np.float64)
+    if values.size == 0:
+        return [np.ones(0, bool)], 0.0
+    uniq, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    masks, error = best_partition(uniq * scale, counts, implicit_zero=implicit_zero, max_groups=max_groups,
+                                  min_gain=min_gain)
+    inverse = inverse.reshape(-1)
+    return [m[inverse] for m in masks], error
+
+
+def best_partition(uniq: np.ndarray, counts: np.ndarray, *, implicit_zero: bool = True, max_groups: int = 2,
+                   min_gain: float = 2.0) -> tuple[list[np.ndarray], float]:
+    """`plan_weight_groups` on sorted unique scaled values with their counts (masks over `uniq`)."""
+
+    def cost(masks):
+        return sum(_group_error(uniq[m], counts[m], implicit_zero)[0] for m in masks)
+
+    everything = np.ones(uniq.size, bool)
+    best, best_cost = [everything], cost([everything])
+    if max_groups >= 2 and best_cost > 0:
+        candidates = []
+        negative = uniq < 0
+        mixed = bool(negative.any() and (~negative).any())
+        if mixed:
+            candidates.append([~negative, negative])
+        peak = float(np.max(np.abs(uniq)))
+        for k in range(1, 9):
+            large = np.abs(uniq) > peak / 2.0 ** k
+            if (~large).any():
+                candidates.append([large, ~large])
+                if max_groups >= 4 and mixed:
+                    candidates.append([large & ~negative, large & negative, ~large & ~negative, ~large & negative])
+        for masks in candidates:
+            masks = [m for m in masks if m.any()]
+            c = cost(masks)
+            if c * min_gain ** (len(masks) - len(best)) < best_cost:
+                best, best_cost = masks, c
+    return best, best_cost
+
+
+def quantize_weight_groups(weights: np.ndarray, scale: float, masks: list[np.ndarray], *, layer: str = "?",
+                           report: QuantizationReport | None = None,
+                           implicit_zero: bool = True) -> list[WeightGroup]:
+    """Quantize each group of a partition (`plan_weight_groups`) with its own exponent."""
+    weights = np.asarray(weights, dtype=np.float64)
+    groups = []
+    for mask in masks:
+        select = np.flatnonzero(mask)
+        mant, exp = quantize_weights(weights[select], scale, layer=layer, report=report,
+                                     implicit_zero=implicit_zero or select.size < weights.size)
+        groups.append(WeightGroup(select, mant, exp))
+    return groups
 
 
 def quantize_bias(bias: np.ndarray, scale: float, *, layer: str = "?",

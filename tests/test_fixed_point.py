@@ -80,3 +80,40 @@ def test_fixed_point_plan_tracks_float_closely():
     for name in ("b0.attn.lif_in", "b0.attn.q_lif", "head.lif"):
         agreement = np.mean(records[name] == reference.records[name])
         assert agreement > 0.97, (name, agreement)
+
+
+def test_mixed_sign_weights_split_into_excitatory_and_inhibitory_groups():
+    rng = np.random.default_rng(1)
+    weights = rng.normal(0, 0.4, 500)
+    scale = fxp.layer_scale(1.0)
+    masks, error = fxp.plan_weight_groups(weights, scale)
+    assert len(masks) == 2 and np.array_equal(masks[0] | masks[1], np.ones(500, bool))
+    groups = fxp.quantize_weight_groups(weights, scale, masks)
+    modes = sorted(fxp.sign_mode(g.mant, implicit_zero=True) for g in groups)
+    assert modes == ["excitatory", "inhibitory"]  # each sign keeps the full 8-bit mantissa
+    assert all(np.abs(g.mant).max() > 128 for g in groups)
+    single = fxp.quantize_weights(weights, scale, implicit_zero=True)
+    single_error = np.sum((single[0] * 2.0 ** single[1] - weights * scale) ** 2)
+    assert error * 2 < single_error
+    rebuilt = np.zeros(500)
+    for g in groups:
+        rebuilt[g.select] = g.mant * 2.0 ** g.exp
+    assert np.sum((rebuilt - weights * scale) ** 2) == pytest.approx(error)
+
+
+def test_wide_range_weights_get_a_finer_exponent_for_the_small_taps():
+    weights = np.concatenate([np.full(5, 60.0), np.linspace(0.01, 0.9, 400)])  # excitatory, like the causal mix
+    scale = 100.0
+    masks, _ = fxp.plan_weight_groups(weights, scale)
+    groups = fxp.quantize_weight_groups(weights, scale, masks)
+    assert len(groups) == 2 and groups[0].exp > groups[1].exp
+    report = fxp.QuantizationReport()
+    fxp.quantize_weight_groups(weights, scale, masks, layer="mix", report=report)
+    assert report.clipped == 0
+
+
+def test_exponent_never_clips_a_positive_peak_of_a_mixed_matrix():
+    # 255.6 rounds to 256 > 254 (mixed-sign top): the exponent must grow, not clip
+    report = fxp.QuantizationReport()
+    mant, exp = fxp.quantize_weights(np.array([255.6, -3.0]), 1.0, layer="w", report=report)
+    assert report.clipped == 0 and exp == 1 and mant.tolist() == [128, -2]

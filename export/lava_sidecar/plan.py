@@ -13,6 +13,12 @@ Network (Lava core processes only):
   mix; an identity for a direct spike edge), which delays by one step. Matrices are stored
   as COO triplets (`w_idx/<syn>` = (2, nnz) rows/cols, `w/<syn>` float values,
   `w_mant/<syn>` fixed mantissas) so that the main process needs no scipy;
+- fixed point only: a synapse's stored values are partitioned into synapse groups
+  (`w_group/<syn>` = group id per stored value), each its own `Sparse` with its own
+  `weight_exp` (`Synapse.weight_exps[g]`), all from the same source to the same
+  population, so they arrive in the same step and the neuron sums them (e.g. excitatory
+  and inhibitory weights with a full 8-bit mantissa each, or large and small taps with
+  different exponents). floating_pt keeps one Sparse per synapse (the reference's sum);
 - real-valued currents computed on the host (the `embed` Conv1d of the Input) enter through a
   `NpySource` (lava_sidecar/npy_sink) wired straight into the neuron (no delay), pre-shifted in time;
 - the readout Conv1d is a `Sparse` into an `NpySink`; its bias is added on the host.
@@ -35,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 
 @dataclass
@@ -67,7 +73,7 @@ class Synapse:
     name: str
     src: str
     dst: str
-    weight_exp: int = 0
+    weight_exps: list[int] = field(default_factory=lambda: [0])   # fixed point: one per synapse group
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Readout:
     src: str
     shape: list[int]
     scale: float = 1.0             # fixed point: activation units per float unit
-    weight_exp: int = 0
+    weight_exps: list[int] = field(default_factory=lambda: [0])
 
     def offset(self, plan: "Plan") -> int:
         return plan.population(self.src).offset + 1
@@ -91,8 +97,9 @@ class Plan:
     readout: Readout | None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     # arrays: "bias/<pop>" float, "bias_mant/<pop>" int; per synapse "w_idx/<syn>" (2, nnz)
-    #         rows/cols, "w/<syn>" float values, "w_mant/<syn>" int values; "readout_idx",
-    #         "readout_w", "readout_w_mant", "readout_bias"
+    #         rows/cols, "w/<syn>" float values, "w_mant/<syn>" int values, "w_group/<syn>"
+    #         fixed-point synapse group of each value; "readout_idx", "readout_w",
+    #         "readout_w_mant", "readout_w_group", "readout_bias"
 
     def population(self, name: str) -> Population:
         for pop in self.populations:
@@ -111,6 +118,19 @@ class Plan:
 
     def readout_shape(self) -> tuple[int, int]:
         return int(np.prod(self.readout.shape)), self.population(self.readout.src).size
+
+    def fixed_groups(self, key: str, weight_exps: list[int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """The fixed-point synapse groups of a matrix (`key`: a synapse name, or "readout"):
+        [(index (2, n_g), int32 mantissas, weight_exp)], one Sparse each."""
+        idx_key, mant_key, group_key = ((f"w_idx/{key}", f"w_mant/{key}", f"w_group/{key}") if key != "readout"
+                                        else ("readout_idx", "readout_w_mant", "readout_w_group"))
+        index, mant = self.arrays[idx_key], self.arrays[mant_key].astype(np.int32)
+        group = self.arrays.get(group_key, np.zeros(mant.shape, np.int8))
+        out = []
+        for g, exp in enumerate(weight_exps):
+            select = group == g
+            out.append((index[:, select], mant[select], int(exp)))
+        return out
 
     @property
     def latency(self) -> int:
@@ -229,40 +249,43 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
     spikes = {p.name: np.zeros(p.size, bool) for p in pops}
     weights, biases = {}, {}
 
-    def values(idx_key, key, shape):
-        if fixed:
-            return fxp.lava_weights(plan.arrays[key], implicit_zero=plan.arrays[idx_key].shape[1] < shape[0] * shape[1])
-        return plan.arrays[key]
+    def matrices(key, weight_exps, shape):
+        """[(SparseWeights, weight_exp)]: the fixed-point groups, or the one float matrix."""
+        if not fixed:
+            idx_key, w_key = (f"w_idx/{key}", f"w/{key}") if key != "readout" else ("readout_idx", "readout_w")
+            return [(SparseWeights(plan.arrays[idx_key], plan.arrays[w_key], shape), 0)]
+        return [(SparseWeights(index, fxp.lava_weights(mant, implicit_zero=index.shape[1] < shape[0] * shape[1]),
+                               shape), exp) for index, mant, exp in plan.fixed_groups(key, weight_exps)]
 
     for syn in plan.synapses:
-        shape = plan.matrix_shape(syn)
-        weights[syn.name] = SparseWeights(plan.arrays[f"w_idx/{syn.name}"], values(
-            f"w_idx/{syn.name}", f"{'w_mant' if fixed else 'w'}/{syn.name}", shape), shape)
+        weights[syn.name] = matrices(syn.name, syn.weight_exps, plan.matrix_shape(syn))
     for p in pops:
         biases[p.name] = (fxp.effective_bias(plan.arrays[f"bias_mant/{p.name}"], p.bias_exp) if fixed
                           else plan.arrays[f"bias/{p.name}"])
     readout = plan.readout
     if readout is not None:
-        shape = plan.readout_shape()
-        readout_w = SparseWeights(plan.arrays["readout_idx"], values(
-            "readout_idx", "readout_w_mant" if fixed else "readout_w", shape), shape)
+        readout_w = matrices("readout", readout.weight_exps, plan.readout_shape())
     traces = {p.name: np.zeros((p.size, n_steps), dtype) for p in pops}
     if readout is not None:
-        traces["readout"] = np.zeros((readout_w.shape[0], n_steps), dtype)
+        traces["readout"] = np.zeros((plan.readout_shape()[0], n_steps), np.int64 if fixed else dtype)
     states = {p.name: fxp.FixedLifState(u[p.name], v[p.name]) for p in pops} if fixed else None
 
-    def dense(w, exp, s):
-        if fixed:
-            return fxp.shift_accumulated(w.accumulate(s), exp)
-        return w.accumulate(s)
+    def dense(groups, s):
+        """Every group's Sparse output (its own shift), summed as the receiving InPort does."""
+        if not fixed:
+            return groups[0][0].accumulate(s)
+        total = 0
+        for w, exp in groups:
+            total = total + fxp.shift_accumulated(w.accumulate(s), exp)
+        return total
 
     for g in range(n_steps):
         time_step = g + 1  # Lava counts from 1
         # a synapse delivers at step g the weighted spikes its source sent at step g-1
         prev = spikes
-        delivered = {syn.name: dense(weights[syn.name], syn.weight_exp, prev[syn.src]) for syn in plan.synapses}
+        delivered = {syn.name: dense(weights[syn.name], prev[syn.src]) for syn in plan.synapses}
         if readout is not None:
-            traces["readout"][:, g] = dense(readout_w, readout.weight_exp, prev[readout.src])
+            traces["readout"][:, g] = dense(readout_w, prev[readout.src])
         new_spikes = {}
         for p in pops:
             act = np.zeros(p.size, dtype)

@@ -46,18 +46,21 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
 
     fixed = mode == "fixed"
 
-    def sparse(name, index_key, value_key, shape, weight_exp):
+    def sparse(name, key, shape, weight_exps):
+        """The Sparse processes of one synapse: floating_pt one; fixed_pt one per synapse
+        group (same source, same destination, own weight_exp)."""
         # num_message_bits=1: Lava's Sparse then computes weights.dot(s) (a csr mat-vec)
         # instead of weights[:, s].sum(axis=1) (csr column slicing, several times slower);
         # for 0/1 spikes both are the same sum (integers: exactly; floats: up to order)
-        index = plan.arrays[index_key]
         if fixed:
-            values = plan.arrays[value_key].astype(np.int32)
-            matrix = csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.int32)
-            return Sparse(weights=matrix, weight_exp=weight_exp, num_weight_bits=8, num_message_bits=1, name=name)
+            return [Sparse(weights=csr_matrix((mant, (index[0], index[1])), shape=shape, dtype=np.int32),
+                           weight_exp=exp, num_weight_bits=8, num_message_bits=1, name=f"{name}#{g}")
+                    for g, (index, mant, exp) in enumerate(plan.fixed_groups(key, weight_exps))]
+        index_key, value_key = (f"w_idx/{key}", f"w/{key}") if key != "readout" else ("readout_idx", "readout_w")
+        index = plan.arrays[index_key]
         values = plan.arrays[value_key].astype(np.float64)
-        return Sparse(weights=csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.float64),
-                      num_message_bits=1, name=name)
+        return [Sparse(weights=csr_matrix((values, (index[0], index[1])), shape=shape, dtype=np.float64),
+                       num_message_bits=1, name=name)]
 
     pops = {}
     for pop in plan.populations:
@@ -74,9 +77,9 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
                 reset_interval=interval, reset_offset=offset, name=pop.name)
     denses = {}
     for syn in plan.synapses:
-        denses[syn.name] = sparse(syn.name, f"w_idx/{syn.name}", f"{'w_mant' if fixed else 'w'}/{syn.name}",
-                                  plan.matrix_shape(syn), syn.weight_exp)
-        pops[syn.src].s_out.connect(denses[syn.name].s_in)
+        denses[syn.name] = sparse(syn.name, syn.name, plan.matrix_shape(syn), syn.weight_exps)
+        for group in denses[syn.name]:
+            pops[syn.src].s_out.connect(group.s_in)
     sources = {}
     for pop in plan.populations:
         # inputs are connected in graph edge order: the float sum follows it
@@ -88,7 +91,8 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
                                               dtype="int32" if fixed else "float64")
                 sources[pop.name].s_out.connect(pops[pop.name].a_in)
             else:
-                denses[item].a_out.connect(pops[pop.name].a_in)
+                for group in denses[item]:  # an InPort sums every connected OutPort
+                    group.a_out.connect(pops[pop.name].a_in)
     sinks = {}
     for pop in plan.populations:
         if pop.record and (record is None or pop.name in record):
@@ -98,12 +102,12 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
     readout_sink = None
     if plan.readout is not None:
         ro = plan.readout
-        dense = sparse("readout", "readout_idx", "readout_w_mant" if fixed else "readout_w",
-                       plan.readout_shape(), ro.weight_exp)
-        pops[ro.src].s_out.connect(dense.s_in)
-        readout_sink = NpySink(shape=(dense.a_out.shape[0],), buffer=n_steps,
+        groups = sparse("readout", "readout", plan.readout_shape(), ro.weight_exps)
+        readout_sink = NpySink(shape=(plan.readout_shape()[0],), buffer=n_steps,
                                dtype="int64" if fixed else "float64", path=os.path.join(sink_dir, "readout.npy"))
-        dense.a_out.connect(readout_sink.a_in)
+        for group in groups:
+            pops[ro.src].s_out.connect(group.s_in)
+            group.a_out.connect(readout_sink.a_in)
     anchor = next(iter(pops.values()))
     return anchor, sources, sinks, readout_sink
 
