@@ -42,14 +42,18 @@ def collect_cmd(
     seed: int = typer.Option(0, "--seed", help="dataset seed (episode seeds and policy assignment derive from it)"),
     dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Minari id ending in -vN (default: derived)"),
     root: Optional[Path] = typer.Option(None, "--root", help="datasets folder (default $MINARI_DATASETS_PATH or runs/datasets)"),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="reuse an existing dataset collected with the same settings"),
 ) -> None:
     """Collect demonstrations into an offline Minari dataset."""
-    from spikingmind.data import collect, default_dataset_id, new_dataset_dir, parse_mix
+    from spikingmind.data import collect, default_dataset_id, existing_dataset_matches, new_dataset_dir, parse_mix
     from spikingmind.envs import get_env_spec
 
     spec = get_env_spec(env)
     weights = parse_mix(mix) if mix is not None else spec.dataset_mix()
     dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed)
+    if exist_ok and existing_dataset_matches(dataset_id, root, env, weights, episodes, seed):
+        console.print(f"dataset [bold]{dataset_id}[/] already collected with these settings; reusing it")
+        return
     new_dataset_dir(dataset_id, root)  # refuse before any work is done
     with _progress() as progress:
         task = progress.add_task(f"collect {env}", total=episodes, info="")
@@ -111,6 +115,7 @@ def evaluate_cmd(
     target_return: Optional[float] = typer.Option(None, "--target-return", help="return-to-go asked of the policy"),
     backend: Optional[str] = typer.Option(None, "--backend", help="lava, for a Lava bundle (default: from the source)"),
     fixed_point: bool = typer.Option(False, "--fixed-point", help="Lava: run Loihi fixed-point arithmetic"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="truncate episodes after N steps (slow backends)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results JSON here"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ) -> None:
@@ -124,7 +129,8 @@ def evaluate_cmd(
     with _progress() as progress:
         task = progress.add_task("evaluate", total=episodes, info="")
         result = evaluate(source, episodes=episodes, seed=seed, target_return=target_return, backend=backend,
-                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n), loaded=loaded)
+                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n), loaded=loaded,
+                          max_steps=max_steps)
     table = Table(title=f"{result['env_id']} · {result['model']} · {result['backend']}")
     for column in ("episodes", "target return", "mean return", "std", "min", "max", "ms/decision"):
         table.add_column(column, justify="right")
@@ -132,7 +138,11 @@ def evaluate_cmd(
                   f"{result['std_return']:.1f}", f"{result['min_return']:.1f}", f"{result['max_return']:.1f}",
                   f"{result['ms_per_decision_batch']:.2f}")
     console.print(table)
-    if "spikes_per_decision" in result:
+    if result.get("max_steps"):
+        console.print(f"episodes truncated after {result['max_steps']} steps (--max-steps)")
+    if result.get("lava_ms_per_decision") is not None:
+        console.print(f"Lava: {result['lava_ms_per_decision']:.0f} ms per decision")
+    if result.get("spikes_per_decision") is not None:
         console.print(f"spikes per decision {result['spikes_per_decision']:.0f}, "
                       f"mean spike rate {100 * result['mean_spike_rate']:.1f}%")
     if json_out is not None:
