@@ -32,3 +32,8 @@ test: venv lava-env
 
 demo: venv lava-env
 	bash scripts/demo.sh $(DEMO_DIR)
+
+# README results section from runs/results/ (envs without result files show "not run");
+# `make results RUN=1 [ENVS=CartPole-v1,...]` first trains/evaluates/exports/energy-reports them.
+results: venv
+	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS))

@@ -21,7 +21,7 @@ from spikingmind.rollout import policy_context  # noqa: F401  (re-exported: chec
 from spikingmind.tokens import Normalization, TokenLayout
 
 FORMAT = "spikingmind-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: return-to-go also on the state token (tokens.step_tokens)
 WEIGHTS, META = "model.safetensors", "checkpoint.json"
 
 

@@ -203,7 +203,7 @@ def _register_builtins() -> None:
                 default_mix="expert=0.8,random=0.2"),
         EnvSpec("Pendulum-v1", obs_dim=3, action_kind="continuous", act_dim=1, target_return=-120.0,
                 return_scale=1000.0, max_episode_steps=200, expert=experts.EXPERTS.get("Pendulum-v1"),
-                action_low=(-2.0,), action_high=(2.0,), default_mix="expert=0.8,random=0.2"),
+                action_low=(-2.0,), action_high=(2.0,), default_mix="expert=0.9,random=0.1"),
     ]
     for spec in builtins:
         _REGISTRY.setdefault(spec.env_id, spec)

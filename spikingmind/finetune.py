@@ -4,7 +4,7 @@ The offline Decision Transformer is warm-started and improved by interacting wit
 environment. Each update:
   1. plays `batch_episodes` episodes in lockstep (rollout.run_episodes, so the token
      windows are exactly those of evaluation), sampling actions from the policy:
-     discrete: the softmax of the decision-token logits;
+     discrete: the softmax of the decision-token logits (divided by a temperature);
      continuous: a Gaussian around the squashed mean (docs/SEMANTICS.md decode), std a
      learnable per-dimension parameter (or fixed), the sample clipped to the bounds;
   2. recomputes the log-probabilities of the taken actions with gradients, through the
@@ -67,6 +67,7 @@ class FinetuneConfig:
     grad_clip: float = 1.0
     max_decisions_per_update: int = 1024  # random subset of a batch's decisions enters the gradient
     grad_chunk: int = 256  # windows per forward/backward chunk (memory)
+    temperature: float = 1.0  # discrete: sample from softmax(logits / temperature) (< 1: closer to greedy)
     action_std: float = 0.2  # continuous: initial Gaussian std as a fraction of (high - low) / 2
     learn_std: bool = True
     target_return: float | None = None  # return-to-go asked during fine-tuning (None: the env's)
@@ -99,6 +100,8 @@ class FinetuneConfig:
             raise ConfigError(f"{source}: lr must be positive, got {self.lr!r}")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"{source}: gamma must be in (0, 1], got {self.gamma!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"{source}: temperature must be positive, got {self.temperature!r}")
         if not self.action_std > 0:
             raise ConfigError(f"{source}: action_std must be positive, got {self.action_std!r}")
 
@@ -147,10 +150,10 @@ class SamplingPolicy:
     and the action sampled for it, in the order run_episodes steps the envs."""
 
     def __init__(self, ckpt: Checkpoint, head: GaussianHead | None, rng: np.random.Generator,
-                 env_spec: EnvSpec | None = None):
+                 env_spec: EnvSpec | None = None, temperature: float = 1.0):
         self.model, self.layout, self.norm = ckpt.model, ckpt.layout, ckpt.norm
         self.spec = env_spec or ckpt.spec  # run_episodes makes its envs from this spec
-        self.head, self.rng = head, rng
+        self.head, self.rng, self.temperature = head, rng, temperature
         self.windows: list[np.ndarray] = []
         self.sampled: list[np.ndarray] = []  # pre-clipping samples (continuous) or action ids
 
@@ -158,7 +161,7 @@ class SamplingPolicy:
         with torch.inference_mode():
             outputs = self.model(torch.as_tensor(windows))[:, self.layout.decision_token].double()
         if self.spec.discrete:
-            probs = torch.softmax(outputs, dim=-1).numpy()
+            probs = torch.softmax(outputs / self.temperature, dim=-1).numpy()
             cumulative = probs.cumsum(axis=-1)
             draws = self.rng.random((len(probs), 1)) * cumulative[:, -1:]
             actions = np.minimum((cumulative < draws).sum(axis=-1), probs.shape[-1] - 1)
@@ -384,6 +387,7 @@ def finetune(
         entry = {"update": 0, "episodes": 0, "env_steps": 0, "sample_return_mean": None, "sample_return_std": None,
                  "loss": None, "action_std": _std_value(head), "greedy_return": None, "elapsed_s": 0.0}
         evaluate_greedy(0, entry)
+        entry["elapsed_s"] = elapsed_before + time.perf_counter() - clock
         curve.append(entry)
         save_resume(0, elapsed_before + time.perf_counter() - clock)
         if on_progress:
@@ -395,7 +399,7 @@ def finetune(
         seeds = [FINETUNE_SEED_BASE + cfg.seed * 1_000_000 + (update - 1) * cfg.batch_episodes + i
                  for i in range(cfg.batch_episodes)]
         log = _RewardLog()
-        sampler = SamplingPolicy(ckpt, head, rng, env_spec=_recording_spec(spec, log))
+        sampler = SamplingPolicy(ckpt, head, rng, env_spec=_recording_spec(spec, log), temperature=cfg.temperature)
         episode_results = run_episodes(sampler, seeds, cfg.target_return, batch=cfg.batch_episodes)
         windows = np.concatenate(sampler.windows)
         sampled = np.concatenate(sampler.sampled)
@@ -416,7 +420,7 @@ def finetune(
         for first in range(0, len(chosen), cfg.grad_chunk):
             part = chosen[first:first + cfg.grad_chunk]
             outputs = model(torch.from_numpy(windows[part]))[:, ckpt.layout.decision_token]
-            log_prob, entropy = _log_prob(outputs, sampled[part], head)
+            log_prob, entropy = _log_prob(outputs, sampled[part], head, cfg.temperature)
             adv_part = torch.as_tensor(adv[part], dtype=log_prob.dtype)
             loss = -(adv_part * log_prob).sum() / len(chosen) - cfg.entropy_weight * entropy.sum() / len(chosen)
             loss.backward()
@@ -470,10 +474,10 @@ def _std_value(head: GaussianHead | None) -> float | None:
     return None if head is None else float(head.log_std.detach().exp().mean())
 
 
-def _log_prob(outputs: torch.Tensor, sampled: np.ndarray, head: GaussianHead | None):
+def _log_prob(outputs: torch.Tensor, sampled: np.ndarray, head: GaussianHead | None, temperature: float = 1.0):
     """log pi(sampled | window) and the policy entropy per decision, both (B,)."""
     if head is None:
-        log_probs = torch.log_softmax(outputs, dim=-1)
+        log_probs = torch.log_softmax(outputs / temperature, dim=-1)
         actions = torch.as_tensor(sampled, dtype=torch.int64)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         return log_probs.gather(1, actions[:, None])[:, 0], entropy

@@ -60,6 +60,7 @@ class TokenLayout:
             **asdict(self),
             "order": ["return_to_go", "state", "action"],
             "return_to_go_encoding": "sign(R) * log1p(|R|) / log1p(return_scale)",
+            "return_to_go_on_tokens": ["return_to_go", "state"],
             "n_tokens": self.n_tokens,
             "n_features": self.n_features,
             "channels": {

@@ -95,7 +95,7 @@ def test_other_format_version_is_refused_with_both_versions(snn_checkpoint, tmp_
     meta = json.loads((copy / "checkpoint.json").read_text())
     meta["format_version"] = 0
     (copy / "checkpoint.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="format version 0, .* reads version 1"):
+    with pytest.raises(CheckpointError, match="format version 0, .* reads version 2"):
         load_checkpoint(copy)
 
 

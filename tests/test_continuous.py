@@ -1,0 +1,100 @@
+"""Continuous actions (Pendulum-v1) end to end: collect -> train -> evaluate -> NIR export ->
+the exported graph drives the env to the same returns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spikingmind.checkpoint import load_checkpoint
+from spikingmind.data import collect, load_episodes
+from spikingmind.envs import get_env_spec
+from spikingmind.evaluate import evaluate
+from spikingmind.model import ModelConfig
+from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+from spikingmind.tokens import TokenLayout
+from spikingmind.train import TrainConfig, dt_loss, train
+
+PENDULUM = "Pendulum-v1"
+
+
+def test_dt_loss_regresses_the_squashed_action():
+    """Loss = mean squared error of low + (tanh(y) + 1) / 2 * (high - low), in half-range units,
+    over valid steps only."""
+    spec = get_env_spec(PENDULUM)
+    layout = TokenLayout(3, 1, False, context_length=2)
+    outputs = torch.zeros(1, 6, 1)
+    outputs[0, 1, 0] = 0.5  # state token of step 0
+    outputs[0, 4, 0] = -10.0  # state token of step 1 (saturates at -2)
+    actions = torch.tensor([[[1.0], [-2.0]]])
+    valid = torch.tensor([[True, True]])
+    squashed = -2.0 + (np.tanh(0.5) + 1.0) / 2.0 * 4.0
+    expected = ((squashed - 1.0) ** 2 / 4.0 + 0.0) / 2
+    assert float(dt_loss(outputs, actions, valid, layout, spec)) == pytest.approx(expected, rel=1e-4)
+    only_first = torch.tensor([[True, False]])
+    assert float(dt_loss(outputs, actions, only_first, layout, spec)) == pytest.approx(expected * 2, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pendulum")
+    dataset, meta = collect(PENDULUM, 3, {"expert": 2 / 3, "random": 1 / 3}, seed=0, root=root / "datasets")
+    cfg = TrainConfig(env_id=PENDULUM, dataset=str(root / "datasets" / dataset),
+                      model=ModelConfig(kind="snn", width=16, n_blocks=1, context_length=2, time_steps=2),
+                      steps=6, batch_size=16, warmup_steps=1, eval_every=6, eval_episodes=1)
+    checkpoint, metrics = train(root / "run", cfg)
+    return root, checkpoint, metrics, meta
+
+
+def test_pendulum_dataset_holds_bounded_float_actions(pendulum_run):
+    root, _, _, meta = pendulum_run
+    episodes = load_episodes(str(root / "datasets" / meta["dataset_id"]), PENDULUM)
+    assert episodes.actions.dtype == np.float32 and episodes.actions.shape == (600, 1)
+    assert np.all(np.abs(episodes.actions) <= 2.0)
+    assert {r["policy"] for r in meta["episodes"]} == {"expert", "random"}
+
+
+def test_pendulum_trains_and_evaluates(pendulum_run):
+    _, checkpoint, metrics, _ = pendulum_run
+    assert np.isfinite(metrics["final_loss"]) and metrics["steps"] == 6
+    ckpt = load_checkpoint(checkpoint)
+    assert ckpt.model.n_out == 1 and not ckpt.layout.discrete
+    result = evaluate(checkpoint, episodes=2)
+    assert result["env_id"] == PENDULUM and result["lengths"] == [200, 200]
+    assert all(-200 * 16.3 <= r <= 0 for r in result["returns"])  # Pendulum's cost bounds per step
+
+    actions = []
+    policy = TorchPolicy(ckpt)
+    original = policy.act
+    policy.act = lambda w: actions.append(original(w)) or actions[-1]
+    run_episodes(policy, evaluation_seeds(1, 0))
+    actions = np.concatenate(actions)
+    assert actions.shape == (200, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+def test_pendulum_nir_export_reproduces_the_checkpoint(pendulum_run, tmp_path):
+    from spikingmind.export.nir import export
+
+    _, checkpoint, _, _ = pendulum_run
+    nir_path = export(checkpoint, tmp_path / "pendulum.nir")
+    from_nir = evaluate(nir_path, episodes=2)
+    assert from_nir["backend"] == "nir-reference" and from_nir["env_id"] == PENDULUM
+
+    # float64 PyTorch is the graph's arithmetic: same actions, so the same returns
+    ckpt64 = load_checkpoint(checkpoint, dtype=torch.float64)
+    from_torch = run_episodes(TorchPolicy(ckpt64), evaluation_seeds(2, 0))
+    np.testing.assert_allclose(from_nir["returns"], from_torch.returns, rtol=1e-9)
+    # the float32 checkpoint as `spikingmind evaluate` runs it agrees to float32 precision
+    np.testing.assert_allclose(from_nir["returns"], evaluate(checkpoint, episodes=2)["returns"], rtol=1e-3)
+
+    from spikingmind.export.nir import graph_metadata
+    from spikingmind.export.reference import load_graph
+
+    meta = graph_metadata(load_graph(nir_path))
+    assert meta["action_kind"] == "continuous"
+    assert meta["action_low"] == [-2.0] and meta["action_high"] == [2.0]
+    assert "tanh" in meta["decode"]["action"]
+    assert json.loads(json.dumps(meta["env"]))["env_id"] == PENDULUM
