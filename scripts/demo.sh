@@ -10,8 +10,8 @@ mkdir -p "$out/eval" "$out/export"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 start=$(date +%s)
 
-step "1/8 collect 150 CartPole-v1 episodes (expert 40%, capped expert 35%, random 25%)"
-$sm collect --env CartPole-v1 --episodes 150 --mix expert=0.4,capped=0.35,random=0.25 --seed 0 \
+step "1/8 collect 150 CartPole-v1 episodes (expert 30%, capped expert 45%, random 25%)"
+$sm collect --env CartPole-v1 --episodes 150 --mix expert=0.3,capped=0.45,random=0.25 --seed 0 \
     --dataset-id cartpole-demo-v0 --exist-ok
 
 step "2/8 train the spiking DT"
