@@ -22,7 +22,6 @@ reported next to the times: the SNN does about T x the ANN's matmul work per dec
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -950,7 +950,7 @@ class LavaPolicy:
         self.meta = _policy_meta(self.graph) or {}
         self.spec = self.layout = self.norm = None
         if "env" in self.meta:
-            from spikingmind.checkpoint import policy_context
+            from spikingmind.rollout import policy_context
 
             self.spec, self.layout, self.norm = policy_context(self.meta, str(self.bundle / "model.nir"))
         self.token_features, self.context_tokens = _input_shape(self.graph)

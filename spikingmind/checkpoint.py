@@ -17,7 +17,6 @@ from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import CheckpointError
 from spikingmind.io import atomic_dir, atomic_write_json
 from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.rollout import policy_context  # noqa: F401  (re-exported: checkpoints and exports share it)
 from spikingmind.tokens import Normalization, TokenLayout
 
 FORMAT = "spikingmind-checkpoint"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from spikingmind.errors import ConfigError, SpikingmindError
 from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes

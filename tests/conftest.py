@@ -66,3 +66,17 @@ def ann_checkpoint(tmp_path_factory, cartpole_dataset) -> Path:
     run = tmp_path_factory.mktemp("runs") / "ann"
     checkpoint, _ = train(run, tiny_train_config(cartpole_dataset, "ann"))
     return checkpoint
+
+
+@pytest.fixture(scope="session")
+def lava_python() -> Path:
+    """The Lava sidecar interpreter; skips only where no Python 3.10 exists at all."""
+    from spikingmind.errors import LavaError
+    from spikingmind.export import lava_env
+
+    try:
+        return lava_env.find_lava_python()
+    except LavaError:
+        if lava_env.find_base_python310() is None:
+            pytest.skip("no Python 3.10 interpreter on this machine: lava-nc 0.10 cannot run")
+        raise  # a 3.10 exists: the sidecar venv must too (`make lava-env`)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spikingmind.energy.profiles import list_profiles, load_profile
-from spikingmind.errors import ProfileError, RunExistsError
+from spikingmind.errors import ProfileError
 
 GOOD = """
 [profile]

@@ -26,16 +26,6 @@ BLOCKS = 2
 
 
 @pytest.fixture(scope="module")
-def lava_python() -> Path:
-    try:
-        return lava_env.find_lava_python()
-    except LavaError:
-        if lava_env.find_base_python310() is None:
-            pytest.skip("no Python 3.10 interpreter on this machine: lava-nc 0.10 cannot run")
-        raise  # a 3.10 exists: the sidecar venv must too (`make lava-env`)
-
-
-@pytest.fixture(scope="module")
 def graph() -> nir.NIRGraph:
     return dt_graph(channels=8, tokens=6, blocks=BLOCKS, time_steps=4, seed=3)
 

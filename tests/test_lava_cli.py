@@ -12,24 +12,13 @@ from typer.testing import CliRunner
 from spikingmind.checkpoint import Checkpoint, checkpoint_meta, save_checkpoint
 from spikingmind.cli import app
 from spikingmind.envs import get_env_spec
-from spikingmind.errors import LavaError, RunExistsError
+from spikingmind.errors import RunExistsError
 from spikingmind.evaluate import evaluate
-from spikingmind.export import lava_env
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout
 
 ENV = "CartPole-v1"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def lava_python():
-    try:
-        return lava_env.find_lava_python()
-    except LavaError:
-        if lava_env.find_base_python310() is None:
-            pytest.skip("no Python 3.10 interpreter on this machine: lava-nc 0.10 cannot run")
-        raise  # a 3.10 exists: the sidecar venv must too (`make lava-env`)
 
 
 @pytest.fixture(scope="module")

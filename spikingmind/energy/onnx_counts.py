@@ -207,7 +207,7 @@ Rule = Callable[[OnnxNodeCounts, list, list, dict, list, list], None]
 
 
 def _matmul(c, ins, outs, attrs, is_const, values):
-    a, b = ins[0], ins[1]
+    a = ins[0]
     inner = a[-1] if len(a) >= 1 else 1
     c.macs = float(_size(outs[0]) * inner)
     if is_const[1] or is_const[0]:
