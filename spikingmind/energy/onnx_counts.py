@@ -47,6 +47,21 @@ class OnnxNodeCounts:
     activation_reads: float = 0.0
     activation_writes: float = 0.0
     parameters: int = 0
+    module: str = ""  # the model module that emitted the node, where the exporter recorded it
+
+
+def _module_of(node) -> str:
+    """Module path recorded by torch's dynamo exporter ('blocks.0.attn.qkv'), or ''."""
+    import ast
+
+    for prop in getattr(node, "metadata_props", []):
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(prop.value) if s]
+            except (ValueError, SyntaxError):
+                return ""
+            return scopes[-2] if len(scopes) >= 2 else ""
+    return ""
 
 
 @dataclass
@@ -129,7 +144,7 @@ def count_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = 
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         is_const = [bool(x) and x in constants for x in node.input]
-        result = OnnxNodeCounts(name=name, op_type=node.op_type)
+        result = OnnxNodeCounts(name=name, op_type=node.op_type, module=_module_of(node))
         rule(result, in_shapes, out_shapes, attrs, is_const, [constants.get(x) for x in node.input])
         result.activation_reads = float(sum(_size(s) for s, c, x in zip(in_shapes, is_const, node.input) if x and not c))
         result.activation_writes = float(sum(_size(s) for s in out_shapes))

@@ -51,6 +51,7 @@ class EnergyLine:
     share: float = 0.0
     spike_driven_pj: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
+    group: str = ""  # ANN: the module the node belongs to (for per-module plots)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def price_ann(counts: OnnxCounts, profile: HardwareProfile, used: dict | None = 
         }
         memory = parts["weight_read"] + parts["activation_read"] + parts["activation_write"]
         total = sum(parts.values())
-        lines.append(EnergyLine(name=node.name, op_type=node.op_type, compute_pj=total - memory, memory_pj=memory,
+        lines.append(EnergyLine(name=node.name, op_type=node.op_type, group=node.module,
+                                compute_pj=total - memory, memory_pj=memory,
                                 total_pj=total, components=parts))
     _shares(lines)
     return lines
@@ -356,8 +358,9 @@ def plot_energy(report: EnergyReport, path: str | Path) -> Path:
     groups: dict[str, dict[str, float]] = {}
     for b in report.baselines:
         for line in b.layers:
-            groups.setdefault(_ann_group(line.name), {}).setdefault(b.profile, 0.0)
-            groups[_ann_group(line.name)][b.profile] += line.total_pj
+            group = line.group or _ann_group(line.name)
+            groups.setdefault(group, {}).setdefault(b.profile, 0.0)
+            groups[group][b.profile] += line.total_pj
     height = max(4.0, 0.28 * max(n_snn, len(groups), 4) + 2)
     fig, axes = plt.subplots(1, 3, figsize=(18, height), gridspec_kw={"width_ratios": [1, 1.4, 1.4]})
     names = [f"SNN\n{report.snn_profile}"] + [f"ANN\n{b.profile}" for b in report.baselines]
