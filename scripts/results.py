@@ -189,6 +189,49 @@ def env_table(env_id: str, found: dict, readme_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def demo_table(demo_dir: Path, readme_dir: Path) -> str:
+    """`make demo`'s CartPole-v1 results (runs/demo), if it has been run."""
+    evals = {name: _load(demo_dir / "eval" / f"{name}.json") for name in (
+        "snn", "snn-target100", "ann", "ann-target100", "nir", "onnx", "lava", "nir-40steps")}
+    lines = ["### `make demo` (CartPole-v1)", ""]
+    if not any(evals.values()):
+        return "\n".join(lines + [f"*{NOT_RUN}* (no `{_rel(demo_dir, readme_dir)}/eval/*.json`).", ""])
+    lines += ["| policy | backend | target return | return, mean ± std (unseen seeds) | spikes / decision | ms / decision (episodes in lockstep batches; Lava: batch 1) |",
+              "|---|---|---|---|---|---|"]
+    for name, scores in evals.items():
+        if not scores:
+            continue
+        truncated = f", first {scores['max_steps']} steps" if scores.get("max_steps") else ""
+        spikes = scores.get("spikes_per_decision")
+        spike_cell = f"{spikes:.0f} (rate {scores['mean_spike_rate']:.1%})" if spikes else "—"
+        ms = scores.get("lava_ms_per_decision", scores["ms_per_decision_batch"])
+        lines.append(f"| {scores['model'].upper()} | {scores['backend']} | {scores['target_return']:g} | "
+                     f"{scores['mean_return']:.1f} ± {scores['std_return']:.1f} ({scores['episodes']} ep.{truncated}) | "
+                     f"{spike_cell} | {ms:.3g} |")
+    lines.append("")
+    for model in ("snn", "ann"):
+        meta = _load(demo_dir / model / "checkpoint" / "checkpoint.json")
+        if meta:
+            m = meta["metrics"]
+            reached = (f"first reached the reward threshold {m['reward_threshold']:g} on validation after "
+                       f"{m['time_to_reward_threshold_s']:.0f} s (step {m['steps_to_reward_threshold']})"
+                       if m.get("time_to_reward_threshold_s") is not None else "never reached the reward threshold on validation")
+            lines.append(f"- {model.upper()} training: {m['steps']} steps in {m['train_seconds']:.0f} s; {reached}; "
+                         f"kept step {m['best_step']} (validation return {m['best_val_return']:.1f}).")
+    energy = _load(demo_dir / "energy.json")
+    if energy:
+        for baseline in energy.get("baselines", []):
+            lines.append(f"- energy estimate, {energy['snn_profile']} vs {baseline['profile']}: {baseline['verdict']}; "
+                         f"break-even: {baseline['break_even_note']}.")
+    lava = _load(demo_dir / "export" / "lava" / "agreement.json")
+    if lava:
+        lines.append(f"- Lava export check on {lava.get('decisions')} real decisions: float vs reference "
+                     f"{lava.get('action_float_vs_reference', float('nan')):.1%} of actions, fixed point vs float "
+                     f"{lava.get('action_fixed_vs_float', float('nan')):.1%}.")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def _rel(path: Path, base: Path) -> str:
     try:
         return os.path.relpath(Path(path).resolve(), base.resolve())
@@ -237,7 +280,7 @@ def summary_figure(results_dir: Path, found: dict[str, dict]) -> Path | None:
     return path
 
 
-def render(results_dir: Path, envs: list[str], readme_dir: Path) -> str:
+def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path = ROOT / "runs" / "demo") -> str:
     found = {env_id: env_results(results_dir, env_id) for env_id in envs}
     figure = summary_figure(results_dir, found)
     now = dt.datetime.now().isoformat(timespec="minutes")
@@ -250,6 +293,7 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path) -> str:
         "(counted operations x cited per-op energies, `spikingmind energy-report`). Do not edit by hand.*",
         "",
     ]
+    lines.append(demo_table(demo_dir, readme_dir))
     if figure is not None:
         lines += [f"![returns and energy per environment]({_rel(figure, readme_dir)})", ""]
     for env_id in envs:
