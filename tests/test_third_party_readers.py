@@ -16,7 +16,6 @@ test fails and tells us to turn it into an agreement test.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import nir
 import numpy as np
@@ -29,7 +28,6 @@ from spikingmind.export.reference import ReferenceSimulator
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout, step_tokens, window_indices, windows
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "runs" / "dev" / "snn" / "checkpoint"
 ACTION = 2  # token index of the action within a step (return-to-go, state, action)
 
 
@@ -187,15 +185,14 @@ def test_nirtorch_reads_tiny_dt_and_agrees_with_reference(tiny_graph):
     assert_nirtorch_agrees(tiny_graph, cartpole_decisions(context_length=2))
 
 
-@pytest.mark.skipif(not CHECKPOINT.is_dir(), reason="no trained checkpoint at runs/dev/snn/checkpoint")
-def test_nirtorch_reads_trained_dt_and_agrees_with_reference():
+def test_nirtorch_reads_trained_dt_and_agrees_with_reference(snn_checkpoint):
     pytest.importorskip("nirtorch")
     from spikingmind.export.nir import graph_metadata
 
-    graph = checkpoint_to_graph(CHECKPOINT)
+    graph = checkpoint_to_graph(snn_checkpoint)
     meta = graph_metadata(graph)
     # the first 24 steps of a CartPole episode, windows of the trained context length
-    # (K=20: the early ones are padded), normalised with the checkpoint's statistics
+    # (the early ones are padded), normalised with the checkpoint's statistics
     decisions = cartpole_decisions(meta["context_length"], n=24, norm=Normalization(**meta["normalization"]))
     assert_nirtorch_agrees(graph, decisions)
 
