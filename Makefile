@@ -10,7 +10,7 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 DEMO_DIR ?= runs/demo
 export MINARI_DATASETS_PATH ?= $(CURDIR)/runs/datasets
 
-.PHONY: venv lava-env test demo results clean-demo
+.PHONY: venv lava-env test demo results
 
 venv: $(STAMP)
 
