@@ -156,8 +156,9 @@ class RunState:
         if force or not self.config_path.exists():
             return "fresh"
         saved = json.loads(self.config_path.read_text())
-        if saved != json.loads(json.dumps(cfg.to_dict())):
-            changed = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != json.loads(json.dumps(cfg.to_dict())).get(k))
+        wanted = json.loads(json.dumps(cfg.to_dict()))  # as it reads back from run.json
+        if saved != wanted:
+            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             raise RunExistsError(
                 f"{self.run_dir} holds a run with another config (differs in: {', '.join(changed)}); "
                 "use another --out or pass --force to start over"
