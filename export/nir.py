@@ -316,14 +316,12 @@ class NIRReferencePolicy(NIRPolicy):
     `reference.NIRPolicy` plus the env/token context and spike statistics."""
 
     def __init__(self, graph: nir.NIRGraph, source: str = "graph", record: bool = False):
-        from spikingmind.rollout import policy_context
+        from spikingmind.rollout import SpikeTally, policy_context
 
         super().__init__(graph, record=record)
         self.meta = graph_metadata(graph, source)
         self.spec, self.layout, self.norm = policy_context(self.meta, source)
-        self.spike_sums: dict[str, float] = {}
-        self.spike_slots: dict[str, int] = {}
-        self.decisions = 0
+        self.tally = SpikeTally()
 
     @classmethod
     def from_file(cls, path, record: bool = True) -> "NIRReferencePolicy":
@@ -334,16 +332,10 @@ class NIRReferencePolicy(NIRPolicy):
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         logits = super().logits(tokens)
         if self.record and self.last_records:
-            for name, values in self.last_records.items():
-                if isinstance(self.graph.nodes[name], (nir.LIF, nir.Threshold)):
-                    self.spike_sums[name] = self.spike_sums.get(name, 0.0) + float(values.sum())
-                    self.spike_slots[name] = self.spike_slots.get(name, 0) + values.size
-            self.decisions += len(tokens)
+            spiking = {name: values for name, values in self.last_records.items()
+                       if isinstance(self.graph.nodes[name], (nir.LIF, nir.Threshold))}
+            self.tally.add(spiking, len(tokens))
         return logits
 
     def spike_stats(self) -> dict:
-        if not self.decisions:
-            return {}
-        return {"spikes_per_decision": sum(self.spike_sums.values()) / self.decisions,
-                "spike_rate": {n: self.spike_sums[n] / self.spike_slots[n] for n in self.spike_sums},
-                "mean_spike_rate": sum(self.spike_sums.values()) / sum(self.spike_slots.values())}
+        return self.tally.stats()

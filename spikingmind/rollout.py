@@ -59,6 +59,30 @@ def policy_context(meta: dict, source: str = "metadata"):
     return spec, layout, norm
 
 
+class SpikeTally:
+    """Spike counts per layer over the decisions a policy took (for evaluate's JSON)."""
+
+    def __init__(self) -> None:
+        self.spikes: dict[str, float] = {}  # layer -> total spikes
+        self.slots: dict[str, int] = {}  # layer -> neurons x T x decisions
+        self.decisions = 0
+
+    def add(self, layers: dict, decisions: int) -> None:
+        """`layers`: layer name -> spike array (T, B, ...) of `decisions` decisions."""
+        for name, values in layers.items():
+            self.spikes[name] = self.spikes.get(name, 0.0) + float(values.sum())
+            self.slots[name] = self.slots.get(name, 0) + int(np.prod(values.shape))
+        self.decisions += decisions
+
+    def stats(self) -> dict:
+        """Spikes per decision (all layers) and per-layer spike rate; {} before any decision."""
+        if not self.decisions:
+            return {}
+        return {"spikes_per_decision": sum(self.spikes.values()) / self.decisions,
+                "spike_rate": {name: self.spikes[name] / self.slots[name] for name in self.spikes},
+                "mean_spike_rate": sum(self.spikes.values()) / sum(self.slots.values())}
+
+
 class TorchPolicy:
     """A checkpoint's PyTorch model as a policy; optionally records spikes per decision."""
 
@@ -69,32 +93,21 @@ class TorchPolicy:
         self.model, self.spec, self.layout, self.norm = ckpt.model, ckpt.spec, ckpt.layout, ckpt.norm
         self.dtype = next(self.model.parameters()).dtype
         self.record_spikes = record_spikes and self.model.spiking
-        self.spike_sums: dict[str, float] = {}  # node -> total spikes
-        self.spike_slots: dict[str, int] = {}  # node -> neurons x T x decisions
-        self.decisions = 0
+        self.tally = SpikeTally()
 
     def outputs(self, windows: np.ndarray) -> np.ndarray:
         record = {} if self.record_spikes else None
         with self.torch.inference_mode():
             out = self.model(self.torch.as_tensor(windows, dtype=self.dtype), record)
         if record is not None:
-            for name, spikes in record.items():
-                self.spike_sums[name] = self.spike_sums.get(name, 0.0) + float(spikes.sum())
-                self.spike_slots[name] = self.spike_slots.get(name, 0) + spikes.numel()
-            self.decisions += len(windows)
+            self.tally.add(record, len(windows))
         return out[:, self.layout.decision_token].double().numpy()
 
     def act(self, windows: np.ndarray) -> np.ndarray:
         return decode_for_env(self.outputs(windows), self.spec)
 
     def spike_stats(self) -> dict:
-        """Spikes per decision (all layers) and per-layer spike rate over recorded decisions."""
-        if not self.decisions:
-            return {}
-        rates = {name: self.spike_sums[name] / self.spike_slots[name] for name in self.spike_sums}
-        return {"spikes_per_decision": sum(self.spike_sums.values()) / self.decisions,
-                "spike_rate": rates,
-                "mean_spike_rate": sum(self.spike_sums.values()) / sum(self.spike_slots.values())}
+        return self.tally.stats()
 
 
 @dataclass
