@@ -42,7 +42,7 @@ TOLERANCE = 1e-5  # max |ORT - PyTorch|, relative to the output scale where that
 NIR_ONLY_KEYS = ("nir_version", "dt", "time_steps", "neuron")
 
 
-def export_metadata(ckpt) -> dict:
+def export_metadata(ckpt, decision_only: bool = False) -> dict:
     """The NIR export's metadata (`spikingmind.export.nir.export_metadata`) adapted to ONNX:
     decoding reads `action_outputs` at the last state token. The ANN twin has no SNN time axis
     and no neuron semantics; the spiking DT keeps `time_steps`, `dt` and the neuron rules and
@@ -54,6 +54,10 @@ def export_metadata(ckpt) -> dict:
     meta = {key: value for key, value in nir_metadata(ckpt).items() if key not in dropped}
     meta["decode"]["output_node"] = OUTPUT_NAME
     meta["decode"]["shape"] = ["batch", ckpt.layout.n_tokens, ckpt.model.n_out]
+    if decision_only:
+        meta["decode"]["shape"] = ["batch", ckpt.model.n_out]
+        meta["decode"]["decision_only"] = ("the graph computes the decision token's output alone (the last block "
+                                           "only where that token reads it: DecisionTransformer.decide)")
     if not spiking:
         meta["decode"].pop("reduce", None)
         meta["time_steps"] = None  # the ANN twin has no SNN time axis: one evaluation per decision
@@ -115,8 +119,20 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def model_to_onnx(model, metadata: dict):
-    """The ANN twin (float32, eval mode) as a checked onnx.ModelProto with `metadata` attached."""
+class _Decide(torch.nn.Module):
+    """`model.decide` as a module's forward, for the exporter."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.decide(tokens)
+
+
+def model_to_onnx(model, metadata: dict, decision_only: bool = False):
+    """The ANN twin (float32, eval mode) as a checked onnx.ModelProto with `metadata` attached;
+    with `decision_only` the graph of `model.decide` (output (batch, n_out))."""
     import onnx
 
     example = torch.zeros(2, 3 * model.cfg.context_length, model.n_features)  # batch 2: keeps the axis symbolic
@@ -125,7 +141,7 @@ def model_to_onnx(model, metadata: dict):
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+                _Decide(model) if decision_only else model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME], dynamic_shapes={"tokens": {0: torch.export.Dim("batch")}},
                 verbose=False, optimize=True,
             )
@@ -144,7 +160,8 @@ def model_to_onnx(model, metadata: dict):
     return proto
 
 
-def verify_against_torch(path: Path, ckpt, n_random: int = 4, n_realistic: int = 16) -> float:
+def verify_against_torch(path: Path, ckpt, n_random: int = 4, n_realistic: int = 16,
+                         decision_only: bool = False) -> float:
     """Max |ORT - PyTorch| over random and realistic windows (batch 1 and batched);
     ExportError if above TOLERANCE."""
     rng = np.random.default_rng(0)
@@ -159,7 +176,8 @@ def verify_against_torch(path: Path, ckpt, n_random: int = 4, n_realistic: int =
     worst = 0.0
     for windows in batches:
         with torch.inference_mode():
-            expected = ckpt.model(torch.from_numpy(windows)).numpy()
+            tokens = torch.from_numpy(windows)
+            expected = (ckpt.model.decide(tokens) if decision_only else ckpt.model(tokens)).numpy()
         actual = session.run([OUTPUT_NAME], {INPUT_NAME: windows})[0]
         if actual.shape != expected.shape:
             raise ExportError(f"{path}: ONNX Runtime output shape {actual.shape}, PyTorch {expected.shape}")
@@ -188,8 +206,8 @@ class SnnGraphBuilder:
     Each layer's spikes (T, B, L, C) bool are named like the NIR nodes / PyTorch `record` keys.
     """
 
-    def __init__(self, model):
-        self.model, self.cfg = model, model.cfg
+    def __init__(self, model, decision_only: bool = False):
+        self.model, self.cfg, self.decision_only = model, model.cfg, decision_only
         self.time_steps = model.cfg.time_steps
         self.n_tokens = 3 * model.cfg.context_length
         self.nodes, self.initializers, self.spike_names = [], [], []
@@ -277,11 +295,38 @@ class SnnGraphBuilder:
         y = self.op("Transpose", [y], hint, perm=[2, 3, 1, 0])  # (T, B, L, C)
         return self.op("Add", [y, self.const(f"{hint}.bias", shift)], hint)
 
-    def attention(self, attn, residual: str, prefix: str, constant: bool) -> str:
+    def decision_attention(self, attn, s_in: str, prefix: str) -> str:
+        """Token `decision_token`'s attention output (T, B, C) (`SpikingSelfAttention` with `at`):
+        k, v over every token, the mix's one row, q and the rest at that token only."""
+        from spikingmind.export.nir import _numpy, fold_batch_norm
+
+        at = self.model.decision_token
+        folded = [fold_batch_norm(_numpy(m.linear.weight), _numpy(m.linear.bias), m.norm) for m in (attn.k, attn.v)]
+        kv = self.affine(self.as_float(s_in, prefix), np.concatenate([w for w, _ in folded]),
+                         np.concatenate([b for _, b in folded]), f"{prefix}.kv")
+        k, v = self.op("Split", [self.lif(attn.k_lif, kv, f"{prefix}.kv_lif")], prefix, n_outputs=2, axis=-1,
+                       num_outputs=2)
+        kv_and = self.as_float(self.op("And", [k, v], prefix), prefix)  # (T, B, L, C)
+        matrix, shift = fold_batch_norm(_numpy(attn.mix.mixing_matrix()), np.zeros(attn.mix.norm.num_features),
+                                        attn.mix.norm)
+        row = self.const(f"{prefix}.mix.row", matrix[:, at, :].T)  # (L, C): zero beyond `at` (causal)
+        mixed = self.op("ReduceSum", [self.op("Mul", [kv_and, row], prefix), self.const("axis2", np.array([2], np.int64))],
+                        prefix, keepdims=0)  # (T, B, C)
+        kv_spikes = self.lif(attn.kv_lif, self.op("Add", [mixed, self.const(f"{prefix}.mix.bias", shift)], prefix),
+                             f"{prefix}.kv_lif")
+        s_at = self.op("Gather", [s_in, self.const("decision_token", np.array(at, np.int64))], prefix, axis=2)
+        q = self.lif(attn.q_lif, self.token_linear(attn.q, self.as_float(s_at, prefix), f"{prefix}.q"),
+                     f"{prefix}.q_lif")
+        qkv_and = self.op("And", [q, kv_spikes], prefix)
+        return self.token_linear(attn.out_proj, self.as_float(qkv_and, prefix), f"{prefix}.out_proj")
+
+    def attention(self, attn, residual: str, prefix: str, constant: bool, decision: bool = False) -> str:
         s_in = self.spikes(f"{prefix}.lif_in", self.lif(attn.lif_in, residual, f"{prefix}.lif_in", constant,
                                                           names=[f"{prefix}.lif_in"]))
         from spikingmind.export.nir import _numpy, fold_batch_norm
 
+        if decision:
+            return self.decision_attention(attn, s_in, prefix)
         # q, k, v as one GEMM and one LIF over 3C channels (elementwise: the same spikes)
         folded = [fold_batch_norm(_numpy(m.linear.weight), _numpy(m.linear.bias), m.norm)
                   for m in (attn.q, attn.k, attn.v)]
@@ -301,12 +346,14 @@ class SnnGraphBuilder:
         qkv_and = self.spikes(f"{prefix}.qkv_and", self.op("And", [q, kv], prefix, names=[f"{prefix}.qkv_and"]))
         return self.token_linear(attn.out_proj, self.as_float(qkv_and, prefix), f"{prefix}.out_proj")
 
-    def mlp(self, mlp, residual: str, prefix: str) -> str:
-        s_in = self.spikes(f"{prefix}.lif_in", self.lif(mlp.lif_in, residual, f"{prefix}.lif_in",
-                                                          names=[f"{prefix}.lif_in"]))
+    def mlp(self, mlp, residual: str, prefix: str, decision: bool = False) -> str:
+        record = (lambda name, spikes: spikes) if decision else self.spikes  # noqa: E731  (one token: not recorded)
+        named = lambda name: None if decision else [name]  # noqa: E731
+        s_in = record(f"{prefix}.lif_in", self.lif(mlp.lif_in, residual, f"{prefix}.lif_in",
+                                                   names=named(f"{prefix}.lif_in")))
         hidden = self.token_linear(mlp.fc1, self.as_float(s_in, prefix), f"{prefix}.fc1")
-        hidden = self.spikes(f"{prefix}.hidden_lif", self.lif(mlp.hidden_lif, hidden, f"{prefix}.hidden_lif",
-                                                              names=[f"{prefix}.hidden_lif"]))
+        hidden = record(f"{prefix}.hidden_lif", self.lif(mlp.hidden_lif, hidden, f"{prefix}.hidden_lif",
+                                                         names=named(f"{prefix}.hidden_lif")))
         return self.token_linear(mlp.fc2, self.as_float(hidden, prefix), f"{prefix}.fc2")
 
     def build(self, metadata: dict):
@@ -319,21 +366,30 @@ class SnnGraphBuilder:
         residual, constant = x, True  # the same input current at every step until the first block adds to it
         for index, block in enumerate(model.blocks):
             prefix = f"blocks.{index}"
-            attn = self.attention(block.attn, residual, f"{prefix}.attn", constant)
-            residual = self.op("Add", [residual, attn], f"{prefix}.residual")  # broadcasts (B,L,C) over T
+            decision = self.decision_only and index == len(model.blocks) - 1
+            attn = self.attention(block.attn, residual, f"{prefix}.attn", constant, decision)
+            if decision:  # from here on one token: (T, B, C)
+                axis = 1 if constant else 2  # the residual is still (B, L, C) when the first block is the last
+                at = self.const("decision_token", np.array(model.decision_token, np.int64))
+                residual = self.op("Gather", [residual, at], f"{prefix}.residual", axis=axis)
+            residual = self.op("Add", [residual, attn], f"{prefix}.residual")  # broadcasts over T
             constant = False
-            residual = self.op("Add", [residual, self.mlp(block.mlp, residual, f"{prefix}.mlp")],
+            residual = self.op("Add", [residual, self.mlp(block.mlp, residual, f"{prefix}.mlp", decision)],
                                f"{prefix}.residual")
-        head = self.spikes("head.lif", self.lif(model.head_lif, residual, "head.lif", constant, names=["head.lif"]))
+        if self.decision_only:
+            head = self.lif(model.head_lif, residual, "head.lif", constant)
+        else:
+            head = self.spikes("head.lif", self.lif(model.head_lif, residual, "head.lif", constant, names=["head.lif"]))
         readout = self.affine(self.as_float(head, "head"), _numpy(model.head.weight), _numpy(model.head.bias),
-                              "head.readout")  # (T, B, L, n_out)
+                              "head.readout")  # (T, B, L, n_out), or (T, B, n_out) for the decision token alone
         self.op("ReduceMean", [readout, self.const("axis0", np.array([0], np.int64))], "head", names=[OUTPUT_NAME],
                 keepdims=0)  # mean over the T steps, as PyTorch
         n, f = self.n_tokens, model.n_features
+        out_shape = ["batch", model.n_out] if self.decision_only else ["batch", n, model.n_out]
         graph = helper.make_graph(
             self.nodes, "spiking_decision_transformer",
             [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", n, f])],
-            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", n, model.n_out])],
+            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, out_shape)],
             self.initializers,
         )
         proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -344,13 +400,14 @@ class SnnGraphBuilder:
         return proto
 
 
-def snn_to_onnx(model, metadata: dict):
-    """The spiking DT (eval mode) as a checked onnx.ModelProto: its inference graph, float32."""
+def snn_to_onnx(model, metadata: dict, decision_only: bool = False):
+    """The spiking DT (eval mode) as a checked onnx.ModelProto: its inference graph, float32
+    (with `decision_only`, that of `model.decide`)."""
     import onnx
 
     if model.training:
         raise ExportError("the spiking DT must be in eval mode (BatchNorm statistics are folded)")
-    proto = SnnGraphBuilder(model).build(metadata)
+    proto = SnnGraphBuilder(model, decision_only).build(metadata)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
@@ -370,7 +427,7 @@ def with_spike_outputs(proto):
     return copy, names
 
 
-def verify_snn_against_torch(proto, model, ckpt, source: str) -> dict:
+def verify_snn_against_torch(proto, model, ckpt, source: str, decision_only: bool = False) -> dict:
     """ORT vs PyTorch (float32) on random and realistic windows; ExportError unless every check holds.
 
     Spikes are thresholds: a float32 rounding difference (BatchNorm folded here, not in PyTorch;
@@ -402,7 +459,11 @@ def verify_snn_against_torch(proto, model, ckpt, source: str) -> dict:
             record: dict = {}
             with torch.inference_mode():
                 expected = model(torch.from_numpy(windows), record).numpy()
+                if decision_only:  # the decision token's outputs, from the path the graph follows
+                    expected = model.decide(torch.from_numpy(windows)).numpy()[:, None]
             actual, *spikes = session.run([OUTPUT_NAME, *names], {INPUT_NAME: windows})
+            if decision_only:
+                actual = actual[:, None]  # (B, 1, n_out), the one token the graph computes
             if actual.shape != expected.shape:
                 raise ExportError(f"{source}: ONNX Runtime output shape {actual.shape}, PyTorch {expected.shape}")
             for name, ort_spikes in zip(names, spikes):
@@ -416,7 +477,7 @@ def verify_snn_against_torch(proto, model, ckpt, source: str) -> dict:
             windows_total += len(windows)
             windows_within += int((error <= SNN_OUTPUT_TOLERANCE * scale).sum())
             if layout.discrete:
-                token = layout.decision_token
+                token = 0 if decision_only else layout.decision_token
                 action_mismatch += int((actual[:, token].argmax(-1) != expected[:, token].argmax(-1)).sum())
     report = {"windows": windows_total, "spike_slots": slots, "spike_flips": flips,
               "spike_flip_fraction": flips / slots,
@@ -443,29 +504,31 @@ def verify_snn_against_torch(proto, model, ckpt, source: str) -> dict:
     return report
 
 
-def export(checkpoint, out, force: bool = False) -> Path:
+def export(checkpoint, out, force: bool = False, decision_only: bool = False) -> Path:
     """Registry entry point: checkpoint folder -> .onnx, verified in ONNX Runtime before it appears.
 
     ANN twin: torch.onnx's graph, outputs within TOLERANCE. Spiking DT: its inference graph
-    (`SnnGraphBuilder`), checked by `verify_snn_against_torch`; the numbers go into the metadata."""
+    (`SnnGraphBuilder`), checked by `verify_snn_against_torch`; the numbers go into the metadata.
+    `decision_only`: the graph of `DecisionTransformer.decide`, output (batch, n_out), the
+    decision token's alone (faster; the full graph is what the energy report counts)."""
     from spikingmind.checkpoint import load_checkpoint
 
     import onnx
 
     refuse_overwrite(out, force)
     ckpt = load_checkpoint(checkpoint, dtype=torch.float32)
-    metadata = export_metadata(ckpt)
+    metadata = export_metadata(ckpt, decision_only)
     if ckpt.model.spiking:
-        proto = snn_to_onnx(ckpt.model, metadata)
-        metadata["verification"] = verify_snn_against_torch(proto, ckpt.model, ckpt, str(checkpoint))
+        proto = snn_to_onnx(ckpt.model, metadata, decision_only)
+        metadata["verification"] = verify_snn_against_torch(proto, ckpt.model, ckpt, str(checkpoint), decision_only)
         _set_metadata(proto, metadata)
         with atomic_path(out, suffix=".onnx") as tmp:
             onnx.save_model(proto, str(tmp))
         return Path(out)
-    proto = model_to_onnx(ckpt.model, metadata)
+    proto = model_to_onnx(ckpt.model, metadata, decision_only)
     with atomic_path(out, suffix=".onnx") as tmp:
         onnx.save_model(proto, str(tmp))
-        verify_against_torch(tmp, ckpt)  # the file only appears if it passes
+        verify_against_torch(tmp, ckpt, decision_only=decision_only)  # the file only appears if it passes
     return Path(out)
 
 
@@ -549,8 +612,8 @@ class OnnxPolicy:
     def outputs(self, windows: np.ndarray) -> np.ndarray:
         """windows (B, L, F) -> decision-token outputs (B, n_out), float64."""
         feed = {INPUT_NAME: np.ascontiguousarray(windows, dtype=np.float32)}
-        out = self.session.run([OUTPUT_NAME], feed)[0]  # (B, L, n_out)
-        return out[:, self.layout.decision_token].astype(np.float64)
+        out = self.session.run([OUTPUT_NAME], feed)[0]  # (B, L, n_out), or (B, n_out) from a decision-only graph
+        return (out if out.ndim == 2 else out[:, self.layout.decision_token]).astype(np.float64)
 
     def act(self, windows: np.ndarray) -> np.ndarray:
         from spikingmind.rollout import decode_for_env

@@ -65,7 +65,8 @@ def checkpoint_meta(model: DecisionTransformer, spec: EnvSpec, layout: TokenLayo
         "env": describe_env(spec),
         "token_layout": layout.describe(),
         "normalization": {"obs_mean": list(norm.obs_mean), "obs_std": list(norm.obs_std),
-                          "return_scale": norm.return_scale, "max_episode_steps": norm.max_episode_steps},
+                          "return_scale": norm.return_scale, "max_episode_steps": norm.max_episode_steps,
+                          "return_gain": norm.return_gain},
         **extra,
     }
 

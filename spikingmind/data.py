@@ -116,8 +116,8 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     if kind == "expert":
         return spec.expert, {}
     give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
-    give_up_action = 0 if spec.discrete else np.asarray(spec.action_low, dtype=np.float32)
-    policy = experts.make_capped_expert(spec.expert, give_up_after, give_up_action)
+    env.action_space.seed(int(rng.integers(2**31)))
+    policy = experts.make_capped_expert(spec.expert, give_up_after, lambda obs: env.action_space.sample())
     policy.reset()
     return policy, {"give_up_after": give_up_after}
 

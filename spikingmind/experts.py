@@ -3,8 +3,8 @@
 Each expert is a pure, deterministic function ``expert(obs) -> action`` that needs no
 training: it uses the known equations of motion of its environment (numpy only). They
 produce demonstration data; ``make_capped_expert`` degrades an expert after a chosen
-number of steps so that demonstrations with controllable returns can be generated for
-return conditioning.
+number of steps (then acts at random) so that demonstrations with controllable returns can be
+generated for return conditioning.
 
 Measured returns (mean over seeds 1000..1019) are printed by ``python -m spikingmind.experts``.
 """
@@ -234,19 +234,22 @@ EXPERTS: dict[str, Callable[[np.ndarray], Action]] = {
 
 
 class CappedExpert:
-    """Plays ``expert`` for ``give_up_after`` steps, then always ``give_up_action``.
+    """Plays ``expert`` for ``give_up_after`` steps, then ``give_up`` (a policy, or one fixed action).
 
-    Stateful (counts steps): call ``reset()`` at the start of every episode. For CartPole
-    a constant push topples the pole within a few steps, so an episode's return is just
-    above ``give_up_after``.
+    Stateful (counts steps): call ``reset()`` at the start of every episode. The collector
+    gives up with uniformly random actions: a fixed action could be copied from the action
+    history in the context window, and a model that copies it never needs the return-to-go.
+    For CartPole random actions topple the pole within a few steps, so an episode's return is
+    just above ``give_up_after``.
     """
 
-    def __init__(self, expert: Callable[[np.ndarray], Action], give_up_after: int, give_up_action: Action):
+    def __init__(self, expert: Callable[[np.ndarray], Action], give_up_after: int,
+                 give_up: Callable[[np.ndarray], Action] | Action):
         if give_up_after < 0:
             raise ValueError(f"give_up_after must be >= 0, got {give_up_after}")
         self.expert = expert
         self.give_up_after = int(give_up_after)
-        self.give_up_action = give_up_action
+        self.give_up = give_up
         self.steps_taken = 0
 
     def reset(self) -> None:
@@ -257,16 +260,16 @@ class CappedExpert:
         self.steps_taken += 1
         if self.steps_taken <= self.give_up_after:
             return self.expert(obs)
-        if isinstance(self.give_up_action, np.ndarray):
-            return self.give_up_action.copy()
-        return self.give_up_action
+        if callable(self.give_up):
+            return self.give_up(obs)
+        return self.give_up.copy() if isinstance(self.give_up, np.ndarray) else self.give_up
 
 
 def make_capped_expert(
-    expert: Callable[[np.ndarray], Action], give_up_after: int, give_up_action: Action
+    expert: Callable[[np.ndarray], Action], give_up_after: int, give_up: Callable[[np.ndarray], Action] | Action
 ) -> CappedExpert:
-    """Expert for ``give_up_after`` steps of an episode, then the fixed ``give_up_action``."""
-    return CappedExpert(expert, give_up_after, give_up_action)
+    """Expert for ``give_up_after`` steps of an episode, then ``give_up`` (a policy or a fixed action)."""
+    return CappedExpert(expert, give_up_after, give_up)
 
 
 def random_policy(action_space, rng: np.random.Generator) -> Callable[[np.ndarray], Action]:

@@ -85,18 +85,18 @@ def lif_step(current: torch.Tensor, mem: torch.Tensor, beta: float, threshold: f
 def lif_no_grad(currents: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
     """The LIF layer's forward without autograd: currents (T, ...) -> spikes (T, ...).
 
-    Bit for bit the values of the `lif_step` loop (v - th > 0 iff v > th in IEEE arithmetic;
-    beta * 0 + I == I), with in-place updates and no surrogate Function: a third of the ops.
+    Bit for bit the values of the `lif_step` loop: it tracks keep = 1 - spikes, so a step is
+    v = I + beta * v * keep (one addcmul; beta * v * 0 + I == I, beta * v * 1 == beta * v)
+    and keep = v <= threshold (written straight into the float buffer). Two kernels per step
+    instead of the surrogate Function's six (tests/test_model.py checks equality).
     """
-    spikes = torch.empty_like(currents)
-    mem = currents[0].clone()
-    for t in range(currents.shape[0]):
-        if t > 0:
-            mem.mul_(beta).add_(currents[t])
-        fired = mem > threshold
-        spikes[t] = fired
-        mem.masked_fill_(fired, 0.0)
-    return spikes
+    keep = torch.empty_like(currents)
+    mem = currents[0]
+    torch.le(mem, threshold, out=keep[0])
+    for t in range(1, currents.shape[0]):
+        mem = torch.addcmul(currents[t], mem, keep[t - 1], value=beta)
+        torch.le(mem, threshold, out=keep[t])
+    return keep.neg_().add_(1.0)
 
 
 class LIF(nn.Module):
@@ -177,6 +177,12 @@ class CausalDecayMix(nn.Module):
         self._cached_decay, self._cached_matrix = None, None
         return super().train(mode)
 
+    def row(self, x: torch.Tensor, at: int) -> torch.Tensor:
+        """forward(x)[..., at, :] alone: x (..., L, C) spikes -> (..., C) currents at token `at`."""
+        matrix = self.mixing_matrix() if torch.is_grad_enabled() else self._inference_matrix()
+        mixed = torch.einsum("...jc,cj->...c", x[..., : at + 1, :], matrix[:, at, : at + 1])
+        return self.norm(mixed.reshape(-1, mixed.shape[-1])).reshape(mixed.shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (N, L, C) spikes -> (N, L, C) currents
         if self.training or (torch.is_grad_enabled() and self.decay_logit.requires_grad):
@@ -200,20 +206,34 @@ class SpikingSelfAttention(nn.Module):
         self.kv_lif = lif()
         self.out_proj = TokenLinear(c, c)
 
-    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str) -> torch.Tensor:
-        # residual: (T, B, L, C) real currents -> (T, B, L, C) residual contribution
+    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str, at: int | None = None) -> torch.Tensor:
+        """residual (T, B, L, C) real currents -> (T, B, L, C) residual contribution.
+
+        With `at` (inference) only token `at`'s contribution is computed, (T, B, C): k and v
+        still cover every token (the causal mix reads those up to `at`), q and everything
+        after the mix only that token. Same values as forward()[:, :, at] (the same LIF steps
+        on the same currents, up to the summation order of the one-row mix).
+        """
         time_steps = residual.shape[0]
         fold = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
         unfold = lambda t: t.reshape(time_steps, -1, *t.shape[1:])  # noqa: E731
         s_in = self.lif_in(residual)
-        currents = [unfold(self.q(fold(s_in))), unfold(self.k(fold(s_in))), unfold(self.v(fold(s_in)))]
+        s_q = s_in if at is None else s_in[:, :, at]
+        currents = [self.q(s_q) if at is not None else unfold(self.q(fold(s_in))),
+                    unfold(self.k(fold(s_in))), unfold(self.v(fold(s_in)))]
         lifs = (self.q_lif, self.k_lif, self.v_lif)
-        if not currents[0].requires_grad and len({(n.beta, n.threshold) for n in lifs}) == 1:
+        same_neurons = len({(n.beta, n.threshold) for n in lifs}) == 1
+        if not currents[1].requires_grad and same_neurons and at is None:
             # inference: the three identical LIF layers as one (elementwise, so the same spikes)
             q, k, v = lif_no_grad(torch.stack(currents, dim=1), self.q_lif.beta, self.q_lif.threshold).unbind(1)
+        elif not currents[1].requires_grad and same_neurons:
+            q = lif_no_grad(currents[0], self.q_lif.beta, self.q_lif.threshold)
+            k, v = lif_no_grad(torch.stack(currents[1:], dim=1), self.k_lif.beta, self.k_lif.threshold).unbind(1)
         else:
             q, k, v = (lif(current) for lif, current in zip(lifs, currents))
         kv_and = k * v  # AND of binary spikes (a threshold-1.5 neuron fed by both in NIR)
+        if at is not None:
+            return self.out_proj(q * self.kv_lif(self.mix.row(kv_and, at)))
         kv = self.kv_lif(unfold(self.mix(fold(kv_and))))
         qkv_and = q * kv
         if record is not None:
@@ -233,13 +253,13 @@ class SpikingMLP(nn.Module):
         self.fc2 = TokenLinear(hidden, cfg.width)
 
     def forward(self, residual: torch.Tensor, record: dict | None, prefix: str) -> torch.Tensor:
-        time_steps = residual.shape[0]
+        # residual (T, ..., C): every token (T, B, L, C) or one token (T, B, C)
         s_in = self.lif_in(residual)
-        hidden = self.hidden_lif(self.fc1(s_in.reshape(-1, *s_in.shape[2:])).reshape(time_steps, *s_in.shape[1:3], -1))
+        hidden = self.hidden_lif(self.fc1(s_in))
         if record is not None:
             record[f"{prefix}.lif_in"] = s_in
             record[f"{prefix}.hidden_lif"] = hidden
-        return self.fc2(hidden.reshape(-1, *hidden.shape[2:])).reshape(residual.shape)
+        return self.fc2(hidden)
 
 
 class SpikingBlock(nn.Module):
@@ -251,8 +271,10 @@ class SpikingBlock(nn.Module):
         self.attn = SpikingSelfAttention(cfg, n_tokens)
         self.mlp = SpikingMLP(cfg)
 
-    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str) -> torch.Tensor:
-        residual = residual + self.attn(residual, record, f"{prefix}.attn")
+    def forward(self, residual: torch.Tensor, record: dict | None, prefix: str, at: int | None = None) -> torch.Tensor:
+        """(T, B, L, C) -> (T, B, L, C); with `at`, token `at` only: (T, B, C)."""
+        attn = self.attn(residual, record, f"{prefix}.attn", at)
+        residual = (residual if at is None else residual[:, :, at]) + attn
         return residual + self.mlp(residual, record, f"{prefix}.mlp")
 
 
@@ -279,6 +301,18 @@ class CausalSelfAttention(nn.Module):
         out = torch.softmax(scores, dim=-1) @ v
         return self.out_proj(out.transpose(1, 2).reshape(b, n, c))
 
+    def forward_at(self, x: torch.Tensor, at: int) -> torch.Tensor:
+        """forward(x)[:, at] alone: the query of token `at` over the keys of tokens <= at; (B, C)."""
+        b, _, c = x.shape
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, at], weight[:c], bias[:c])  # (B, C)
+        k, v = F.linear(x[:, : at + 1], weight[c:], bias[c:]).split(c, dim=-1)  # (B, J, C)
+        heads = lambda t: t.reshape(b, -1, self.n_heads, c // self.n_heads).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(q), heads(k), heads(v)  # (B, H, 1 or J, C/H)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(c // self.n_heads)
+        out = torch.softmax(scores, dim=-1) @ v  # (B, H, 1, C/H)
+        return self.out_proj(out.reshape(b, c))
+
 
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, n_tokens: int):
@@ -291,6 +325,11 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
+
+    def forward_at(self, x: torch.Tensor, at: int) -> torch.Tensor:
+        """forward(x)[:, at] alone (B, C): later tokens cannot reach it, earlier ones only as keys."""
+        y = x[:, at] + self.attn.forward_at(self.ln1(x[:, : at + 1]), at)
+        return y + self.mlp(self.ln2(y))
 
 
 # ---------------------------------------------------------------------------- the model
@@ -307,6 +346,7 @@ class DecisionTransformer(nn.Module):
         super().__init__()
         self.cfg, self.n_features, self.n_out = cfg, n_features, n_out
         n_tokens = 3 * cfg.context_length
+        self.decision_token = n_tokens - 2  # the last state token (tokens.TokenLayout.decision_token)
         self.embed = nn.Linear(n_features, cfg.width)  # real-valued encoder (MACs, not spike ops)
         if cfg.kind == "snn":
             self.blocks = nn.ModuleList(SpikingBlock(cfg, n_tokens) for _ in range(cfg.n_blocks))
@@ -338,6 +378,28 @@ class DecisionTransformer(nn.Module):
         if record is not None:
             record["head.lif"] = spikes
         return self.head(spikes).mean(dim=0)  # readout averaged over the T steps
+
+    def decide(self, tokens: torch.Tensor) -> torch.Tensor:
+        """forward(tokens)[:, decision_token] at a fraction of the cost: (B, L, F) -> (B, n_out).
+
+        What a closed-loop policy needs. The last block only computes what the decision
+        token's output reads (every block before it still runs on all tokens, whose keys and
+        values the decision token attends to). Inference only; tests/test_model.py checks it
+        against forward(). Spikes are not recorded here: use forward(record=...) for counts.
+        """
+        at = self.decision_token
+        x = self.embed(tokens)
+        *earlier, last = self.blocks
+        if not self.spiking:
+            x = x + self.position[: x.shape[1]]
+            for block in earlier:
+                x = block(x)
+            return self.head(self.head_norm(last.forward_at(x, at)))
+        residual = x.unsqueeze(0).expand(self.cfg.time_steps, *x.shape)
+        for index, block in enumerate(earlier):
+            residual = block(residual, None, f"blocks.{index}")
+        residual = last(residual, None, f"blocks.{len(earlier)}", at=at)  # (T, B, C)
+        return self.head(self.head_lif(residual)).mean(dim=0)
 
 
 def count_parameters(model: nn.Module) -> int:

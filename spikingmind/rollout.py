@@ -96,11 +96,13 @@ class TorchPolicy:
         self.tally = SpikeTally()
 
     def outputs(self, windows: np.ndarray) -> np.ndarray:
-        record = {} if self.record_spikes else None
+        tokens = self.torch.as_tensor(windows, dtype=self.dtype)
         with self.torch.inference_mode():
-            out = self.model(self.torch.as_tensor(windows, dtype=self.dtype), record)
-        if record is not None:
-            self.tally.add(record, len(windows))
+            if not self.record_spikes:  # the decision token's outputs alone (model.decide: same values)
+                return self.model.decide(tokens).double().numpy()
+            record = {}
+            out = self.model(tokens, record)
+        self.tally.add(record, len(windows))
         return out[:, self.layout.decision_token].double().numpy()
 
     def act(self, windows: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ class TokenLayout:
         return {
             **asdict(self),
             "order": ["return_to_go", "state", "action"],
-            "return_to_go_encoding": "sign(R) * log1p(|R|) / log1p(return_scale)",
+            "return_to_go_encoding": "return_gain * sign(R) * log1p(|R|) / log1p(return_scale)",
             "return_to_go_on_tokens": ["return_to_go", "state"],
             "n_tokens": self.n_tokens,
             "n_features": self.n_features,
@@ -76,28 +76,38 @@ class TokenLayout:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Input scaling constants, stored with every checkpoint and export."""
+    """Input scaling constants, stored with every checkpoint and export.
+
+    `return_gain` multiplies the return-to-go feature; checkpoints and exports written
+    before it existed used 1.0, which is its default when they are read back.
+    """
 
     obs_mean: tuple[float, ...]
     obs_std: tuple[float, ...]
     return_scale: float
     max_episode_steps: int
+    return_gain: float = 1.0
 
     @classmethod
-    def from_observations(cls, observations: np.ndarray, return_scale: float, max_episode_steps: int) -> "Normalization":
+    def from_observations(cls, observations: np.ndarray, return_scale: float, max_episode_steps: int,
+                          return_gain: float = 1.0) -> "Normalization":
         mean = observations.mean(axis=0)
         std = observations.std(axis=0) + 1e-6
-        return cls(tuple(map(float, mean)), tuple(map(float, std)), float(return_scale), int(max_episode_steps))
+        return cls(tuple(map(float, mean)), tuple(map(float, std)), float(return_scale), int(max_episode_steps),
+                   float(return_gain))
 
 
-def encode_return(returns_to_go, return_scale: float) -> np.ndarray:
-    """Return-to-go feature: sign(R) log1p(|R|) / log1p(scale).
+def encode_return(returns_to_go, return_scale: float, gain: float = 1.0) -> np.ndarray:
+    """Return-to-go feature: gain * sign(R) log1p(|R|) / log1p(scale).
 
     Logarithmic so that the small returns-to-go near the end of a requested return (where
-    behaviour must change) stay distinguishable; 1.0 at R = return_scale.
+    behaviour must change) stay distinguishable; `gain` at R = return_scale. The gain sets
+    how strongly the feature drives the first spiking layer: the standardised observations
+    span a few units, and a return-to-go confined to [-1, 1] barely moved the spiking DT's
+    behaviour (train.return_gain; measured in its comment).
     """
     rtg = np.asarray(returns_to_go, dtype=np.float64)
-    return np.sign(rtg) * np.log1p(np.abs(rtg)) / np.log1p(return_scale)
+    return float(gain) * np.sign(rtg) * np.log1p(np.abs(rtg)) / np.log1p(return_scale)
 
 
 def step_tokens(
@@ -117,7 +127,7 @@ def step_tokens(
     rows = np.zeros((n, TOKENS_PER_STEP, layout.n_features), dtype=np.float32)
     # The return-to-go sits on its own token and is repeated on the state token, whose output
     # decodes the action: a spiking readout then needs no attention hop to condition on it.
-    rows[:, RTG, 0] = rows[:, STATE, 0] = encode_return(returns_to_go, norm.return_scale)
+    rows[:, RTG, 0] = rows[:, STATE, 0] = encode_return(returns_to_go, norm.return_scale, norm.return_gain)
     rows[:, STATE, layout.obs_slice] = (observations - np.asarray(norm.obs_mean)) / np.asarray(norm.obs_std)
     if actions is not None:
         if layout.discrete:

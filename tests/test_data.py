@@ -27,7 +27,8 @@ def test_metadata_records_mix_seeds_and_policies(cartpole_dataset, datasets_root
     policies = [e["policy"] for e in meta["episodes"]]
     assert sorted(policies) == sorted(["expert"] * 6 + ["capped"] * 3 + ["random"] * 3)
     capped = [e for e in meta["episodes"] if e["policy"] == "capped"]
-    assert all(e["give_up_after"] <= e["return"] <= e["give_up_after"] + 30 for e in capped)
+    # after giving up it acts at random, which topples the pole within a few dozen steps
+    assert all(e["give_up_after"] <= e["return"] <= e["give_up_after"] + 100 for e in capped)
     expert = [e["return"] for e in meta["episodes"] if e["policy"] == "expert"]
     assert min(expert) == 500.0
 
@@ -99,3 +100,13 @@ def test_return_encoding_is_monotone_and_signed():
     values = encode_return(np.array([-500.0, -10.0, 0.0, 10.0, 100.0, 500.0]), 500.0)
     assert np.all(np.diff(values) > 0)
     assert values[2] == 0.0 and values[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(encode_return([-10.0, 100.0], 500.0, gain=4.0), 4.0 * values[[1, 4]], rtol=1e-12)
+
+
+def test_return_gain_reaches_the_tokens():
+    layout = TokenLayout(obs_dim=1, act_dim=2, discrete=True, context_length=1)
+    plain = Normalization((0.0,), (1.0,), return_scale=10.0, max_episode_steps=100)
+    strong = Normalization((0.0,), (1.0,), return_scale=10.0, max_episode_steps=100, return_gain=4.0)
+    rows = [step_tokens(layout, norm, np.ones((1, 1), np.float32), None, np.array([3.0]), np.zeros(1))
+            for norm in (plain, strong)]
+    assert rows[1][0, 0, 0] == pytest.approx(4.0 * rows[0][0, 0, 0]) and rows[0][0, 0, 0] > 0

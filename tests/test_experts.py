@@ -74,14 +74,14 @@ def test_expert_is_deterministic(env_id):
 
 @pytest.mark.parametrize("give_up_after", [50, 100, 200])
 def test_capped_cartpole_return_sits_just_above_give_up_step(give_up_after):
-    capped = make_capped_expert(cartpole_expert, give_up_after, give_up_action=0)
+    capped = make_capped_expert(cartpole_expert, give_up_after, give_up=0)
     returns = _returns("CartPole-v1", capped)
     # A constant push topples the pole within ~10 steps of giving up.
     assert ((returns >= give_up_after) & (returns <= give_up_after + 20)).all(), returns
 
 
 def test_capped_expert_reset_restarts_the_step_count():
-    capped = make_capped_expert(cartpole_expert, 30, give_up_action=1)
+    capped = make_capped_expert(cartpole_expert, 30, give_up=1)
     first = _returns("CartPole-v1", capped, seeds=(1000,))
     second = _returns("CartPole-v1", capped, seeds=(1000,))  # run_episode calls reset()
     assert first.tolist() == second.tolist()
@@ -89,16 +89,23 @@ def test_capped_expert_reset_restarts_the_step_count():
 
 
 def test_capped_expert_plays_expert_then_give_up_action():
-    capped = make_capped_expert(lambda obs: 7, 2, give_up_action=3)
+    capped = make_capped_expert(lambda obs: 7, 2, give_up=3)
     obs = np.zeros(4, dtype=np.float32)
     assert [capped(obs) for _ in range(4)] == [7, 7, 3, 3]
     capped.reset()
     assert capped(obs) == 7
 
 
+def test_capped_expert_gives_up_with_a_policy():
+    seen = []
+    capped = make_capped_expert(lambda obs: 7, 1, give_up=lambda obs: seen.append(obs) or 5)
+    obs = np.ones(4, dtype=np.float32)
+    assert [capped(obs) for _ in range(3)] == [7, 5, 5] and len(seen) == 2
+
+
 def test_capped_expert_rejects_negative_give_up_after():
     with pytest.raises(ValueError, match="give_up_after"):
-        make_capped_expert(cartpole_expert, -1, give_up_action=0)
+        make_capped_expert(cartpole_expert, -1, give_up=0)
 
 
 def test_random_policy_samples_inside_the_space_reproducibly():

@@ -30,13 +30,13 @@ from spikingmind.tokens import Normalization, TokenLayout
 ENV = "CartPole-v1"
 
 
-def _save_tiny(path, kind: str):
+def _save_tiny(path, kind: str, n_blocks: int = 1):
     torch.manual_seed(0)
     spec = get_env_spec(ENV)
     layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=True, context_length=4)
     norm = Normalization(obs_mean=(0.0, 0.1, 0.0, -0.1), obs_std=(0.5, 1.0, 0.1, 1.0),
                          return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
-    model = DecisionTransformer(ModelConfig(kind=kind, width=16, n_blocks=1, context_length=4, time_steps=2),
+    model = DecisionTransformer(ModelConfig(kind=kind, width=16, n_blocks=n_blocks, context_length=4, time_steps=2),
                                 layout.n_features, spec.act_dim)
     meta = checkpoint_meta(model, spec, layout, norm, dataset={"id": "synthetic", "episode_seeds": []})
     save_checkpoint(path, Checkpoint(model, spec, layout, norm, meta=meta))
@@ -203,3 +203,34 @@ def test_missing_or_corrupt_metadata_gives_clear_error(exported, tmp_path):
     onnx.save_model(model, str(tmp_path / "broken.onnx"))
     with pytest.raises(GraphError, match="broken.onnx.*corrupt spikingmind metadata"):
         OnnxPolicy(tmp_path / "broken.onnx")
+
+
+@pytest.mark.parametrize("kind,n_blocks", [("ann", 2), ("snn", 1), ("snn", 2)])
+def test_decision_only_graph_acts_like_the_full_one(tmp_path, kind, n_blocks):
+    """--decision-only: output (batch, n_out), the values the full graph gives at the decision token."""
+    ckpt_dir = _save_tiny(tmp_path / kind, kind, n_blocks)
+    full = OnnxPolicy(export_target("onnx", ckpt_dir, tmp_path / "full.onnx"))
+    path = export_target("onnx", ckpt_dir, tmp_path / "decision.onnx", decision_only=True)
+    policy = OnnxPolicy(path)
+    ckpt = load_checkpoint(ckpt_dir)
+    windows = _windows(ckpt, 7, seed=5)
+    windows[:, :, 1:5] *= 4.0  # more spikes than the tiny model's defaults give
+    raw = policy.session.run([OUTPUT_NAME], {INPUT_NAME: windows})[0]
+    assert raw.shape == (7, ckpt.model.n_out)
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["spikingmind"])
+    assert meta["decode"]["shape"] == ["batch", ckpt.model.n_out] and meta["decode"]["decision_only"]
+    np.testing.assert_allclose(policy.outputs(windows), full.outputs(windows), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(policy.act(windows), TorchPolicy(ckpt).act(windows))
+    if kind == "snn":
+        assert meta["verification"]["action_mismatches"] == 0
+
+
+def test_energy_report_refuses_a_decision_only_baseline(tmp_path):
+    from spikingmind.energy.measure import _refuse_decision_only
+    from spikingmind.errors import ConfigError
+
+    ckpt_dir = _save_tiny(tmp_path / "ann", "ann")
+    path = export_target("onnx", ckpt_dir, tmp_path / "decision.onnx", decision_only=True)
+    with pytest.raises(ConfigError, match="decision.onnx.*--decision-only"):
+        _refuse_decision_only(path)
+    _refuse_decision_only(export_target("onnx", ckpt_dir, tmp_path / "full.onnx"))  # the full graph is fine

@@ -130,6 +130,26 @@ def test_float64_model_runs_and_matches_float32_spikes_mostly():
     assert (out32.argmax(-1) == out64.float().argmax(-1)).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("kind", ["snn", "ann"])
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_decide_equals_forward_at_the_decision_token(kind, n_blocks):
+    """The fast policy path (last block at the decision token only) gives forward()'s values."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(kind=kind, width=16, n_blocks=n_blocks, context_length=5)
+    model = DecisionTransformer(cfg, n_features=11, n_out=2).double().eval()
+    tokens = _tokens(batch=64, seed=4).double()
+    with torch.inference_mode():
+        full = model(tokens)[:, model.decision_token]
+        fast = model.decide(tokens)
+    assert fast.shape == (64, 2) and full.abs().max() > 0
+    if kind == "snn":
+        record = {}
+        with torch.inference_mode():
+            model(tokens, record)
+        assert record["head.lif"][:, :, model.decision_token].sum() > 0  # the readout is not silent
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-12)
+
+
 def test_bad_config_is_rejected():
     from spikingmind.errors import ConfigError
 

@@ -85,6 +85,8 @@ def test_checkpoint_records_provenance(snn_checkpoint):
     assert meta["versions"]["torch"].startswith("2.13")
     assert meta["train"]["seed"] == 1 and meta["model"]["kind"] == "snn"
     assert "history" in meta["metrics"]
+    assert meta["normalization"]["return_gain"] == meta["train"]["return_gain"] > 0
+    assert load_checkpoint(snn_checkpoint).norm.return_gain == meta["train"]["return_gain"]
 
 
 def test_other_format_version_is_refused_with_both_versions(snn_checkpoint, tmp_path):
@@ -131,3 +133,5 @@ def test_bad_config_values_are_named(cartpole_dataset):
         tiny_train_config(cartpole_dataset, steps=0)
     with pytest.raises(ConfigError, match="unknown train keys: learning_rate"):
         tiny_train_config(cartpole_dataset, learning_rate=1.0)
+    with pytest.raises(ConfigError, match="train.return_gain"):
+        tiny_train_config(cartpole_dataset, return_gain=0.0)

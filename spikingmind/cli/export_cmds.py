@@ -23,12 +23,20 @@ def export_cmd(
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
     verify_decisions: int = typer.Option(
         20, "--verify-decisions", help="lava: real decisions (reference episodes) run through Lava to verify"),
+    decision_only: bool = typer.Option(
+        False, "--decision-only", help="onnx: compute only the decision token's output (faster policy graph; "
+                                       "the default full graph is what energy-report counts)"),
 ) -> None:
     """Export a trained policy: --target nir | onnx | lava (lava: verified in Lava, agreement table)."""
+    from spikingmind.errors import ConfigError
     from spikingmind.export import export
 
     # the Lava target verifies the bundle in Lava and prints its agreement table here
     options = {"console": console, "verify_decisions": verify_decisions} if target == "lava" else {}
+    if decision_only:
+        if target != "onnx":
+            raise ConfigError(f"--decision-only applies to --target onnx, not {target}")
+        options["decision_only"] = True
     path = export(target, source, out, force=force, **options)
     console.print(f"exported [bold]{target}[/] -> {path}")
 

@@ -31,6 +31,26 @@ def count_snn_on_inputs(graph, inputs: np.ndarray):
     return merge_counts(parts)
 
 
+def _refuse_decision_only(baseline: Path) -> None:
+    """The SNN is counted on its full graph (every token, as NIR exports it): a baseline
+    exported with --decision-only would be counted on less work, so it is refused."""
+    import json
+
+    import onnx
+
+    from spikingmind.errors import ConfigError
+    from spikingmind.export.onnx import METADATA_KEY
+
+    try:
+        props = {p.key: p.value for p in onnx.load(str(baseline), load_external_data=False).metadata_props}
+        decode = json.loads(props.get(METADATA_KEY, "{}")).get("decode", {})
+    except Exception:  # unreadable files are reported by count_onnx with their own message
+        return
+    if decode.get("decision_only"):
+        raise ConfigError(f"{baseline}: a --decision-only ONNX graph; the SNN is counted on its full graph, so "
+                          "compare against the full one (export --target onnx without --decision-only)")
+
+
 def estimate_energy(source, profile: str = "loihi", baseline: Path | None = None,
                     baseline_profiles: list[str] | tuple[str, ...] = ("cmos45nm-fp32", "cmos45nm-int8"),
                     episodes: int = 5, seed: int = 0, max_decisions: int | None = None):
@@ -46,6 +66,8 @@ def estimate_energy(source, profile: str = "loihi", baseline: Path | None = None
 
     snn_profile = load_profile(profile)
     ann_profiles = [load_profile(name) for name in baseline_profiles] if baseline is not None else []
+    if baseline is not None:
+        _refuse_decision_only(baseline)
     ann_counts = count_onnx(baseline) if baseline is not None else None
     graph = load_or_export_graph(source)
     inputs = np.asarray(record_decision_inputs(graph, episodes, seed))  # (N, D_in, L)
