@@ -16,12 +16,24 @@ types, into <results-dir>/<env>/:
     energy-report (loihi vs cmos45nm-fp32, cmos45nm-int8) -> energy.json, energy.png
     benchmarks/latency.py            -> latency.json
     provenance (commands, times)     -> run.json
-Rendering reads only those files and marks what is missing as "not run".
+Rendering reads only those files and marks what is missing as "not run". Besides the
+per-environment tables it renders, for every env in --envs that has them:
+    --ablate-dir <dir>/<env>/summary.csv (+ manifest.json, plots/*.png) from `spikingmind ablate`
+        -> "Ablation over T and K": one row per (model, T, K), mean ± std over seeds
+    --finetune-dir <dir>/<env>/{offline,finetuned}.json + finetune/ from scripts/finetune_demo.sh
+        -> "Online fine-tuning (REINFORCE)": offline vs fine-tuned return, learning curve
+An env without those files gets no such subsection.
+
+runs/ is git-ignored, so every figure the section shows or links (summary, energy breakdowns,
+ablation plots, learning curves) is copied into --figures-dir (default docs/results/, committed)
+under a unique name (e.g. cartpole-energy.png, ablate-cartpole-mean_return.png) and the README
+links the copy; stale copies there are left alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import os
@@ -37,6 +49,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 SNN_PROFILE = "loihi"
 ANN_PROFILES = ("cmos45nm-fp32", "cmos45nm-int8")
 NOT_RUN = "not run"
+# `spikingmind ablate` writes <sweep>/plots/<metric>.png (spikingmind.sweep.PLOTTED); two are shown, two linked
+ABLATION_PLOTS = {"mean_return": "return", "spikes_per_decision": "spikes per decision",
+                  "latency_ms": "latency", "energy_pj": "energy per decision"}
+ABLATION_EMBEDDED = ("mean_return", "energy_pj")
 
 
 def env_slug(env_id: str) -> str:
@@ -53,6 +69,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset-episodes", type=int, default=100, help="episodes collected per env")
     parser.add_argument("--energy-episodes", type=int, default=3, help="episodes whose decisions energy-report counts")
     parser.add_argument("--latency-rounds", type=int, default=15, help="benchmarks/latency.py --rounds")
+    parser.add_argument("--demo-dir", type=Path, default=ROOT / "runs" / "demo", help="`make demo`'s output")
+    parser.add_argument("--ablate-dir", type=Path, default=ROOT / "runs" / "ablate",
+                        help="`spikingmind ablate` folders, <dir>/<env>/summary.csv")
+    parser.add_argument("--finetune-dir", type=Path, default=ROOT / "runs" / "results" / "finetune",
+                        help="scripts/finetune_demo.sh output, <dir>/<env>/")
+    parser.add_argument("--figures-dir", type=Path, default=ROOT / "docs" / "results",
+                        help="where the figures the README shows are copied (runs/ is not committed)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--no-readme", action="store_true", help="only run, do not rewrite the README")
     return parser.parse_args(argv)
@@ -134,6 +157,22 @@ def _pj(value: float) -> str:
     return f"{value:.3g} pJ"
 
 
+def _returns(scores: dict | None) -> str:
+    """An `evaluate --json` result as one cell: mean ± std (episodes)."""
+    if not scores:
+        return NOT_RUN
+    return f"{scores['mean_return']:.1f} ± {scores['std_return']:.1f} ({scores['episodes']} ep.)"
+
+
+def publish_figure(source: Path, figures_dir: Path, name: str) -> Path | None:
+    """Copy `source` to figures_dir/name (atomically) so a fresh clone can show it; None if absent."""
+    if not source.is_file():
+        return None
+    from spikingmind.io import atomic_write_bytes
+
+    return atomic_write_bytes(figures_dir / name, source.read_bytes())
+
+
 def env_results(results_dir: Path, env_id: str) -> dict:
     """Whatever result files exist for the env (None for each missing one)."""
     folder = results_dir / env_slug(env_id)
@@ -141,7 +180,7 @@ def env_results(results_dir: Path, env_id: str) -> dict:
         "folder": folder}
 
 
-def env_table(env_id: str, found: dict, readme_dir: Path) -> str:
+def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> str:
     snn, ann, energy, latency, run = (found[k] for k in ("snn", "ann", "energy", "latency", "run"))
     lines = [f"### {env_id}", ""]
     if not any((snn, ann, energy, latency)):
@@ -154,11 +193,6 @@ def env_table(env_id: str, found: dict, readme_dir: Path) -> str:
     lat = (latency or {}).get("results", {})
     ort_ms = lat.get("ann-ort", {}).get("batch1", {}).get("median_ms")
 
-    def returns(scores):
-        if not scores:
-            return NOT_RUN
-        return f"{scores['mean_return']:.1f} ± {scores['std_return']:.1f} ({scores['episodes']} ep.)"
-
     def latency_cells(backend):
         ms = lat.get(backend, {}).get("batch1", {}).get("median_ms")
         if ms is None:
@@ -170,15 +204,15 @@ def env_table(env_id: str, found: dict, readme_dir: Path) -> str:
         if snn and snn.get("spikes_per_decision") is not None else NOT_RUN
     ann_energy = ["—"] + [_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN for p in ANN_PROFILES]
     snn_backend = (latency or {}).get("goal", {}).get("spiking_backend", "snn-pytorch")  # its faster backend
-    lines.append("| " + " | ".join(["SNN (spiking DT)", returns(snn), snn_spikes, *latency_cells(snn_backend),
+    lines.append("| " + " | ".join(["SNN (spiking DT)", _returns(snn), snn_spikes, *latency_cells(snn_backend),
                                      *snn_energy]) + " |")
-    lines.append("| " + " | ".join(["ANN twin", returns(ann), "—", *latency_cells("ann-ort"), *ann_energy]) + " |")
+    lines.append("| " + " | ".join(["ANN twin", _returns(ann), "—", *latency_cells("ann-ort"), *ann_energy]) + " |")
     lines.append("")
     for profile, baseline in baselines.items():
         lines.append(f"- {SNN_PROFILE} vs {profile}: {baseline['verdict']}; break-even: {baseline['break_even_note']}.")
-    figure = found["folder"] / "energy.png"
+    figure = publish_figure(found["folder"] / "energy.png", figures_dir, f"{env_slug(env_id)}-energy.png")
     extras = []
-    if figure.exists():
+    if figure is not None:
         extras.append(f"[energy breakdown]({_rel(figure, readme_dir)})")
     if run:
         extras.append(f"produced {run['started']} .. {run['finished']} in {run['seconds'] / 60:.0f} min "
@@ -189,7 +223,7 @@ def env_table(env_id: str, found: dict, readme_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def demo_table(demo_dir: Path, readme_dir: Path) -> str:
+def demo_table(demo_dir: Path, readme_dir: Path, figures_dir: Path) -> str:
     """`make demo`'s CartPole-v1 results (runs/demo), if it has been run."""
     evals = {name: _load(demo_dir / "eval" / f"{name}.json") for name in (
         "snn", "snn-target100", "ann", "ann-target100", "nir", "onnx", "lava", "nir-40steps")}
@@ -223,12 +257,143 @@ def demo_table(demo_dir: Path, readme_dir: Path) -> str:
         for baseline in energy.get("baselines", []):
             lines.append(f"- energy estimate, {energy['snn_profile']} vs {baseline['profile']}: {baseline['verdict']}; "
                          f"break-even: {baseline['break_even_note']}.")
+    figure = publish_figure(demo_dir / "energy.png", figures_dir, "demo-energy.png")
+    if figure is not None:
+        lines.append(f"- [energy breakdown]({_rel(figure, readme_dir)}).")
     lava = _load(demo_dir / "export" / "lava" / "agreement.json")
     if lava:
         lines.append(f"- Lava export check on {lava.get('decisions')} real decisions: float vs reference "
                      f"{lava.get('action_float_vs_reference', float('nan')):.1%} of actions, fixed point vs float "
                      f"{lava.get('action_fixed_vs_float', float('nan')):.1%}.")
     lines.append("")
+    return "\n".join(lines)
+
+
+def read_summary_csv(path: Path) -> list[dict]:
+    """summary.csv rows: numbers as floats, empty cells (failed or unfinished runs) as None."""
+    def cell(text: str) -> float | str | None:
+        if text == "":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with path.open(newline="") as handle:
+        return [{key: cell(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def _mean_std(row: dict, metric: str, spec: str) -> str:
+    mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
+    if mean is None:
+        return "—"
+    return f"{mean:{spec}} ± {std:{spec}}" if std is not None else f"{mean:{spec}}"
+
+
+def _runs_cell(row: dict) -> str:
+    """done/failed over the seeds, e.g. "3/0" or "2/1 failed" (+ runs neither done nor failed)."""
+    runs, done, failed = (int(row[k]) for k in ("runs", "done", "failed"))
+    cell = f"{done}/{failed}" + (" failed" if failed else "")
+    unfinished = runs - done - failed
+    return cell + (f", {unfinished} unfinished" if unfinished else "")
+
+
+def _energy_cell(row: dict, profiles: list[str]) -> str:
+    values = [row.get(f"energy_pj_{profile}_mean") for profile in profiles]
+    if all(value is None for value in values):
+        return "—"
+    return ", ".join(f"{_pj(value) if value is not None else '—'} ({profile})"
+                     for profile, value in zip(profiles, values))
+
+
+def _sweep_line(sweep: dict) -> str:
+    """The sweep's settings (manifest.json "sweep") in one sentence."""
+    parts = []
+    if sweep.get("seeds") is not None:
+        parts.append(f"{sweep['seeds']} seed{'s' if sweep['seeds'] != 1 else ''} per point")
+    if sweep.get("eval_episodes") is not None:
+        parts.append(f"{sweep['eval_episodes']} unseen evaluation episodes per run")
+    if (sweep.get("train") or {}).get("steps") is not None:
+        parts.append(f"{sweep['train']['steps']} training steps per run")
+    grid = [f"{name} ∈ {{{', '.join(str(v) for v in sweep[key])}}}"
+            for name, key in (("T", "time_steps"), ("K", "context")) if sweep.get(key)]
+    if grid:
+        parts.append(f"grid `{sweep.get('grid', '?')}` over {' and '.join(grid)}"
+                     + (" (the ANN twin once per K)" if sweep.get("ann") else ""))
+    return ("; ".join(parts) + ".") if parts else ""
+
+
+def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_dir: Path) -> str | None:
+    """`spikingmind ablate`'s summary for the env; None when it has not been run."""
+    slug = env_slug(env_id)
+    folder = ablate_dir / slug
+    if not (folder / "summary.csv").is_file():
+        return None
+    rows = read_summary_csv(folder / "summary.csv")
+    sweep = (_load(folder / "manifest.json") or {}).get("sweep") or {}
+    profiles = {"snn": sweep.get("snn_profiles") or [SNN_PROFILE],
+                "ann": sweep.get("ann_profiles") or list(ANN_PROFILES)}
+    lines = [f"### Ablation over T and K, {env_id}", ""]
+    source = (f"From `{_rel(folder, readme_dir)}/` (`spikingmind ablate`); ± and error bars are the std over the "
+              "seeds that finished; failed runs have no metrics (—).")
+    lines += [" ".join(filter(None, (_sweep_line(sweep), source))), ""]
+    header = ["model", "T", "K", "runs done/failed", "return, mean ± std over seeds", "spikes / decision",
+              "latency batch 1 (PyTorch), mean", "energy / decision, mean"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        model = str(row["model"])
+        snn = model == "snn"
+        lines.append("| " + " | ".join([
+            model.upper(),
+            f"{int(row['time_steps'])}" if snn else "—",  # the ANN twin has no time steps
+            f"{int(row['context'])}",
+            _runs_cell(row),
+            _mean_std(row, "mean_return", ".1f"),
+            _mean_std(row, "spikes_per_decision", ".0f") if snn else "—",
+            f"{row['latency_ms_mean']:.3g} ms" if row.get("latency_ms_mean") is not None else "—",
+            _energy_cell(row, profiles.get(model, [])),
+        ]) + " |")
+    lines.append("")
+    figures = {metric: publish_figure(folder / "plots" / f"{metric}.png", figures_dir, f"ablate-{slug}-{metric}.png")
+               for metric in ABLATION_PLOTS}
+    for metric in ABLATION_EMBEDDED:
+        if figures[metric] is not None:
+            lines += [f"![{env_id}: {ABLATION_PLOTS[metric]} against T and K]({_rel(figures[metric], readme_dir)})", ""]
+    linked = [f"[{ABLATION_PLOTS[m]}]({_rel(f, readme_dir)})" for m, f in figures.items()
+              if f is not None and m not in ABLATION_EMBEDDED]
+    if linked:
+        lines += [f"- against T and K: {', '.join(linked)}.", ""]
+    return "\n".join(lines)
+
+
+def finetune_section(env_id: str, finetune_dir: Path, readme_dir: Path, figures_dir: Path) -> str | None:
+    """scripts/finetune_demo.sh's result for the env: offline vs fine-tuned; None without its folder."""
+    slug = env_slug(env_id)
+    folder = finetune_dir / slug
+    if not folder.is_dir():
+        return None
+    run = folder / "finetune"
+    # the metrics land in the fine-tuned checkpoint's meta; finetune.json holds the config
+    record = {**(_load(run / "finetune.json") or {}),
+              **((_load(run / "checkpoint" / "checkpoint.json") or {}).get("finetune") or {})}
+    metrics = record.get("metrics")
+    lines = [f"### Online fine-tuning (REINFORCE), {env_id}", "",
+             "| policy | return, mean ± std (unseen seeds) |", "|---|---|",
+             f"| offline checkpoint | {_returns(_load(folder / 'offline.json'))} |",
+             f"| fine-tuned | {_returns(_load(folder / 'finetuned.json'))} |", ""]
+    if metrics:
+        episodes = metrics.get("episodes", (record.get("config") or {}).get("episodes"))
+        lines.append(f"- {episodes} fine-tuning episodes, {metrics['env_steps']} env steps, "
+                     f"{metrics['seconds'] / 60:.1f} min; greedy validation return "
+                     f"{metrics['start_greedy_return']:.1f} at the start, "
+                     f"{metrics['final_greedy_return']:.1f} at the end "
+                     f"(from `{_rel(folder, readme_dir)}/`, `scripts/finetune_demo.sh`).")
+    else:
+        lines.append(f"- fine-tuning: *{NOT_RUN}* (no finished run in `{_rel(run, readme_dir)}/`).")
+    lines.append("")
+    figure = publish_figure(run / "learning_curve.png", figures_dir, f"finetune-{slug}-learning_curve.png")
+    if figure is not None:
+        lines += [f"![{env_id}: fine-tuning learning curve]({_rel(figure, readme_dir)})", ""]
     return "\n".join(lines)
 
 
@@ -280,9 +445,13 @@ def summary_figure(results_dir: Path, found: dict[str, dict]) -> Path | None:
     return path
 
 
-def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path = ROOT / "runs" / "demo") -> str:
+def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path = ROOT / "runs" / "demo",
+           figures_dir: Path = ROOT / "docs" / "results", ablate_dir: Path = ROOT / "runs" / "ablate",
+           finetune_dir: Path = ROOT / "runs" / "results" / "finetune") -> str:
+    """The README's results section; copies every figure it shows into `figures_dir`."""
     found = {env_id: env_results(results_dir, env_id) for env_id in envs}
-    figure = summary_figure(results_dir, found)
+    summary = summary_figure(results_dir, found)
+    figure = publish_figure(summary, figures_dir, "summary.png") if summary is not None else None
     now = dt.datetime.now().isoformat(timespec="minutes")
     lines = [
         START,
@@ -290,14 +459,20 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
         f"`{_rel(results_dir, readme_dir)}/`; `make results RUN=1` produces them (`python scripts/results.py --run`). "
         "Returns on unseen evaluation seeds (how many: in brackets; `--run` uses 20); latency = median of batch-1 `act` calls "
         "(`benchmarks/latency.py`, 1 thread; the SNN's faster backend), ratio to the ANN twin in ONNX Runtime; energy is an estimate "
-        "(counted operations x cited per-op energies, `spikingmind energy-report`). Do not edit by hand.*",
+        "(counted operations x cited per-op energies, `spikingmind energy-report`). Figures are copies in "
+        f"`{_rel(figures_dir, readme_dir)}/`. Do not edit by hand.*",
         "",
     ]
-    lines.append(demo_table(demo_dir, readme_dir))
+    lines.append(demo_table(demo_dir, readme_dir, figures_dir))
     if figure is not None:
         lines += [f"![returns and energy per environment]({_rel(figure, readme_dir)})", ""]
     for env_id in envs:
-        lines.append(env_table(env_id, found[env_id], readme_dir))
+        lines.append(env_table(env_id, found[env_id], readme_dir, figures_dir))
+    for section, folder in ((ablation_section, ablate_dir), (finetune_section, finetune_dir)):
+        for env_id in envs:
+            text = section(env_id, folder, readme_dir, figures_dir)
+            if text is not None:
+                lines.append(text)
     lines.append(END)
     return "\n".join(lines)
 
@@ -320,7 +495,9 @@ def main(argv=None) -> None:
         for env_id in envs:
             run_env(env_id, args)
     if not args.no_readme:
-        rewrite_readme(args.readme, render(args.results_dir, envs, args.readme.parent))
+        rewrite_readme(args.readme, render(args.results_dir, envs, args.readme.parent, demo_dir=args.demo_dir,
+                                           figures_dir=args.figures_dir, ablate_dir=args.ablate_dir,
+                                           finetune_dir=args.finetune_dir))
         print(f"[results] rewrote the results section of {args.readme}")
 
 
