@@ -10,7 +10,7 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 DEMO_DIR ?= runs/demo
 export MINARI_DATASETS_PATH ?= $(CURDIR)/runs/datasets
 
-.PHONY: venv lava-env test demo results
+.PHONY: venv lava-env test demo results finetune-demo ablate
 
 venv: $(STAMP)
 
@@ -37,3 +37,11 @@ demo: venv lava-env
 # `make results RUN=1 [ENVS=CartPole-v1,...]` first trains/evaluates/exports/energy-reports them.
 results: venv
 	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS))
+
+# The README's fine-tuning section: weak CartPole demonstrations -> offline SNN -> REINFORCE (~15 min).
+finetune-demo: venv
+	bash scripts/finetune_demo.sh
+
+# The README's ablation section: T in 1,2,4,8 and K in 1,5,10,20 on CartPole, 3 seeds (~30 min, 2 cores).
+ablate: venv
+	$(BIN)/spikingmind ablate --env CartPole-v1 --time-steps 1,2,4,8 --context 1,5,10,20 --seeds 3 --episodes 20
