@@ -75,6 +75,15 @@ def test_closed_loop_returns_equal_episode_by_episode(exported, snn_checkpoint):
     assert from_nir.returns == from_checkpoint.returns
 
 
+def test_the_return_to_go_encoding_travels_with_the_graph(exported, snn_checkpoint):
+    """The host builds tokens from the graph's metadata: the gain must come along (else the
+    policy would see a return-to-go four times too small)."""
+    ckpt = load_checkpoint(snn_checkpoint)
+    policy = NIRReferencePolicy.from_file(exported)
+    assert ckpt.norm.return_gain == 4.0  # the training default
+    assert policy.norm == ckpt.norm
+
+
 def test_batch_norm_is_folded(snn_checkpoint):
     graph = checkpoint_to_graph(snn_checkpoint)
     ckpt = load_checkpoint(snn_checkpoint, dtype=torch.float64)
