@@ -16,6 +16,8 @@ makes (tensor conversion and decoding included):
                         baseline the goal names
   ann-ort-decision      `export --target onnx --decision-only` of the ANN twin: the fair
                         counterpart of the SNN's decision-only graphs
+  snn-pytorch-compiled  with --compile: `torch.compile(model.decide)` (inductor, CPU; compile
+                        time not timed)
 Same machine, same thread count for PyTorch and ONNX Runtime, one process; the
 repetitions are interleaved (round r times every backend, in an order rotated each round)
 so drift of the machine hits all of them alike. Reports median and IQR, and ratios that
@@ -70,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-calls", type=int, default=3, help="timed large-batch calls per backend per round")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls per backend first")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(model.decide) of the SNN")
     parser.add_argument("--label", default="", help="suffix of the output file name")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/out/latency[-label].json)")
     return parser.parse_args(argv)
@@ -97,6 +100,20 @@ def graph_macs(path: Path, layout) -> dict:
     counts = count_onnx(path, {"tokens": (1, layout.n_tokens, layout.n_features)})
     return {"macs_per_decision": counts.total("macs"), "nodes": len(onnx.load(str(path)).graph.node),
             "uncounted_nodes": len(counts.uncounted)}
+
+
+def compiled_act(ckpt):
+    """act() through torch.compile(model.decide) (a C++ compiler is needed at first call)."""
+    from spikingmind.rollout import decode_for_env
+
+    decide = torch.compile(ckpt.model.decide, dynamic=False)
+
+    def act(windows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = decide(torch.as_tensor(windows, dtype=torch.float32))
+        return decode_for_env(out.double().numpy(), ckpt.spec)
+
+    return act
 
 
 def all_tokens_act(ckpt):
@@ -174,6 +191,8 @@ def main(argv=None) -> dict:
             "ann-ort": ort_act("ann"),
             "ann-ort-decision": ort_act("ann-decision"),
         }
+        if args.compile:
+            backends["snn-pytorch-compiled"] = compiled_act(snn)
         pool = sample_windows(snn.layout, snn.norm, snn.spec, max(args.batch, 64), seed=args.seed)
         small = [pool[i: i + 1] for i in range(len(pool))]
         large = pool[: args.batch]

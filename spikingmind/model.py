@@ -222,15 +222,14 @@ class SpikingSelfAttention(nn.Module):
         currents = [self.q(s_q) if at is not None else unfold(self.q(fold(s_in))),
                     unfold(self.k(fold(s_in))), unfold(self.v(fold(s_in)))]
         lifs = (self.q_lif, self.k_lif, self.v_lif)
-        same_neurons = len({(n.beta, n.threshold) for n in lifs}) == 1
-        if not currents[1].requires_grad and same_neurons and at is None:
-            # inference: the three identical LIF layers as one (elementwise, so the same spikes)
-            q, k, v = lif_no_grad(torch.stack(currents, dim=1), self.q_lif.beta, self.q_lif.threshold).unbind(1)
-        elif not currents[1].requires_grad and same_neurons:
-            q = lif_no_grad(currents[0], self.q_lif.beta, self.q_lif.threshold)
-            k, v = lif_no_grad(torch.stack(currents[1:], dim=1), self.k_lif.beta, self.k_lif.threshold).unbind(1)
-        else:
+        beta, threshold = self.q_lif.beta, self.q_lif.threshold
+        if currents[1].requires_grad or len({(n.beta, n.threshold) for n in lifs}) != 1:
             q, k, v = (lif(current) for lif, current in zip(lifs, currents))
+        elif at is None:  # inference: the three identical LIF layers as one (elementwise: the same spikes)
+            q, k, v = lif_no_grad(torch.stack(currents, dim=1), beta, threshold).unbind(1)
+        else:  # q of one token, k and v of all
+            q = lif_no_grad(currents[0], beta, threshold)
+            k, v = lif_no_grad(torch.stack(currents[1:], dim=1), beta, threshold).unbind(1)
         kv_and = k * v  # AND of binary spikes (a threshold-1.5 neuron fed by both in NIR)
         if at is not None:
             return self.out_proj(q * self.kv_lif(self.mix.row(kv_and, at)))
