@@ -55,10 +55,7 @@ class TrainConfig:
     eval_every: int = 50
     eval_episodes: int = 5
     stop_at_return: float | None = None  # stop early once validation mean return reaches it
-    # Gain of the return-to-go feature (tokens.encode_return). At 1.0 the spiking DT on the
-    # demo's CartPole data all but ignored the requested return; at 4.0 it gives up close to
-    # it (measured, 20 unseen seeds per target: the closing note of issue #3).
-    return_gain: float = 4.0
+    return_gain: float | None = None  # gain of the return-to-go feature; None: the env's (EnvSpec.return_gain)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
@@ -78,7 +75,7 @@ class TrainConfig:
                 raise ConfigError(f"{source}: train.{name} must be >= 1, got {getattr(cfg, name)!r}")
         if cfg.lr <= 0:
             raise ConfigError(f"{source}: train.lr must be positive")
-        if not cfg.return_gain > 0:
+        if cfg.return_gain is not None and not cfg.return_gain > 0:
             raise ConfigError(f"{source}: train.return_gain must be positive, got {cfg.return_gain!r}")
         return cfg
 
@@ -243,7 +240,8 @@ def train(
     if spec.discrete and (episodes.actions.min() < 0 or episodes.actions.max() >= spec.act_dim):
         raise ConfigError(f"dataset {cfg.dataset}: actions outside 0..{spec.act_dim - 1} for {cfg.env_id}")
     layout = TokenLayout(spec.obs_dim, spec.act_dim, spec.discrete, cfg.model.context_length)
-    data = TrainingData.from_episodes(episodes, layout, spec.return_scale, spec.max_episode_steps, cfg.return_gain)
+    gain = spec.return_gain if cfg.return_gain is None else cfg.return_gain
+    data = TrainingData.from_episodes(episodes, layout, spec.return_scale, spec.max_episode_steps, gain)
 
     torch.manual_seed(cfg.seed)
     model = DecisionTransformer(cfg.model, layout.n_features, spec.act_dim)

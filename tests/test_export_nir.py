@@ -80,7 +80,7 @@ def test_the_return_to_go_encoding_travels_with_the_graph(exported, snn_checkpoi
     policy would see a return-to-go four times too small)."""
     ckpt = load_checkpoint(snn_checkpoint)
     policy = NIRReferencePolicy.from_file(exported)
-    assert ckpt.norm.return_gain == 4.0  # the training default
+    assert ckpt.norm.return_gain == 4.0  # CartPole's EnvSpec.return_gain
     assert policy.norm == ckpt.norm
 
 

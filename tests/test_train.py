@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import tiny_train_config
 from spikingmind.checkpoint import load_checkpoint
+from spikingmind.envs import get_env_spec
 from spikingmind.errors import CheckpointError, ConfigError, RunExistsError
 from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
 from spikingmind.train import train
@@ -85,8 +86,15 @@ def test_checkpoint_records_provenance(snn_checkpoint):
     assert meta["versions"]["torch"].startswith("2.13")
     assert meta["train"]["seed"] == 1 and meta["model"]["kind"] == "snn"
     assert "history" in meta["metrics"]
-    assert meta["normalization"]["return_gain"] == meta["train"]["return_gain"] > 0
-    assert load_checkpoint(snn_checkpoint).norm.return_gain == meta["train"]["return_gain"]
+    assert meta["train"]["return_gain"] is None  # the env's: CartPole's EnvSpec.return_gain
+    assert meta["normalization"]["return_gain"] == get_env_spec("CartPole-v1").return_gain == 4.0
+    assert load_checkpoint(snn_checkpoint).norm.return_gain == 4.0
+
+
+def test_config_return_gain_overrides_the_envs(tmp_path, cartpole_dataset):
+    cfg = tiny_train_config(cartpole_dataset, return_gain=1.5, steps=2, eval_every=2)
+    checkpoint, _ = train(tmp_path / "run", cfg)
+    assert load_checkpoint(checkpoint).norm.return_gain == 1.5
 
 
 def test_other_format_version_is_refused_with_both_versions(snn_checkpoint, tmp_path):
