@@ -56,6 +56,9 @@ class TrainConfig:
     eval_episodes: int = 5
     stop_at_return: float | None = None  # stop early once validation mean return reaches it
     return_gain: float | None = None  # gain of the return-to-go feature; None: the env's (EnvSpec.return_gain)
+    # Continuous actions: regress the squashed action ("squashed") or the model's raw output
+    # against the un-squashed target, atanh of the action scaled to (-1, 1) ("pre_squash").
+    continuous_loss: str = "squashed"
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
@@ -75,6 +78,9 @@ class TrainConfig:
                 raise ConfigError(f"{source}: train.{name} must be >= 1, got {getattr(cfg, name)!r}")
         if cfg.lr <= 0:
             raise ConfigError(f"{source}: train.lr must be positive")
+        if cfg.continuous_loss not in CONTINUOUS_LOSSES:
+            raise ConfigError(f"{source}: train.continuous_loss must be one of {', '.join(CONTINUOUS_LOSSES)}, "
+                              f"got {cfg.continuous_loss!r}")
         if cfg.return_gain is not None and not cfg.return_gain > 0:
             raise ConfigError(f"{source}: train.return_gain must be positive, got {cfg.return_gain!r}")
         return cfg
@@ -129,16 +135,31 @@ class TrainingData:
         return windows(self.rows, index, valid), self.actions[index], valid
 
 
-def dt_loss(outputs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, layout: TokenLayout, spec) -> torch.Tensor:
-    """Decision Transformer loss at the state tokens of the window's valid steps."""
+CONTINUOUS_LOSSES = ("squashed", "pre_squash")
+PRE_SQUASH_LIMIT = 0.995  # |scaled action| is clipped to it before atanh: a bound action -> +-2.99
+
+
+def dt_loss(outputs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, layout: TokenLayout, spec,
+            continuous_loss: str = "squashed") -> torch.Tensor:
+    """Decision Transformer loss at the state tokens of the window's valid steps.
+
+    Continuous actions (the host decodes low + (tanh(out) + 1) / 2 * (high - low)): "squashed"
+    is the MSE of the decoded action, scaled to (-1, 1); "pre_squash" the MSE of the raw output
+    against atanh of the scaled target. The squashed loss's gradient vanishes towards the
+    bounds, so bang-bang targets end up short of them (measured on Pendulum's swing-up).
+    """
     state_out = outputs[:, STATE::3]  # (B, K, n_out): outputs at state tokens
     if spec.discrete:
         loss = F.cross_entropy(state_out.reshape(-1, state_out.shape[-1]), actions.reshape(-1), reduction="none")
     else:
         low = torch.as_tensor(spec.action_low, dtype=outputs.dtype)
         high = torch.as_tensor(spec.action_high, dtype=outputs.dtype)
-        predicted = low + (torch.tanh(state_out) + 1) / 2 * (high - low)
-        loss = ((predicted - actions) ** 2 / ((high - low) / 2) ** 2).mean(-1).reshape(-1)
+        if continuous_loss == "pre_squash":
+            scaled = (2 * (actions - low) / (high - low) - 1).clamp(-PRE_SQUASH_LIMIT, PRE_SQUASH_LIMIT)
+            loss = ((state_out - torch.atanh(scaled)) ** 2).mean(-1).reshape(-1)
+        else:
+            predicted = low + (torch.tanh(state_out) + 1) / 2 * (high - low)
+            loss = ((predicted - actions) ** 2 / ((high - low) / 2) ** 2).mean(-1).reshape(-1)
     mask = valid.reshape(-1).to(loss.dtype)
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
@@ -286,7 +307,7 @@ def train(
         record = {} if (model.spiking and cfg.spike_rate_weight > 0) else None
         outputs = model(torch.from_numpy(tokens), record)
         action_tensor = torch.from_numpy(actions)
-        loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), layout, spec)
+        loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), layout, spec, cfg.continuous_loss)
         if record:
             rate = torch.stack([spikes.mean() for spikes in record.values()]).mean()
             loss = loss + cfg.spike_rate_weight * F.relu(rate - cfg.spike_rate_target)

@@ -12,6 +12,7 @@ import torch
 from spikingmind.checkpoint import load_checkpoint
 from spikingmind.data import collect, load_episodes
 from spikingmind.envs import get_env_spec
+from spikingmind.errors import ConfigError
 from spikingmind.evaluate import evaluate
 from spikingmind.model import ModelConfig
 from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
@@ -36,6 +37,23 @@ def test_dt_loss_regresses_the_squashed_action():
     assert float(dt_loss(outputs, actions, valid, layout, spec)) == pytest.approx(expected, rel=1e-4)
     only_first = torch.tensor([[True, False]])
     assert float(dt_loss(outputs, actions, only_first, layout, spec)) == pytest.approx(expected * 2, rel=1e-4)
+
+
+def test_pre_squash_loss_regresses_the_raw_output_onto_atanh_of_the_target():
+    spec = get_env_spec(PENDULUM)
+    layout = TokenLayout(3, 1, False, context_length=1)
+    actions = torch.tensor([[[2.0]]])  # at the bound: the target is atanh(0.995), not infinity
+    valid = torch.tensor([[True]])
+    target = float(np.arctanh(0.995))
+    outputs = torch.zeros(1, 3, 1)
+    outputs[0, 1, 0] = target
+    assert float(dt_loss(outputs, actions, valid, layout, spec, "pre_squash")) == pytest.approx(0.0, abs=1e-6)
+    outputs[0, 1, 0] = 1.0  # decodes to 1.52: the squashed loss is small there, the pre-squash one is not
+    pre = float(dt_loss(outputs, actions, valid, layout, spec, "pre_squash"))
+    assert pre == pytest.approx((1.0 - target) ** 2, rel=1e-5)
+    assert pre > 10 * float(dt_loss(outputs, actions, valid, layout, spec, "squashed"))
+    with pytest.raises(ConfigError, match="train.continuous_loss"):
+        TrainConfig.from_dict({"continuous_loss": "huber"})
 
 
 @pytest.fixture(scope="module")
