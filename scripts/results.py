@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=ROOT / "runs" / "results")
     parser.add_argument("--configs", type=Path, default=ROOT / "configs", help="folder with <env>.toml configs")
     parser.add_argument("--episodes", type=int, default=20, help="unseen evaluation episodes per model")
-    parser.add_argument("--dataset-episodes", type=int, default=100, help="episodes collected per env")
+    parser.add_argument("--dataset-episodes", type=int, default=100,
+                        help="episodes collected per env unless its config has [data] episodes = N")
     parser.add_argument("--energy-episodes", type=int, default=3, help="episodes whose decisions energy-report counts")
     parser.add_argument("--latency-rounds", type=int, default=15, help="benchmarks/latency.py --rounds")
     parser.add_argument("--demo-dir", type=Path, default=ROOT / "runs" / "demo", help="`make demo`'s output")
@@ -103,10 +104,13 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     out.mkdir(parents=True, exist_ok=True)
     datasets = args.results_dir / "datasets"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    dataset = default_dataset_id(env_id, get_env_spec(env_id).dataset_mix(), args.dataset_episodes, 0)
+    import tomllib
+
+    episodes = int(tomllib.loads(config.read_text()).get("data", {}).get("episodes", args.dataset_episodes))
+    dataset = default_dataset_id(env_id, get_env_spec(env_id).dataset_mix(), episodes, 0)
     sm = _spikingmind()
     stages = [
-        ("collect", sm + ["collect", "--env", env_id, "--episodes", str(args.dataset_episodes), "--seed", "0",
+        ("collect", sm + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0",
                           "--exist-ok"]),
         *[(f"train-{m}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset, "--config", str(config),
                               "--out", str(out / m)]) for m in ("snn", "ann")],

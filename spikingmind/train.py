@@ -58,7 +58,8 @@ class TrainConfig:
     return_gain: float | None = None  # gain of the return-to-go feature; None: the env's (EnvSpec.return_gain)
     # Continuous actions: regress the squashed action ("squashed") or the model's raw output
     # against the un-squashed target, atanh of the action scaled to (-1, 1) ("pre_squash").
-    continuous_loss: str = "squashed"
+    # Pendulum's spiking DT: pre_squash -179 +- 92 against squashed -299 +- 136 (20 unseen seeds).
+    continuous_loss: str = "pre_squash"
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
@@ -90,7 +91,10 @@ class TrainConfig:
 
 
 def load_config_file(path: str | Path) -> dict:
-    """Read a TOML config with optional [train] and [model] tables -> TrainConfig kwargs."""
+    """Read a TOML config with optional [train] and [model] tables -> TrainConfig kwargs.
+
+    A [data] table (e.g. `episodes = 150`, the dataset size `make results` collects) is
+    allowed and not part of the training config."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -98,9 +102,9 @@ def load_config_file(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML ({error})") from None
-    unknown = set(raw) - {"train", "model"}
+    unknown = set(raw) - {"train", "model", "data"}
     if unknown:
-        raise ConfigError(f"{path}: unknown tables {', '.join(sorted(unknown))} (expected [train], [model])")
+        raise ConfigError(f"{path}: unknown tables {', '.join(sorted(unknown))} (expected [train], [model], [data])")
     values = dict(raw.get("train", {}))
     if "model" in raw:
         values["model"] = dict(raw["model"])
