@@ -11,8 +11,10 @@ ANN twin: the graph comes from PyTorch's torch.export-based exporter (`torch.onn
 opset 18): it gives a clean graph of MatMul / Add / LayerNormalization / Softmax / Erf
 nodes, where the legacy TorchScript exporter leaves Shape/Gather/Concat chains for the
 dynamic batch axis. Input `tokens` (batch, L, F) float32, output `action_outputs`
-(batch, L, n_out); the batch axis is dynamic. Everything a stranger needs to run the policy
-(env, token layout, normalisation, decoding) is stored as JSON in the model's
+(batch, L, n_out); the batch axis is dynamic. `--decision-only` exports
+`DecisionTransformer.decide` instead (either model): output (batch, n_out), the decision
+token's alone. Everything a stranger needs to run the policy (env, token layout,
+normalisation, decoding) is stored as JSON in the model's
 `metadata_props["spikingmind"]`. Before the file appears, ONNX Runtime's outputs are
 checked against PyTorch's on random and realistic token windows.
 """
@@ -141,7 +143,8 @@ def model_to_onnx(model, metadata: dict, decision_only: bool = False):
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                _Decide(model) if decision_only else model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+                _Decide(model) if decision_only else model, (example,), dynamo=True, opset_version=OPSET,
+                input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME], dynamic_shapes={"tokens": {0: torch.export.Dim("batch")}},
                 verbose=False, optimize=True,
             )
@@ -304,7 +307,7 @@ class SnnGraphBuilder:
         folded = [fold_batch_norm(_numpy(m.linear.weight), _numpy(m.linear.bias), m.norm) for m in (attn.k, attn.v)]
         kv = self.affine(self.as_float(s_in, prefix), np.concatenate([w for w, _ in folded]),
                          np.concatenate([b for _, b in folded]), f"{prefix}.kv")
-        k, v = self.op("Split", [self.lif(attn.k_lif, kv, f"{prefix}.kv_lif")], prefix, n_outputs=2, axis=-1,
+        k, v = self.op("Split", [self.lif(attn.k_lif, kv, f"{prefix}.k_v_lif")], prefix, n_outputs=2, axis=-1,
                        num_outputs=2)
         kv_and = self.as_float(self.op("And", [k, v], prefix), prefix)  # (T, B, L, C)
         matrix, shift = fold_batch_norm(_numpy(attn.mix.mixing_matrix()), np.zeros(attn.mix.norm.num_features),
