@@ -84,6 +84,12 @@ def test_unknown_export_target_lists_targets(snn_checkpoint, tmp_path):
                           "choose from nir, onnx, lava")
 
 
+def test_decision_only_is_an_onnx_option(snn_checkpoint, tmp_path):
+    result = invoke("export", snn_checkpoint, "--target", "nir", "--decision-only", "-o", tmp_path / "x.nir")
+    assert_one_line_error(result, "--decision-only applies to --target onnx, not nir")
+    assert not (tmp_path / "x.nir").exists()
+
+
 def test_help_lists_export_targets():
     result = invoke("export", "--help")
     assert result.exit_code == 0
