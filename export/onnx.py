@@ -195,7 +195,9 @@ def verify_against_torch(path: Path, ckpt, n_random: int = 4, n_realistic: int =
 # ---------------------------------------------------------------------------- spiking DT inference graph
 
 SNN_OUTPUT_TOLERANCE = 1e-4  # |ORT - PyTorch| per window, relative to the output scale where that exceeds 1
-SNN_MIN_WINDOWS_WITHIN = 0.99  # share of verification windows whose outputs must be within SNN_OUTPUT_TOLERANCE
+# share of verification windows (70) whose outputs must be within SNN_OUTPUT_TOLERANCE: one flipped
+# readout spike moves an output by |w| / T (~0.03), so 0.99 would forbid a single float32 flip
+SNN_MIN_WINDOWS_WITHIN = 0.95
 SNN_MAX_SPIKE_FLIPS = 1e-3  # largest share of spike slots allowed to differ from PyTorch's
 
 
