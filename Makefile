@@ -44,4 +44,5 @@ finetune-demo: venv
 
 # The README's ablation section: T in 1,2,4,8 and K in 1,5,10,20 on CartPole, 3 seeds (~30 min, 2 cores).
 ablate: venv
-	$(BIN)/spikingmind ablate --env CartPole-v1 --time-steps 1,2,4,8 --context 1,5,10,20 --seeds 3 --episodes 20
+	$(BIN)/spikingmind ablate --env CartPole-v1 --config configs/ablate-cartpole.toml \
+		--time-steps 1,2,4,8 --context 1,5,10,20 --seeds 3 --episodes 20

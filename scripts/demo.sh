@@ -15,10 +15,10 @@ $sm collect --env CartPole-v1 --episodes 150 --mix expert=0.3,capped=0.45,random
     --dataset-id cartpole-demo-v0 --exist-ok
 
 step "2/8 train the spiking DT"
-$sm train --env CartPole-v1 --model snn --dataset cartpole-demo-v0 --config configs/demo-cartpole.toml --out "$out/snn"
+$sm train --env CartPole-v1 --model snn --dataset cartpole-demo-v0 --config configs/cartpole.toml --out "$out/snn"
 
 step "3/8 train the ANN twin"
-$sm train --env CartPole-v1 --model ann --dataset cartpole-demo-v0 --config configs/demo-cartpole.toml --out "$out/ann"
+$sm train --env CartPole-v1 --model ann --dataset cartpole-demo-v0 --config configs/cartpole.toml --out "$out/ann"
 
 step "4/8 evaluate on 20 unseen seeds (target return 500, and 100 to show return conditioning)"
 for model in snn ann; do

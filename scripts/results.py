@@ -67,7 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--configs", type=Path, default=ROOT / "configs", help="folder with <env>.toml configs")
     parser.add_argument("--episodes", type=int, default=20, help="unseen evaluation episodes per model")
     parser.add_argument("--dataset-episodes", type=int, default=100,
-                        help="episodes collected per env unless its config has [data] episodes = N")
+                        help="episodes collected per env unless its config has [data] episodes = N "
+                             "([data] mix = \"...\" likewise overrides the env's default mix)")
     parser.add_argument("--energy-episodes", type=int, default=3, help="episodes whose decisions energy-report counts")
     parser.add_argument("--latency-rounds", type=int, default=15, help="benchmarks/latency.py --rounds")
     parser.add_argument("--demo-dir", type=Path, default=ROOT / "runs" / "demo", help="`make demo`'s output")
@@ -92,7 +93,7 @@ def _spikingmind() -> list[str]:
 
 def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     """Produce <results-dir>/<env>/*; returns the provenance record, None when skipped."""
-    from spikingmind.data import default_dataset_id
+    from spikingmind.data import default_dataset_id, parse_mix
     from spikingmind.envs import get_env_spec
 
     slug = env_slug(env_id)
@@ -106,12 +107,15 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     import tomllib
 
-    episodes = int(tomllib.loads(config.read_text()).get("data", {}).get("episodes", args.dataset_episodes))
-    dataset = default_dataset_id(env_id, get_env_spec(env_id).dataset_mix(), episodes, 0)
+    data = tomllib.loads(config.read_text()).get("data", {})  # [data] episodes / mix override the defaults
+    episodes = int(data.get("episodes", args.dataset_episodes))
+    mix_text = data.get("mix")
+    mix = parse_mix(mix_text) if mix_text else get_env_spec(env_id).dataset_mix()
+    dataset = default_dataset_id(env_id, mix, episodes, 0)
     sm = _spikingmind()
     stages = [
-        ("collect", sm + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0",
-                          "--exist-ok"]),
+        ("collect", sm + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0", "--exist-ok",
+                          *(["--mix", mix_text] if mix_text else [])]),
         *[(f"train-{m}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset, "--config", str(config),
                               "--out", str(out / m)]) for m in ("snn", "ann")],
         *[(f"evaluate-{m}", sm + ["evaluate", str(out / m / "checkpoint"), "--episodes", str(args.episodes),
@@ -334,12 +338,18 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
     if not (folder / "summary.csv").is_file():
         return None
     rows = read_summary_csv(folder / "summary.csv")
-    sweep = (_load(folder / "manifest.json") or {}).get("sweep") or {}
+    manifest = _load(folder / "manifest.json") or {}
+    sweep = manifest.get("sweep") or {}
+    runs = manifest.get("runs") or []
+    runs = runs.values() if isinstance(runs, dict) else runs
+    run_seconds = sum((entry.get("result") or {}).get("wall_seconds") or 0.0 for entry in runs)
     profiles = {"snn": sweep.get("snn_profiles") or [SNN_PROFILE],
                 "ann": sweep.get("ann_profiles") or list(ANN_PROFILES)}
     lines = [f"### Ablation over T and K, {env_id}", ""]
     source = (f"From `{_rel(folder, readme_dir)}/` (`spikingmind ablate`); ± and error bars are the std over the "
               "seeds that finished; failed runs have no metrics (—).")
+    if run_seconds:
+        source += f" The runs took {run_seconds / 60:.0f} min in total, added up (they run side by side, one per worker)."
     lines += [" ".join(filter(None, (_sweep_line(sweep), source))), ""]
     header = ["model", "T", "K", "runs done/failed", "return, mean ± std over seeds", "spikes / decision",
               "latency batch 1 (PyTorch), mean", "energy / decision, mean"]
