@@ -62,7 +62,8 @@ def env_slug(env_id: str) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="store_true", help="produce the result files first (slow: see README)")
-    parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated env ids")
+    parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated env ids to produce with --run "
+                                                                  "(the README always shows all four)")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "runs" / "results")
     parser.add_argument("--configs", type=Path, default=ROOT / "configs", help="folder with <env>.toml configs")
     parser.add_argument("--episodes", type=int, default=20, help="unseen evaluation episodes per model")
@@ -508,8 +509,8 @@ def main(argv=None) -> None:
     if args.run:
         for env_id in envs:
             run_env(env_id, args)
-    if not args.no_readme:
-        rewrite_readme(args.readme, render(args.results_dir, envs, args.readme.parent, demo_dir=args.demo_dir,
+    if not args.no_readme:  # every env's results, not only those just produced
+        rewrite_readme(args.readme, render(args.results_dir, list(ENVS), args.readme.parent, demo_dir=args.demo_dir,
                                            figures_dir=args.figures_dir, ablate_dir=args.ablate_dir,
                                            finetune_dir=args.finetune_dir))
         print(f"[results] rewrote the results section of {args.readme}")
