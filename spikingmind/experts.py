@@ -306,8 +306,9 @@ if __name__ == "__main__":
         print(f"{env_id:15s} expert  mean {returns.mean():8.2f}  std {returns.std():6.2f}  "
               f"min {returns.min():8.2f}")
     env = gym.make("CartPole-v1")
-    for give_up_after in (50, 100, 200):
-        capped = make_capped_expert(cartpole_expert, give_up_after, give_up_action=0)
+    env.action_space.seed(0)
+    for give_up_after in (50, 100, 200):  # gives up at random, as the collector's capped experts do
+        capped = make_capped_expert(cartpole_expert, give_up_after, give_up=lambda obs: env.action_space.sample())
         returns = np.array([run_episode(env, capped, s) for s in seeds])
         print(f"CartPole-v1     capped@{give_up_after:<3d} mean {returns.mean():8.2f}  "
               f"std {returns.std():6.2f}")

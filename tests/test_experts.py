@@ -88,7 +88,7 @@ def test_capped_expert_reset_restarts_the_step_count():
     assert 30 <= first[0] <= 50
 
 
-def test_capped_expert_plays_expert_then_give_up_action():
+def test_capped_expert_plays_expert_then_a_fixed_give_up_action():
     capped = make_capped_expert(lambda obs: 7, 2, give_up=3)
     obs = np.zeros(4, dtype=np.float32)
     assert [capped(obs) for _ in range(4)] == [7, 7, 3, 3]
