@@ -23,8 +23,9 @@ repetitions are interleaved (round r times every backend, in an order rotated ea
 so drift of the machine hits all of them alike. Reports median and IQR, and ratios that
 are only ever computed between numbers measured in this run. Writes JSON under
 benchmarks/out/ and prints a table. The goal: the spiking DT (its fastest backend) / ann-ort at
-batch 1 <= 2; the ratio to the fastest ANN backend is reported beside it. Dense MAC counts of both ONNX graphs (`spikingmind.energy.onnx_counts`) are
-reported next to the times: the SNN does about T x the ANN's matmul work per decision.
+batch 1 <= 2; the ratio to the fastest ANN backend is reported beside it. Dense MAC counts of
+the ONNX graphs (`spikingmind.energy.onnx_counts`) are reported next to the times: the SNN does
+about T x the ANN's matmul work per decision.
 """
 
 from __future__ import annotations
@@ -102,27 +103,14 @@ def graph_macs(path: Path, layout) -> dict:
             "uncounted_nodes": len(counts.uncounted)}
 
 
-def compiled_act(ckpt):
-    """act() through torch.compile(model.decide) (a C++ compiler is needed at first call)."""
-    from spikingmind.rollout import decode_for_env
-
-    decide = torch.compile(ckpt.model.decide, dynamic=False)
-
-    def act(windows: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = decide(torch.as_tensor(windows, dtype=torch.float32))
-        return decode_for_env(out.double().numpy(), ckpt.spec)
-
-    return act
-
-
-def all_tokens_act(ckpt):
-    """act() through `model(tokens)`: every token's outputs computed, the decision token's read."""
+def torch_act(ckpt, forward):
+    """act() through `forward(tokens) -> decision-token outputs`, converting and decoding as
+    TorchPolicy does (for the PyTorch variants TorchPolicy does not run)."""
     from spikingmind.rollout import decode_for_env
 
     def act(windows: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = ckpt.model(torch.as_tensor(windows, dtype=torch.float32))[:, ckpt.layout.decision_token]
+            out = forward(torch.as_tensor(windows, dtype=torch.float32))
         return decode_for_env(out.double().numpy(), ckpt.spec)
 
     return act
@@ -184,7 +172,7 @@ def main(argv=None) -> dict:
         ort_act = lambda name: OnnxPolicy(graphs[name], intra_op_threads=args.threads).act  # noqa: E731
         backends = {
             "snn-pytorch": TorchPolicy(snn).act,
-            "snn-pytorch-all": all_tokens_act(snn),
+            "snn-pytorch-all": torch_act(snn, lambda tokens: snn.model(tokens)[:, snn.layout.decision_token]),
             "snn-ort": ort_act("snn"),
             "snn-ort-decision": ort_act("snn-decision"),
             "ann-pytorch": TorchPolicy(ann).act,
@@ -192,7 +180,8 @@ def main(argv=None) -> dict:
             "ann-ort-decision": ort_act("ann-decision"),
         }
         if args.compile:
-            backends["snn-pytorch-compiled"] = compiled_act(snn)
+            # inductor, CPU: a C++ compiler is needed at the first (untimed, warm-up) call
+            backends["snn-pytorch-compiled"] = torch_act(snn, torch.compile(snn.model.decide, dynamic=False))
         pool = sample_windows(snn.layout, snn.norm, snn.spec, max(args.batch, 64), seed=args.seed)
         small = [pool[i: i + 1] for i in range(len(pool))]
         large = pool[: args.batch]

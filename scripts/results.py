@@ -41,6 +41,7 @@ import shlex
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +107,6 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     out.mkdir(parents=True, exist_ok=True)
     datasets = args.results_dir / "datasets"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    import tomllib
-
     data = tomllib.loads(config.read_text()).get("data", {})  # [data] episodes / mix override the defaults
     episodes = int(data.get("episodes", args.dataset_episodes))
     mix_text = data.get("mix")

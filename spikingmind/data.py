@@ -105,19 +105,23 @@ def _policy_plan(n_episodes: int, mix: dict[str, float], rng: np.random.Generato
     return plan
 
 
+def _random_actions(env, rng: np.random.Generator):
+    """Uniform actions from the env's own action space, seeded from `rng`."""
+    env.action_space.seed(int(rng.integers(2**31)))
+    return lambda obs: env.action_space.sample()
+
+
 def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     from spikingmind import experts
 
     if kind == "random":
-        env.action_space.seed(int(rng.integers(2**31)))
-        return lambda obs: env.action_space.sample(), {}
+        return _random_actions(env, rng), {}
     if spec.expert is None:
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
     if kind == "expert":
         return spec.expert, {}
     give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
-    env.action_space.seed(int(rng.integers(2**31)))
-    policy = experts.make_capped_expert(spec.expert, give_up_after, lambda obs: env.action_space.sample())
+    policy = experts.make_capped_expert(spec.expert, give_up_after, _random_actions(env, rng))
     policy.reset()
     return policy, {"give_up_after": give_up_after}
 

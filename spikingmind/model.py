@@ -218,9 +218,8 @@ class SpikingSelfAttention(nn.Module):
         fold = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
         unfold = lambda t: t.reshape(time_steps, -1, *t.shape[1:])  # noqa: E731
         s_in = self.lif_in(residual)
-        s_q = s_in if at is None else s_in[:, :, at]
-        currents = [self.q(s_q) if at is not None else unfold(self.q(fold(s_in))),
-                    unfold(self.k(fold(s_in))), unfold(self.v(fold(s_in)))]
+        q_current = unfold(self.q(fold(s_in))) if at is None else self.q(s_in[:, :, at])
+        currents = [q_current, unfold(self.k(fold(s_in))), unfold(self.v(fold(s_in)))]
         lifs = (self.q_lif, self.k_lif, self.v_lif)
         beta, threshold = self.q_lif.beta, self.q_lif.threshold
         if currents[1].requires_grad or len({(n.beta, n.threshold) for n in lifs}) != 1:

@@ -104,7 +104,7 @@ def encode_return(returns_to_go, return_scale: float, gain: float = 1.0) -> np.n
     behaviour must change) stay distinguishable; `gain` at R = return_scale. The gain sets
     how strongly the feature drives the first spiking layer: the standardised observations
     span a few units, and a return-to-go confined to [-1, 1] barely moved the spiking DT's
-    behaviour (train.return_gain; measured in its comment).
+    behaviour (EnvSpec.return_gain says what was measured; train.return_gain overrides it).
     """
     rtg = np.asarray(returns_to_go, dtype=np.float64)
     return float(gain) * np.sign(rtg) * np.log1p(np.abs(rtg)) / np.log1p(return_scale)

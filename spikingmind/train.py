@@ -144,7 +144,7 @@ PRE_SQUASH_LIMIT = 0.995  # |scaled action| is clipped to it before atanh: a bou
 
 
 def dt_loss(outputs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, layout: TokenLayout, spec,
-            continuous_loss: str = "squashed") -> torch.Tensor:
+            continuous_loss: str) -> torch.Tensor:
     """Decision Transformer loss at the state tokens of the window's valid steps.
 
     Continuous actions (the host decodes low + (tanh(out) + 1) / 2 * (high - low)): "squashed"

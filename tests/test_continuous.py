@@ -34,9 +34,10 @@ def test_dt_loss_regresses_the_squashed_action():
     valid = torch.tensor([[True, True]])
     squashed = -2.0 + (np.tanh(0.5) + 1.0) / 2.0 * 4.0
     expected = ((squashed - 1.0) ** 2 / 4.0 + 0.0) / 2
-    assert float(dt_loss(outputs, actions, valid, layout, spec)) == pytest.approx(expected, rel=1e-4)
+    assert float(dt_loss(outputs, actions, valid, layout, spec, "squashed")) == pytest.approx(expected, rel=1e-4)
     only_first = torch.tensor([[True, False]])
-    assert float(dt_loss(outputs, actions, only_first, layout, spec)) == pytest.approx(expected * 2, rel=1e-4)
+    assert float(dt_loss(outputs, actions, only_first, layout, spec, "squashed")) == pytest.approx(expected * 2,
+                                                                                             rel=1e-4)
 
 
 def test_pre_squash_loss_regresses_the_raw_output_onto_atanh_of_the_target():

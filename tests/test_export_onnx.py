@@ -232,5 +232,6 @@ def test_energy_report_refuses_a_decision_only_baseline(tmp_path):
     ckpt_dir = _save_tiny(tmp_path / "ann", "ann")
     path = export_target("onnx", ckpt_dir, tmp_path / "decision.onnx", decision_only=True)
     with pytest.raises(ConfigError, match="decision.onnx.*--decision-only"):
-        _refuse_decision_only(path)
-    _refuse_decision_only(export_target("onnx", ckpt_dir, tmp_path / "full.onnx"))  # the full graph is fine
+        _refuse_decision_only(onnx.load(str(path)), path)
+    full = export_target("onnx", ckpt_dir, tmp_path / "full.onnx")
+    _refuse_decision_only(onnx.load(str(full)), full)  # the full graph is fine

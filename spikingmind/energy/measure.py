@@ -31,22 +31,21 @@ def count_snn_on_inputs(graph, inputs: np.ndarray):
     return merge_counts(parts)
 
 
-def _refuse_decision_only(baseline: Path) -> None:
+def _refuse_decision_only(model, baseline: Path) -> None:
     """The SNN is counted on its full graph (every token, as NIR exports it): a baseline
-    exported with --decision-only would be counted on less work, so it is refused."""
+    (loaded ONNX `model` of the file `baseline`) exported with --decision-only would be
+    counted on less work, so it is refused. ONNX files not written by spikingmind pass."""
     import json
-
-    import onnx
 
     from spikingmind.errors import ConfigError
     from spikingmind.export.onnx import METADATA_KEY
 
+    raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY, "{}")
     try:
-        props = {p.key: p.value for p in onnx.load(str(baseline), load_external_data=False).metadata_props}
-        decode = json.loads(props.get(METADATA_KEY, "{}")).get("decode", {})
-    except Exception:  # unreadable files are reported by count_onnx with their own message
+        decision_only = json.loads(raw).get("decode", {}).get("decision_only")
+    except (json.JSONDecodeError, AttributeError):  # foreign or damaged metadata: nothing to refuse on
         return
-    if decode.get("decision_only"):
+    if decision_only:
         raise ConfigError(f"{baseline}: a --decision-only ONNX graph; the SNN is counted on its full graph, so "
                           "compare against the full one (export --target onnx without --decision-only)")
 
@@ -58,7 +57,7 @@ def estimate_energy(source, profile: str = "loihi", baseline: Path | None = None
 
     Decisions come from closed-loop episodes of the exported graph on evaluation seeds.
     """
-    from spikingmind.energy.onnx_counts import count_onnx
+    from spikingmind.energy.onnx_counts import count_onnx, load_onnx
     from spikingmind.energy.profiles import load_profile
     from spikingmind.energy.report import build_report
     from spikingmind.export.nir import graph_metadata, load_or_export_graph
@@ -66,9 +65,11 @@ def estimate_energy(source, profile: str = "loihi", baseline: Path | None = None
 
     snn_profile = load_profile(profile)
     ann_profiles = [load_profile(name) for name in baseline_profiles] if baseline is not None else []
+    ann_counts = None
     if baseline is not None:
-        _refuse_decision_only(baseline)
-    ann_counts = count_onnx(baseline) if baseline is not None else None
+        model = load_onnx(baseline)  # read once: its metadata is checked, its graph counted
+        _refuse_decision_only(model, baseline)
+        ann_counts = count_onnx(model, label=str(baseline))
     graph = load_or_export_graph(source)
     inputs = np.asarray(record_decision_inputs(graph, episodes, seed))  # (N, D_in, L)
     if max_decisions is not None:

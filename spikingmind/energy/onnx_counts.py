@@ -92,19 +92,29 @@ class OnnxCounts:
         }
 
 
-def count_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxCounts:
+def load_onnx(path: str | Path):
+    """onnx.load, with a GraphError naming the file when it cannot be read."""
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # onnx raises DecodeError, OSError, ...
+        raise GraphError(f"{path}: cannot read ONNX model: {error}") from None
+
+
+def count_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = None,
+               label: str | None = None) -> OnnxCounts:
     """Count ops and memory traffic of every node of an ONNX model at batch 1.
 
     `input_shapes`: concrete shapes for graph inputs whose non-batch axes are dynamic.
+    `label` names a model passed as a ModelProto in errors (a path names itself).
     Raises GraphError when the model cannot be read or an input shape stays unknown.
     """
     import onnx
 
-    label = str(model_or_path) if isinstance(model_or_path, (str, Path)) else "<model>"
-    try:
-        model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) else model_or_path
-    except Exception as error:  # onnx raises DecodeError, OSError, ...
-        raise GraphError(f"{label}: cannot read ONNX model: {error}") from None
+    from_path = isinstance(model_or_path, (str, Path))
+    label = str(model_or_path) if from_path else (label or "<model>")
+    model = load_onnx(model_or_path) if from_path else model_or_path
     model = _fix_input_shapes(model, input_shapes or {}, label)
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
