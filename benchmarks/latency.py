@@ -11,6 +11,10 @@ makes (tensor conversion and decoding included):
   snn-ort               `export --target onnx` of the spiking DT: its whole inference graph (T steps
                         unrolled, spikes verified against PyTorch at export), ONNX Runtime (CPU)
   snn-ort-decision      `export --target onnx --decision-only`: the graph of `model.decide`
+  snn-event             the event-driven CPU runtime (`spikingmind.event_runtime`, numba): the
+                        decision path of `model.decide` with synapses that add the weight rows
+                        of the inputs that spiked and one fused loop per LIF layer; checked
+                        against PyTorch when built (`evaluate --backend event`)
   ann-pytorch           the ANN twin's policy path in PyTorch (`model.decide`)
   ann-ort               `export --target onnx` of the ANN twin (every token), ONNX Runtime: the
                         baseline the goal names
@@ -47,6 +51,7 @@ import spikingmind
 from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
 from spikingmind.energy.onnx_counts import count_onnx
 from spikingmind.envs import get_env_spec
+from spikingmind.event_runtime import EventPolicy
 from spikingmind.export.onnx import OnnxPolicy, sample_windows
 from spikingmind.export.onnx import export as export_onnx
 from spikingmind.io import atomic_write_json
@@ -175,6 +180,7 @@ def main(argv=None) -> dict:
             "snn-pytorch-all": torch_act(snn, lambda tokens: snn.model(tokens)[:, snn.layout.decision_token]),
             "snn-ort": ort_act("snn"),
             "snn-ort-decision": ort_act("snn-decision"),
+            "snn-event": EventPolicy(snn).act,
             "ann-pytorch": TorchPolicy(ann).act,
             "ann-ort": ort_act("ann"),
             "ann-ort-decision": ort_act("ann-decision"),
@@ -203,7 +209,7 @@ def main(argv=None) -> dict:
     best_snn, best_ann = fastest("snn"), fastest("ann")
     ratios = {}
     for key in ("batch1", big):
-        for snn_name in ("snn-pytorch", "snn-ort", "snn-ort-decision"):
+        for snn_name in ("snn-pytorch", "snn-ort", "snn-ort-decision", "snn-event"):
             ratios[f"{snn_name}_over_ann-ort_{key}"] = ratio(snn_name, "ann-ort", key)
         ratios[f"best_snn_over_best_ann_{key}"] = ratio(best_snn, best_ann, key)
         ratios[f"snn-pytorch-all_over_snn-pytorch_{key}"] = ratio("snn-pytorch-all", "snn-pytorch", key)

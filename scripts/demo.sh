@@ -20,11 +20,13 @@ $sm train --env CartPole-v1 --model snn --dataset cartpole-demo-v0 --config conf
 step "3/8 train the ANN twin"
 $sm train --env CartPole-v1 --model ann --dataset cartpole-demo-v0 --config configs/cartpole.toml --out "$out/ann"
 
-step "4/8 evaluate on 20 unseen seeds (target return 500, and 100 to show return conditioning)"
+step "4/8 evaluate on 20 unseen seeds (target return 500, and 100 to show return conditioning; the SNN also on the event-driven runtime)"
 for model in snn ann; do
   $sm evaluate "$out/$model/checkpoint" --episodes 20 --json "$out/eval/$model.json" --force
   $sm evaluate "$out/$model/checkpoint" --episodes 20 --target-return 100 --json "$out/eval/$model-target100.json" --force
 done
+# the same spiking DT on the event-driven CPU runtime (numba; checked against PyTorch when loaded)
+$sm evaluate "$out/snn/checkpoint" --backend event --episodes 20 --json "$out/eval/snn-event.json" --force
 
 step "5/8 export the spiking DT to NIR and run it in the NumPy reference simulator"
 $sm export "$out/snn/checkpoint" --target nir -o "$out/export/model.nir" --force

@@ -188,6 +188,21 @@ def env_results(results_dir: Path, env_id: str) -> dict:
         "folder": folder}
 
 
+def latency_line(latency: dict) -> str:
+    """benchmarks/latency.py's JSON as one line: every backend's batch-1 median and its ratio to
+    ann-ort, fastest first, and the goal's verdict."""
+    results, goal = latency["results"], latency.get("goal", {})
+    ort_ms = results["ann-ort"]["batch1"]["median_ms"]
+    ranked = sorted(results.items(), key=lambda item: item[1]["batch1"]["median_ms"])
+    cells = ", ".join(f"{name} {r['batch1']['median_ms']:.3g} ms ({r['batch1']['median_ms'] / ort_ms:.2f}x)"
+                      for name, r in ranked)
+    verdict = ""
+    if goal:
+        verdict = (f"; goal (fastest spiking backend <= {goal['spiking_dt_over_ann_ort_batch1_at_most']:g}x ann-ort): "
+                   f"{'met' if goal['met'] else 'not met'}, {goal['ratio']:.2f}x with {goal['spiking_backend']}")
+    return f"- batch-1 latency by backend (ratio to ann-ort): {cells}{verdict}."
+
+
 def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> str:
     snn, ann, energy, latency, run = (found[k] for k in ("snn", "ann", "energy", "latency", "run"))
     lines = [f"### {env_id}", ""]
@@ -218,6 +233,8 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> 
     lines.append("")
     for profile, baseline in baselines.items():
         lines.append(f"- {SNN_PROFILE} vs {profile}: {baseline['verdict']}; break-even: {baseline['break_even_note']}.")
+    if latency:
+        lines.append(latency_line(latency))
     figure = publish_figure(found["folder"] / "energy.png", figures_dir, f"{env_slug(env_id)}-energy.png")
     extras = []
     if figure is not None:
@@ -234,7 +251,7 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> 
 def demo_table(demo_dir: Path, readme_dir: Path, figures_dir: Path) -> str:
     """`make demo`'s CartPole-v1 results (runs/demo), if it has been run."""
     evals = {name: _load(demo_dir / "eval" / f"{name}.json") for name in (
-        "snn", "snn-target100", "ann", "ann-target100", "nir", "onnx", "lava", "nir-40steps")}
+        "snn", "snn-target100", "snn-event", "ann", "ann-target100", "nir", "onnx", "lava", "nir-40steps")}
     lines = ["### `make demo` (CartPole-v1)", ""]
     if not any(evals.values()):
         return "\n".join(lines + [f"*{NOT_RUN}* (no `{_rel(demo_dir, readme_dir)}/eval/*.json`).", ""])

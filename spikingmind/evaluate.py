@@ -14,8 +14,13 @@ def _load_checkpoint_policy(path: Path, backend: str | None, fixed_point: bool):
     from spikingmind.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
-    return TorchPolicy(ckpt, record_spikes=True), {"model": ckpt.config.kind, "backend": "pytorch",
-                                                   "dataset": ckpt.meta.get("dataset", {})}
+    info = {"model": ckpt.config.kind, "backend": "pytorch", "dataset": ckpt.meta.get("dataset", {})}
+    if backend == "event":
+        from spikingmind.event_runtime import EventPolicy
+
+        policy = EventPolicy(ckpt, source=str(path))
+        return policy, {**info, "backend": "event", "verification": policy.verification}
+    return TorchPolicy(ckpt, record_spikes=True), info
 
 
 def _load_nir_policy(path: Path, backend: str | None, fixed_point: bool):
@@ -53,10 +58,12 @@ def load_policy(source: str | Path, backend: str | None = None, fixed_point: boo
     path = Path(source)
     if not path.exists():
         raise ConfigError(f"{path} does not exist")
-    if backend not in (None, "lava", "pytorch", "nir", "onnx"):
-        raise ConfigError(f"--backend {backend!r}: choose lava (others follow from the source)")
+    if backend not in (None, "lava", "event", "pytorch", "nir", "onnx"):
+        raise ConfigError(f"--backend {backend!r}: choose lava or event (others follow from the source)")
     if backend == "lava" and not (path.is_dir() and (path / "manifest.json").exists()):
         raise ConfigError(f"--backend lava needs a Lava bundle folder (from `export --target lava`), not {path}")
+    if backend == "event" and not (path.is_dir() and not (path / "manifest.json").exists()):
+        raise ConfigError(f"--backend event runs a spiking DT checkpoint folder, not {path}")
     for matches, loader in LOADERS:
         if matches(path):
             return loader(path, backend, fixed_point)
@@ -81,6 +88,8 @@ def evaluate(source, episodes: int = 20, seed: int = 0, target_return: float | N
     results = run_episodes(policy, seeds, target, progress=progress, max_steps=max_steps)
     out = {"env_id": policy.spec.env_id, "model": info["model"], "backend": info["backend"], "source": str(source),
            "target_return": target, "seed": seed, "max_steps": max_steps, **results.summary()}
+    if "verification" in info:  # a backend checked against PyTorch when it was built (event)
+        out["verification"] = info["verification"]
     for optional in ("spike_stats", "decision_stats"):  # spikes (PyTorch, NIR), backend timing (Lava)
         if hasattr(policy, optional):
             out.update(getattr(policy, optional)())

@@ -79,6 +79,23 @@ def test_evaluate_writes_the_documented_json(snn_checkpoint, tmp_path):
     assert all(0.0 <= rate <= 1.0 for rate in data["spike_rate"].values())
 
 
+def test_evaluate_with_the_event_backend_reports_its_verification(snn_checkpoint, tmp_path):
+    out = tmp_path / "event.json"
+    result = invoke("evaluate", snn_checkpoint, "--backend", "event", "--episodes", "2", "--seed", "3", "--json", out)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["backend"] == "event" and data["model"] == "snn" and len(data["returns"]) == 2
+    assert data["verification"]["action_mismatches"] == 0 and data["spikes_per_decision"] is None
+
+
+def test_event_backend_needs_a_spiking_checkpoint(ann_checkpoint, tmp_path):
+    assert_one_line_error(invoke("evaluate", ann_checkpoint, "--backend", "event"), "not the ANN twin")
+    nir_file = tmp_path / "model.nir"
+    nir_file.write_bytes(b"")
+    assert_one_line_error(invoke("evaluate", nir_file, "--backend", "event"),
+                          "--backend event runs a spiking DT checkpoint folder")
+
+
 def test_unknown_export_target_lists_targets(snn_checkpoint, tmp_path):
     assert_one_line_error(invoke("export", snn_checkpoint, "--target", "tflite", "-o", tmp_path / "x"),
                           "choose from nir, onnx, lava")

@@ -185,3 +185,16 @@ def test_no_ablation_or_finetune_files_render_no_heading(results, tmp_path):
     assert "### CartPole-v1" in text
     assert "Ablation" not in text and "fine-tuning" not in text
     assert not (tmp_path / "figures").exists()
+
+
+def test_latency_line_ranks_backends_and_states_the_goal(results):
+    timing = lambda ms: {"batch1": {"median_ms": ms}}  # noqa: E731
+    latency = {"results": {"snn-pytorch": timing(1.6), "snn-event": timing(0.3), "ann-ort": timing(0.2)},
+               "goal": {"spiking_dt_over_ann_ort_batch1_at_most": 2.0, "spiking_backend": "snn-event",
+                        "ratio": 1.5, "met": True}}
+    line = results.latency_line(latency)
+    assert line.index("ann-ort 0.2 ms (1.00x)") < line.index("snn-event 0.3 ms (1.50x)") \
+        < line.index("snn-pytorch 1.6 ms (8.00x)")
+    assert line.endswith("goal (fastest spiking backend <= 2x ann-ort): met, 1.50x with snn-event.")
+    latency["goal"] = {**latency["goal"], "met": False, "ratio": 8.0, "spiking_backend": "snn-pytorch"}
+    assert "not met, 8.00x with snn-pytorch" in results.latency_line(latency)

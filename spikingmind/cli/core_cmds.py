@@ -113,7 +113,7 @@ def evaluate_cmd(
     episodes: int = typer.Option(20, "--episodes", "-n"),
     seed: int = typer.Option(0, "--seed", help="evaluation seed offset (seeds are disjoint from training data)"),
     target_return: Optional[float] = typer.Option(None, "--target-return", help="return-to-go asked of the policy"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="lava, for a Lava bundle (default: from the source)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="lava, for a Lava bundle; event, the event-driven CPU runtime of a spiking DT checkpoint (default: from the source)"),
     fixed_point: bool = typer.Option(False, "--fixed-point", help="Lava: run Loihi fixed-point arithmetic"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="truncate episodes after N steps (slow backends)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results JSON here"),
