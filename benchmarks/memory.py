@@ -7,7 +7,10 @@ Each measurement runs in a fresh subprocess (so one cannot inherit another's pea
 reads `resource.getrusage(RUSAGE_SELF).ru_maxrss` (KiB on Linux) twice: after the imports
 and model construction (the floor every run pays) and after the work. Training uses
 synthetic token windows of the env's layout (no dataset needed), AdamW and the DT loss
-of `spikingmind.train`; inference runs `--decisions` batch-1 forwards in inference mode.
+of `spikingmind.train`; inference runs `--decisions` batch-1 forwards in inference mode, and
+`infer-event` as many decisions of the event-driven runtime (`spikingmind.event_runtime`; its
+setup includes numba and the folded weights, its work the kernels' first call, which compiles
+them or loads them from numba's cache).
 Writes JSON under benchmarks/out/ and prints a table.
 """
 
@@ -22,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = [("snn", "train"), ("ann", "train"), ("snn", "infer"), ("ann", "infer")]
+CASES = [("snn", "train"), ("ann", "train"), ("snn", "infer"), ("ann", "infer"), ("snn", "infer-event")]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,7 +56,7 @@ def child(args) -> dict:
     from spikingmind.envs import get_env_spec
     from spikingmind.model import DecisionTransformer, ModelConfig
     from spikingmind.tokens import TokenLayout
-    from spikingmind.train import dt_loss
+    from spikingmind.train import TrainConfig, dt_loss
 
     kind, mode = args.child
     torch.set_num_threads(args.threads)
@@ -64,6 +67,10 @@ def child(args) -> dict:
     cfg = ModelConfig(kind=kind, width=args.width, n_blocks=args.blocks, context_length=args.context,
                       time_steps=args.time_steps)
     model = DecisionTransformer(cfg, layout.n_features, spec.act_dim)
+    if mode == "infer-event":
+        from spikingmind import event_runtime
+
+        weights = event_runtime.EventWeights.from_model(model.eval())
     rng = np.random.default_rng(0)
     floor = peak_mib()
     start = time.perf_counter()
@@ -77,11 +84,16 @@ def child(args) -> dict:
                 actions = torch.from_numpy(rng.integers(0, spec.act_dim, (args.batch, args.context)))
             else:
                 actions = torch.from_numpy(rng.uniform(-1, 1, (args.batch, args.context, spec.act_dim)).astype(np.float32))
-            loss = dt_loss(model(tokens), actions, valid, layout, spec)
+            loss = dt_loss(model(tokens), actions, valid, layout, spec, TrainConfig.continuous_loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         work = {"steps": args.steps, "batch": args.batch}
+    elif mode == "infer-event":
+        tokens = rng.normal(size=(1, layout.n_tokens, layout.n_features)).astype(np.float32)
+        for _ in range(args.decisions):
+            event_runtime.decide(weights, tokens)
+        work = {"decisions": args.decisions, "batch": 1}
     else:
         model.eval()
         tokens = torch.from_numpy(rng.normal(size=(1, layout.n_tokens, layout.n_features)).astype(np.float32))
@@ -126,7 +138,8 @@ def main(argv=None) -> dict:
     for column in ("model", "work", "after setup", "peak", "peak - setup", "seconds"):
         table.add_column(column, justify="left" if column in ("model", "work") else "right")
     for r in results:
-        work = f"train {r['steps']} steps x {r['batch']}" if r["mode"] == "train" else f"infer {r['decisions']} x batch 1"
+        work = f"train {r['steps']} steps x {r['batch']}" if r["mode"] == "train" else \
+            f"{r['mode']} {r['decisions']} x batch 1"
         table.add_row(r["kind"], work, f"{r['peak_rss_mib_after_setup']:.0f}", f"{r['peak_rss_mib']:.0f}",
                       f"{r['peak_rss_mib_above_setup']:.0f}", f"{r['seconds']:.1f}")
     console = Console(width=120)

@@ -162,9 +162,17 @@ def _decide(tokens, time_steps, at, beta, threshold, embed_t, embed_b,
     return outputs
 
 
-# compiled on first use, cached on disk (next to this file, or numba's user cache where that is read-only)
+def _compile(kernel):
+    """numba.njit, compiled on first use and cached on disk (next to this file, or in numba's
+    user cache where that is read-only); uncached where numba finds no cache folder at all."""
+    try:
+        return numba.njit(cache=True, nogil=True)(kernel)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(kernel)
+
+
 (_lif, _synapses, _causal_mix, _lif_layer, _affine, _mlp, _block, _last_block, _decide) = (
-    numba.njit(cache=True, nogil=True)(kernel)
+    _compile(kernel)
     for kernel in (_lif, _synapses, _causal_mix, _lif_layer, _affine, _mlp, _block, _last_block, _decide))
 
 

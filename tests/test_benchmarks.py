@@ -1,0 +1,44 @@
+"""benchmarks/*.py stay runnable: each on a tiny config, checked for the fields its JSON promises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--width", "16", "--blocks", "1", "--context", "4", "--time-steps", "2"]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind,mode", load("memory").CASES)
+def test_memory_measurement_runs_each_case(kind, mode):
+    memory = load("memory")
+    args = memory.parse_args([*TINY, "--steps", "2", "--batch", "4", "--decisions", "3", "--child", kind, mode])
+    result = memory.child(args)
+    assert result["kind"] == kind and result["mode"] == mode
+    assert result["peak_rss_mib"] >= result["peak_rss_mib_after_setup"] > 0
+
+
+def test_latency_benchmark_times_every_backend_and_states_the_goal(tmp_path):
+    out = tmp_path / "latency.json"
+    report = load("latency").main([*TINY, "--rounds", "1", "--calls", "2", "--batch", "4", "--batch-calls", "1",
+                                   "--warmup", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["goal"] == report["goal"]
+    expected = {"snn-pytorch", "snn-pytorch-all", "snn-ort", "snn-ort-decision", "snn-event", "ann-pytorch", "ann-ort",
+                "ann-ort-decision"}
+    assert set(report["results"]) == expected
+    assert all(r["batch1"]["n"] == 2 and r["batch1"]["median_ms"] > 0 for r in report["results"].values())
+    goal = report["goal"]
+    assert goal["spiking_backend"].startswith("snn-")
+    assert goal["ratio"] == pytest.approx(report["results"][goal["spiking_backend"]]["batch1"]["median_ms"]
+                                          / report["results"]["ann-ort"]["batch1"]["median_ms"])
+    assert goal["met"] == (goal["ratio"] <= 2.0)
