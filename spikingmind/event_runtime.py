@@ -48,14 +48,20 @@ def _lif(currents, beta, threshold, spikes):
 
 def _synapses(spikes, weight_t, bias, out):
     """Event-driven affine map: out (N, C_out) = bias + the sum of weight_t's rows (C_in, C_out)
-    of the inputs that spiked, spikes (N, C_in) uint8; silent inputs cost nothing."""
+    of the inputs that spiked, spikes (N, C_in) uint8; silent inputs cost nothing. Each row's
+    spikes are first listed without branching (a branch per input mispredicts at these rates)."""
+    events = np.empty(spikes.shape[1], np.int64)
     for n in range(spikes.shape[0]):
+        count = 0
+        for k in range(spikes.shape[1]):
+            events[count] = k
+            count += spikes[n, k]
         for j in range(out.shape[1]):
             out[n, j] = bias[j]
-        for k in range(spikes.shape[1]):
-            if spikes[n, k]:
-                for j in range(out.shape[1]):
-                    out[n, j] += weight_t[k, j]
+        for e in range(count):
+            k = events[e]
+            for j in range(out.shape[1]):
+                out[n, j] += weight_t[k, j]
     return out
 
 
