@@ -41,7 +41,6 @@ import shlex
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +96,7 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     """Produce <results-dir>/<env>/*; returns the provenance record, None when skipped."""
     from spikingmind.data import default_dataset_id, parse_mix
     from spikingmind.envs import get_env_spec
+    from spikingmind.train import load_data_config
 
     slug = env_slug(env_id)
     config = args.configs / f"{slug}.toml"
@@ -107,7 +107,7 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     out.mkdir(parents=True, exist_ok=True)
     datasets = args.results_dir / "datasets"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    data = tomllib.loads(config.read_text()).get("data", {})  # [data] episodes / mix override the defaults
+    data = load_data_config(config)  # [data] episodes / mix override the defaults (validated)
     episodes = int(data.get("episodes", args.dataset_episodes))
     mix_text = data.get("mix")
     mix = parse_mix(mix_text) if mix_text else get_env_spec(env_id).dataset_mix()

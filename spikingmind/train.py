@@ -90,11 +90,10 @@ class TrainConfig:
         return asdict(self)
 
 
-def load_config_file(path: str | Path) -> dict:
-    """Read a TOML config with optional [train] and [model] tables -> TrainConfig kwargs.
+DATA_KEYS = ("episodes", "mix")  # a config's [data] table: what `make results` collects for it
 
-    A [data] table (e.g. `episodes = 150`, the dataset size `make results` collects) is
-    allowed and not part of the training config."""
+
+def _read_config(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -105,10 +104,46 @@ def load_config_file(path: str | Path) -> dict:
     unknown = set(raw) - {"train", "model", "data"}
     if unknown:
         raise ConfigError(f"{path}: unknown tables {', '.join(sorted(unknown))} (expected [train], [model], [data])")
+    return path, raw
+
+
+def _data_table(path: Path, table: dict) -> dict:
+    """The [data] table, validated: `episodes` an integer >= 1, `mix` a policy mix string."""
+    from spikingmind.data import parse_mix
+
+    unknown = set(table) - set(DATA_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown [data] keys {', '.join(sorted(unknown))} (expected {', '.join(DATA_KEYS)})")
+    episodes = table.get("episodes", 1)
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"{path}: data.episodes must be an integer >= 1, got {episodes!r}")
+    if "mix" in table:
+        if not isinstance(table["mix"], str):
+            raise ConfigError(f"{path}: data.mix must be a string like \"expert=0.7,random=0.3\", got {table['mix']!r}")
+        try:
+            parse_mix(table["mix"])
+        except ConfigError as error:
+            raise ConfigError(f"{path}: data.mix: {str(error).removeprefix('--mix: ')}") from None
+    return dict(table)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a TOML config with optional [train] and [model] tables -> TrainConfig kwargs.
+
+    A [data] table (`episodes = 150`, `mix = "..."`: the dataset `make results` collects) is
+    validated (`load_data_config`) and not part of the training config."""
+    path, raw = _read_config(path)
+    _data_table(path, raw.get("data", {}))
     values = dict(raw.get("train", {}))
     if "model" in raw:
         values["model"] = dict(raw["model"])
     return values
+
+
+def load_data_config(path: str | Path) -> dict:
+    """A config file's [data] table, validated ({} without one): keys among DATA_KEYS."""
+    path, raw = _read_config(path)
+    return _data_table(path, raw.get("data", {}))
 
 
 # ---------------------------------------------------------------------------- data -> batches

@@ -16,7 +16,7 @@ from spikingmind.checkpoint import load_checkpoint
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import CheckpointError, ConfigError, RunExistsError
 from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
-from spikingmind.train import train
+from spikingmind.train import load_config_file, load_data_config, train
 
 
 def _weights(checkpoint):
@@ -143,3 +143,28 @@ def test_bad_config_values_are_named(cartpole_dataset):
         tiny_train_config(cartpole_dataset, learning_rate=1.0)
     with pytest.raises(ConfigError, match="train.return_gain"):
         tiny_train_config(cartpole_dataset, return_gain=0.0)
+
+
+@pytest.mark.parametrize("table,fragment", [
+    ("episode = 100", "unknown [data] keys episode (expected episodes, mix)"),
+    ("episodes = 0", "data.episodes must be an integer >= 1, got 0"),
+    ("episodes = 1.5", "data.episodes must be an integer >= 1, got 1.5"),
+    ('mix = "expert=0.7,oracle=0.3"', "data.mix: unknown policy 'oracle'"),
+    ("mix = 3", "data.mix must be a string"),
+])
+def test_bad_data_table_is_named_with_its_file(tmp_path, table, fragment):
+    path = tmp_path / "env.toml"
+    path.write_text(f"[train]\nsteps = 10\n\n[data]\n{table}\n")
+    for load in (load_config_file, load_data_config):
+        with pytest.raises(ConfigError) as error:
+            load(path)
+        assert str(error.value).startswith(f"{path}: ") and fragment in str(error.value)
+
+
+def test_data_table_is_read_apart_from_the_training_config(tmp_path):
+    path = tmp_path / "env.toml"
+    path.write_text('[train]\nsteps = 10\n\n[data]\nepisodes = 150\nmix = "expert=0.3,capped=0.45,random=0.25"\n')
+    assert load_config_file(path) == {"steps": 10}
+    assert load_data_config(path) == {"episodes": 150, "mix": "expert=0.3,capped=0.45,random=0.25"}
+    (tmp_path / "plain.toml").write_text("[train]\nsteps = 10\n")
+    assert load_data_config(tmp_path / "plain.toml") == {}
