@@ -10,7 +10,7 @@ from spikingmind import event_runtime as er
 from spikingmind.checkpoint import load_checkpoint
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import ConfigError, ExportError
-from spikingmind.export.nir import _numpy, fold_batch_norm
+from spikingmind.export.nir import fold_batch_norm
 from spikingmind.export.onnx import sample_windows
 from spikingmind.model import CausalDecayMix, DecisionTransformer, ModelConfig, lif_no_grad
 from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
