@@ -66,13 +66,30 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float64).cpu().numpy().copy()
 
 
+def batch_norm_affine(norm: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as y = scale * x + shift per channel, float64."""
+    scale = _numpy(norm.weight) / np.sqrt(_numpy(norm.running_var) + norm.eps)
+    return scale, _numpy(norm.bias) - _numpy(norm.running_mean) * scale
+
+
 def fold_batch_norm(weight: np.ndarray, bias: np.ndarray, norm: nn.BatchNorm1d | None):
     """Affine y = W x + b followed by eval-mode BatchNorm -> one affine map (W', b')."""
     if norm is None:
         return weight, bias
-    scale = _numpy(norm.weight) / np.sqrt(_numpy(norm.running_var) + norm.eps)
-    shift = _numpy(norm.bias) - _numpy(norm.running_mean) * scale
+    scale, shift = batch_norm_affine(norm)
     return weight * scale.reshape(-1, *([1] * (weight.ndim - 1))), bias * scale + shift
+
+
+def fold_token_linears(*modules: TokenLinear) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token linear maps of one input with their BatchNorm folded, stacked along the output
+    axis: W (sum of C_out, C_in), b (sum of C_out,), float64 (q, k, v as one map, say)."""
+    folded = [fold_batch_norm(_numpy(m.linear.weight), _numpy(m.linear.bias), m.norm) for m in modules]
+    return np.concatenate([w for w, _ in folded]), np.concatenate([b for _, b in folded])
+
+
+def fold_causal_mix(module: CausalDecayMix) -> tuple[np.ndarray, np.ndarray]:
+    """The mix at inference: its (C, L, L) matrix with the BatchNorm after it folded in, and the shift (C,)."""
+    return fold_batch_norm(_numpy(module.mixing_matrix()), np.zeros(module.norm.num_features), module.norm)
 
 
 def token_conv(builder: GraphBuilder, name: str, weight: np.ndarray, bias: np.ndarray, sources: list[str]) -> list[str]:
@@ -91,8 +108,7 @@ def emit_linear(module: nn.Linear, path: str, sources: list[str], b: GraphBuilde
 
 
 def emit_token_linear(module: TokenLinear, path: str, sources: list[str], b: GraphBuilder) -> list[str]:
-    weight, bias = fold_batch_norm(_numpy(module.linear.weight), _numpy(module.linear.bias), module.norm)
-    return token_conv(b, path, weight, bias, sources)
+    return token_conv(b, path, *fold_token_linears(module), sources)
 
 
 def emit_lif(module: LIF, path: str, sources: list[str], b: GraphBuilder) -> list[str]:

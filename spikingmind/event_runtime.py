@@ -8,7 +8,7 @@ instead of a dense (L, L) matrix. Only the tokens up to the decision token are c
 as `DecisionTransformer.decide`.
 
 Same network, same time semantics (docs/SEMANTICS.md) as the PyTorch model: BatchNorm is
-folded in float64 (`export.nir.fold_batch_norm`, one place), everything runs in float32.
+folded in float64 (`export.nir`'s folding helpers, one place), everything runs in float32.
 Sums run in another order than PyTorch's BLAS, so a membrane that lands within float32
 rounding of the threshold can flip a spike: `verify_against_torch` measures the output
 error and the actions on random and realistic windows, and `EventPolicy` refuses a model
@@ -225,7 +225,7 @@ class EventWeights:
         """From a spiking `DecisionTransformer` in eval mode (every LIF must share beta and threshold)."""
         import torch
 
-        from spikingmind.export.nir import _numpy, fold_batch_norm
+        from spikingmind.export.nir import _numpy, batch_norm_affine, fold_token_linears
         from spikingmind.model import LIF
 
         if not model.spiking:
@@ -237,8 +237,8 @@ class EventWeights:
             raise ExportError(f"the event-driven runtime needs one (beta, threshold) for every LIF, found {sorted(neurons)}")
         (beta, threshold), = neurons
 
-        def affine(module):
-            weight, bias = fold_batch_norm(_numpy(module.linear.weight), _numpy(module.linear.bias), module.norm)
+        def affine(*modules):
+            weight, bias = fold_token_linears(*modules)
             return weight.T, bias
 
         def stack(values):
@@ -248,18 +248,16 @@ class EventWeights:
                                                              "out_t", "out_b", "fc1_t", "fc1_b", "fc2_t", "fc2_b")}
         for block in model.blocks:
             attn, mlp = block.attn, block.mlp
-            qkv = [affine(m) for m in (attn.q, attn.k, attn.v)]
-            per_block["qkv_t"].append(np.concatenate([w for w, _ in qkv], axis=1))
-            per_block["qkv_b"].append(np.concatenate([b for _, b in qkv]))
-            with torch.no_grad():
-                per_block["decay"].append(torch.sigmoid(attn.mix.decay_logit.double()).numpy())
-            scale, shift = fold_batch_norm(np.ones(model.cfg.width), np.zeros(model.cfg.width), attn.mix.norm)
-            per_block["mix_scale"].append(scale)
-            per_block["mix_shift"].append(shift)
-            for name, module in (("out", attn.out_proj), ("fc1", mlp.fc1), ("fc2", mlp.fc2)):
-                weight_t, bias = affine(module)
+            for name, modules in (("qkv", (attn.q, attn.k, attn.v)), ("out", (attn.out_proj,)), ("fc1", (mlp.fc1,)),
+                                  ("fc2", (mlp.fc2,))):
+                weight_t, bias = affine(*modules)
                 per_block[f"{name}_t"].append(weight_t)
                 per_block[f"{name}_b"].append(bias)
+            with torch.no_grad():
+                per_block["decay"].append(torch.sigmoid(attn.mix.decay_logit.double()).numpy())
+            scale, shift = batch_norm_affine(attn.mix.norm)
+            per_block["mix_scale"].append(scale)
+            per_block["mix_shift"].append(shift)
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
         return cls(time_steps=model.cfg.time_steps, decision_token=model.decision_token,
                    beta=np.float32(beta), threshold=np.float32(threshold),
@@ -289,19 +287,16 @@ def verify_against_torch(weights: EventWeights, ckpt, source: str = "checkpoint"
     """
     import torch
 
-    from spikingmind.export.onnx import (SNN_MIN_WINDOWS_WITHIN, SNN_OUTPUT_TOLERANCE, sample_windows)
+    from spikingmind.export.onnx import (SNN_MIN_WINDOWS_WITHIN, SNN_OUTPUT_TOLERANCE, snn_outputs_within,
+                                         snn_verification_windows)
 
-    layout = ckpt.layout
-    rng = np.random.default_rng(0)
-    windows = np.concatenate([rng.normal(size=(6, layout.n_tokens, layout.n_features)).astype(np.float32),
-                              sample_windows(layout, ckpt.norm, ckpt.spec, 64, seed=2)])
+    windows = np.concatenate([w for group in snn_verification_windows(ckpt).values() for w in group])
     model = ckpt.model
     with torch.inference_mode():
         expected = model.decide(torch.as_tensor(windows, dtype=next(model.parameters()).dtype)).float().numpy()
     actual = decide(weights, windows)
-    error = np.abs(actual - expected).max(axis=1)
-    within = error <= SNN_OUTPUT_TOLERANCE * np.maximum(1.0, np.abs(expected).max(axis=1))
-    mismatches = int((actual.argmax(1) != expected.argmax(1)).sum()) if layout.discrete else 0
+    error, within = snn_outputs_within(actual, expected)
+    mismatches = int((actual.argmax(1) != expected.argmax(1)).sum()) if ckpt.layout.discrete else 0
     report = {"windows": len(windows), "windows_within_tolerance": float(within.mean()),
               "max_abs_output_error": float(error.max()), "action_mismatches": mismatches,
               "criteria": {"output_tolerance": SNN_OUTPUT_TOLERANCE,

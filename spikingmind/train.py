@@ -114,9 +114,10 @@ def _data_table(path: Path, table: dict) -> dict:
     unknown = set(table) - set(DATA_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown [data] keys {', '.join(sorted(unknown))} (expected {', '.join(DATA_KEYS)})")
-    episodes = table.get("episodes", 1)
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ConfigError(f"{path}: data.episodes must be an integer >= 1, got {episodes!r}")
+    if "episodes" in table:
+        episodes = table["episodes"]
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ConfigError(f"{path}: data.episodes must be an integer >= 1, got {episodes!r}")
     if "mix" in table:
         if not isinstance(table["mix"], str):
             raise ConfigError(f"{path}: data.mix must be a string like \"expert=0.7,random=0.3\", got {table['mix']!r}")
