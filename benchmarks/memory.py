@@ -4,7 +4,7 @@
     python benchmarks/memory.py --steps 50 --batch 128
 
 Each measurement runs in a fresh subprocess (so one cannot inherit another's peak) and
-reads `resource.getrusage(RUSAGE_SELF).ru_maxrss` (KiB on Linux) twice: after the imports
+reads its own peak resident set (`peak_mib`: VmHWM on Linux) twice: after the imports
 and model construction (the floor every run pays) and after the work. Training uses
 synthetic token windows of the env's layout (no dataset needed), AdamW and the DT loss
 of `spikingmind.train`; inference runs `--decisions` batch-1 forwards in inference mode, and
@@ -45,7 +45,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """This process's peak resident set (MiB) since its exec.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own memory map.
+    Not ru_maxrss: a child forked from a big parent inherits the parent's resident size in
+    ru_maxrss across fork + exec (seen: children of the test process all reported 0 MiB above
+    their floor, the parent's size). Elsewhere ru_maxrss is the best there is.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB, macOS: bytes (rough)
 
 
 def child(args) -> dict:
@@ -107,6 +121,18 @@ def child(args) -> dict:
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def measure(args: argparse.Namespace, kind: str, mode: str) -> dict:
+    """One case measured in a fresh subprocess (its peak is its own, not inherited)."""
+    passthrough = [f"--env={args.env}", f"--width={args.width}", f"--blocks={args.blocks}",
+                   f"--context={args.context}", f"--time-steps={args.time_steps}", f"--steps={args.steps}",
+                   f"--batch={args.batch}", f"--decisions={args.decisions}", f"--threads={args.threads}"]
+    run = subprocess.run([sys.executable, __file__, *passthrough, "--child", kind, mode],
+                         capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"measurement {kind}/{mode} failed:\n{run.stderr.strip()[-2000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.child:
@@ -118,17 +144,8 @@ def main(argv=None) -> dict:
     import spikingmind
     from spikingmind.io import atomic_write_json
 
-    passthrough = [f"--env={args.env}", f"--width={args.width}", f"--blocks={args.blocks}",
-                   f"--context={args.context}", f"--time-steps={args.time_steps}", f"--steps={args.steps}",
-                   f"--batch={args.batch}", f"--decisions={args.decisions}", f"--threads={args.threads}"]
-    results = []
-    for kind, mode in CASES:
-        run = subprocess.run([sys.executable, __file__, *passthrough, "--child", kind, mode],
-                             capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise SystemExit(f"measurement {kind}/{mode} failed:\n{run.stderr.strip()[-2000:]}")
-        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
-    report = {"benchmark": "memory", "measure": "ru_maxrss of a fresh process (peak resident set, MiB)",
+    results = [measure(args, kind, mode) for kind, mode in CASES]
+    report = {"benchmark": "memory", "measure": "peak resident set (VmHWM) of a fresh process, MiB",
               "config": {k: v for k, v in vars(args).items() if k not in ("child", "out")},
               "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
                           "spikingmind": spikingmind.__version__},

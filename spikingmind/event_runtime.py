@@ -8,7 +8,9 @@ instead of a dense (L, L) matrix. Only the tokens up to the decision token are c
 as `DecisionTransformer.decide`.
 
 Same network, same time semantics (docs/SEMANTICS.md) as the PyTorch model: BatchNorm is
-folded in float64 (`export.nir`'s folding helpers, one place), everything runs in float32.
+folded in float64 (`export.nir`'s folding helpers, one place), everything runs in float32
+(the kernels take the dtype of the weights: float64 weights, `EventWeights.from_model(model,
+np.float64)`, give a float64 runtime that tests compare with PyTorch in float64).
 Sums run in another order than PyTorch's BLAS, so a membrane that lands within float32
 rounding of the threshold can flip a spike: `verify_against_torch` measures the output
 error and the actions on random and realistic windows, and `EventPolicy` refuses a model
@@ -27,22 +29,20 @@ import numpy as np
 
 from spikingmind.errors import ConfigError, ExportError
 
-ZERO = np.float32(0.0)  # a float32 constant keeps the kernels' arithmetic in float32
-
-
 # ---------------------------------------------------------------------------- kernels
 
 
 def _lif(currents, beta, threshold, spikes):
-    """LIF over the leading T axis, zero reset: currents (T, N) float32 -> spikes (T, N) uint8.
+    """LIF over the leading T axis, zero reset: currents (T, N) float -> spikes (T, N) uint8.
     v = beta * v + I; s = v > threshold; v = 0 where s."""
-    mem = np.zeros(currents.shape[1], np.float32)
+    zero = currents.dtype.type(0)  # a constant of the currents' dtype keeps the arithmetic in it
+    mem = np.zeros(currents.shape[1], currents.dtype)
     for t in range(currents.shape[0]):
         for n in range(currents.shape[1]):
             v = beta * mem[n] + currents[t, n]
             fired = v > threshold
             spikes[t, n] = fired
-            mem[n] = ZERO if fired else v
+            mem[n] = zero if fired else v
     return spikes
 
 
@@ -67,10 +67,10 @@ def _synapses(spikes, weight_t, bias, out):
 
 def _causal_mix(kv_and, decay, scale, shift, out):
     """out[t, i, c] = scale_c * sum_(j<=i) decay_c^(i-j) kv_and[t, j, c] + shift_c, as the
-    recurrence acc = decay * acc + x: kv_and (T, L, C) uint8 -> out (T, L, C) float32."""
-    acc = np.empty(kv_and.shape[2], np.float32)
+    recurrence acc = decay * acc + x: kv_and (T, L, C) uint8 -> out (T, L, C) float."""
+    acc = np.empty(kv_and.shape[2], out.dtype)
     for t in range(kv_and.shape[0]):
-        acc[:] = ZERO
+        acc[:] = out.dtype.type(0)
         for i in range(kv_and.shape[1]):
             for c in range(kv_and.shape[2]):
                 acc[c] = decay[c] * acc[c] + kv_and[t, i, c]
@@ -87,7 +87,7 @@ def _lif_layer(currents, beta, threshold):
 
 
 def _affine(spikes, weight_t, bias):
-    return _synapses(spikes, weight_t, bias, np.empty((spikes.shape[0], weight_t.shape[1]), np.float32))
+    return _synapses(spikes, weight_t, bias, np.empty((spikes.shape[0], weight_t.shape[1]), weight_t.dtype))
 
 
 def _mlp(residual, beta, threshold, fc1_t, fc1_b, fc2_t, fc2_b):
@@ -106,7 +106,7 @@ def _block(residual, beta, threshold, qkv_t, qkv_b, decay, mix_scale, mix_shift,
                      beta, threshold)  # q, k, v as one layer of 3C neurons: (T * N, 3C)
     kv_and = qkv[:, width:2 * width] & qkv[:, 2 * width:]
     mixed = _causal_mix(kv_and.reshape(time_steps, n, width), decay, mix_scale, mix_shift,
-                        np.empty((time_steps, n, width), np.float32))
+                        np.empty((time_steps, n, width), residual.dtype))
     qkv_and = qkv[:, :width] & _lif_layer(mixed, beta, threshold)
     residual += _affine(qkv_and, out_t, out_b).reshape(time_steps, n, width)
     _mlp(residual, beta, threshold, fc1_t, fc1_b, fc2_t, fc2_b)
@@ -121,7 +121,7 @@ def _last_block(residual, at, beta, threshold, q_t, q_b, kv_t, kv_b, decay, mix_
     kv = _lif_layer(_affine(s_in, kv_t, kv_b).reshape(time_steps, n, -1), beta, threshold)  # (T * N, 2C)
     kv_and = kv[:, :width] & kv[:, width:]
     mixed = _causal_mix(kv_and.reshape(time_steps, n, width), decay, mix_scale, mix_shift,
-                        np.empty((time_steps, n, width), np.float32))
+                        np.empty((time_steps, n, width), residual.dtype))
     kv_spikes = _lif_layer(mixed[:, at:at + 1].copy(), beta, threshold)  # (T, C)
     q_current = _affine(s_in.reshape(time_steps, n, width)[:, at].copy(), q_t, q_b)
     q = _lif_layer(q_current.reshape(time_steps, 1, width), beta, threshold)
@@ -141,16 +141,18 @@ def _decide(tokens, time_steps, at, beta, threshold, embed_t, embed_b,
     stop the adds from vectorising)."""
     n_blocks, width = qkv_t.shape[0], qkv_t.shape[1]
     n_tokens = at + 1  # later tokens cannot reach the decision token
+    dtype = embed_t.dtype
+    zero = dtype.type(0)
     for b in range(tokens.shape[0]):
         # the real-valued encoder (MACs): the same input current at every step
-        x = np.empty((n_tokens, width), np.float32)
+        x = np.empty((n_tokens, width), dtype)
         for i in range(n_tokens):
             x[i] = embed_b
             for f in range(tokens.shape[2]):
-                if tokens[b, i, f] != ZERO:
+                if tokens[b, i, f] != zero:
                     for c in range(width):
                         x[i, c] += tokens[b, i, f] * embed_t[f, c]
-        residual = np.empty((time_steps, n_tokens, width), np.float32)
+        residual = np.empty((time_steps, n_tokens, width), dtype)
         for t in range(time_steps):
             residual[t] = x
         for k in range(n_blocks - 1):
@@ -161,7 +163,7 @@ def _decide(tokens, time_steps, at, beta, threshold, embed_t, embed_b,
                             mix_scale[k], mix_shift[k], out_t[k], out_b[k], fc1_t[k], fc1_b[k], fc2_t[k], fc2_b[k])
         readout = _affine(_lif_layer(token, beta, threshold), head_t, head_b)  # (T, n_out)
         for o in range(readout.shape[1]):
-            total = ZERO
+            total = zero
             for t in range(time_steps):
                 total += readout[t, o]
             outputs[b, o] = total / time_steps  # the readout averaged over the T steps
@@ -187,12 +189,13 @@ def _compile(kernel):
 
 @dataclass(frozen=True)
 class EventWeights:
-    """The spiking DT's inference weights, BatchNorm folded, float32, transposed to (C_in, C_out)."""
+    """The spiking DT's inference weights, BatchNorm folded, float32 (or float64), transposed to
+    (C_in, C_out). The kernels compute in the dtype of these arrays."""
 
     time_steps: int
     decision_token: int
-    beta: np.float32
-    threshold: np.float32
+    beta: np.floating
+    threshold: np.floating
     embed_t: np.ndarray  # (F, C)
     embed_b: np.ndarray  # (C,)
     qkv_t: np.ndarray  # (n_blocks, C, 3C)
@@ -221,8 +224,9 @@ class EventWeights:
             object.__setattr__(self, name, np.ascontiguousarray(value))
 
     @classmethod
-    def from_model(cls, model) -> "EventWeights":
-        """From a spiking `DecisionTransformer` in eval mode (every LIF must share beta and threshold)."""
+    def from_model(cls, model, dtype=np.float32) -> "EventWeights":
+        """From a spiking `DecisionTransformer` in eval mode (every LIF must share beta and threshold);
+        `dtype` float32 (the runtime) or float64 (for exact comparisons with a float64 model)."""
         import torch
 
         from spikingmind.export.nir import _numpy, batch_norm_affine, fold_token_linears
@@ -242,7 +246,7 @@ class EventWeights:
             return weight.T, bias
 
         def stack(values):
-            return np.ascontiguousarray(np.stack(values), dtype=np.float32)
+            return np.ascontiguousarray(np.stack(values), dtype=dtype)
 
         per_block: dict[str, list] = {name: [] for name in ("qkv_t", "qkv_b", "decay", "mix_scale", "mix_shift",
                                                              "out_t", "out_b", "fc1_t", "fc1_b", "fc2_t", "fc2_b")}
@@ -258,19 +262,19 @@ class EventWeights:
             scale, shift = batch_norm_affine(attn.mix.norm)
             per_block["mix_scale"].append(scale)
             per_block["mix_shift"].append(shift)
-        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        typed = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
         return cls(time_steps=model.cfg.time_steps, decision_token=model.decision_token,
-                   beta=np.float32(beta), threshold=np.float32(threshold),
-                   embed_t=f32(_numpy(model.embed.weight).T), embed_b=f32(_numpy(model.embed.bias)),
-                   head_t=f32(_numpy(model.head.weight).T), head_b=f32(_numpy(model.head.bias)),
+                   beta=np.dtype(dtype).type(beta), threshold=np.dtype(dtype).type(threshold),
+                   embed_t=typed(_numpy(model.embed.weight).T), embed_b=typed(_numpy(model.embed.bias)),
+                   head_t=typed(_numpy(model.head.weight).T), head_b=typed(_numpy(model.head.bias)),
                    **{name: stack(values) for name, values in per_block.items()})
 
 
 def decide(weights: EventWeights, tokens: np.ndarray) -> np.ndarray:
-    """Decision-token outputs (B, n_out) float32 of token windows (B, L, F)."""
-    tokens = np.ascontiguousarray(tokens, dtype=np.float32)
+    """Decision-token outputs (B, n_out), in the weights' dtype, of token windows (B, L, F)."""
     w = weights
-    outputs = np.empty((tokens.shape[0], w.head_t.shape[1]), np.float32)
+    tokens = np.ascontiguousarray(tokens, dtype=w.embed_t.dtype)
+    outputs = np.empty((tokens.shape[0], w.head_t.shape[1]), w.embed_t.dtype)
     return _decide(tokens, w.time_steps, w.decision_token, w.beta, w.threshold, w.embed_t, w.embed_b,
                    w.qkv_t, w.qkv_b, w.decay, w.mix_scale, w.mix_shift, w.out_t, w.out_b,
                    w.fc1_t, w.fc1_b, w.fc2_t, w.fc2_b, w.last_q_t, w.last_q_b, w.last_kv_t, w.last_kv_b,

@@ -24,8 +24,18 @@ def test_memory_measurement_runs_each_case(kind, mode):
     memory = load("memory")
     args = memory.parse_args([*TINY, "--steps", "2", "--batch", "4", "--decisions", "3", "--child", kind, mode])
     result = memory.child(args)
-    assert result["kind"] == kind and result["mode"] == mode
-    assert result["peak_rss_mib"] >= result["peak_rss_mib_after_setup"] > 0
+    assert (result["kind"], result["mode"]) == (kind, mode) and result["parameters"] > 0
+    assert set(result) >= {"seconds", "peak_rss_mib_after_setup", "peak_rss_mib", "peak_rss_mib_above_setup"}
+
+
+def test_memory_peaks_are_measured_in_a_fresh_process_per_case():
+    """Each case runs in its own process, so a bigger workload shows a bigger peak. In one
+    process the high-water mark of the first (bigger) run would hide the second one's."""
+    memory = load("memory")
+    big, small = (memory.measure(memory.parse_args([*TINY, "--steps", "2", "--batch", str(batch)]), "snn", "train")
+                  for batch in (512, 2))
+    assert big["batch"] == 512 and small["batch"] == 2
+    assert big["peak_rss_mib_above_setup"] > small["peak_rss_mib_above_setup"] + 20  # MiB: activations of 256x the batch
 
 
 def test_latency_benchmark_times_every_backend_and_states_the_goal(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -83,7 +84,7 @@ def test_pendulum_trains_and_evaluates(pendulum_run):
     assert ckpt.model.n_out == 1 and not ckpt.layout.discrete
     result = evaluate(checkpoint, episodes=2)
     assert result["env_id"] == PENDULUM and result["lengths"] == [200, 200]
-    assert all(-200 * 16.3 <= r <= 0 for r in result["returns"])  # Pendulum's cost bounds per step
+    assert all(np.isfinite(result["returns"])) and result["decisions"] == 400
 
     actions = []
     policy = TorchPolicy(ckpt)
@@ -117,3 +118,62 @@ def test_pendulum_nir_export_reproduces_the_checkpoint(pendulum_run, tmp_path):
     assert meta["action_low"] == [-2.0] and meta["action_high"] == [2.0]
     assert "tanh" in meta["decode"]["action"]
     assert json.loads(json.dumps(meta["env"]))["env_id"] == PENDULUM
+
+
+# ---------------------------------------------------------------------------- learning a continuous action
+
+REACH = "TinyReach-v0"
+
+
+class TinyReach(gym.Env):
+    """Move a point on [-1, 1] to 0: x += 0.25 u, u in [-1, 1]; reward -|x| per step, 10 steps.
+    A continuous task a tiny spiking DT learns in a second (Pendulum's swing-up takes thousands
+    of steps at width 96: configs/pendulum.toml)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.x = 0, float(self.np_random.uniform(-1.0, 1.0))
+        return np.array([self.x], dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.x = float(np.clip(self.x + 0.25 * float(np.asarray(action).reshape(-1)[0]), -1.0, 1.0))
+        return np.array([self.x], dtype=np.float32), -abs(self.x), False, self.t >= 10, {}
+
+
+def reach_expert(obs: np.ndarray) -> np.ndarray:
+    return np.clip(-4.0 * obs, -1.0, 1.0).astype(np.float32)
+
+
+class StandStill:
+    """The zero-action policy: the cost of not acting, -10 E|x0| = -5 on average."""
+
+    def __init__(self, spec, layout, norm):
+        self.spec, self.layout, self.norm = spec, layout, norm
+
+    def act(self, windows):
+        return np.zeros((len(windows), 1), dtype=np.float32)
+
+
+def test_tiny_spiking_dt_learns_a_continuous_action(tmp_path, monkeypatch):
+    from spikingmind.envs import register_env, spec_from_gym, unregister_env
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    register_env(spec_from_gym(REACH, make=TinyReach, target_return=0.0, return_scale=5.0, max_episode_steps=10,
+                               expert=reach_expert, default_mix="expert=0.75,random=0.25"))
+    try:
+        dataset, _ = collect(REACH, 40, {"expert": 0.75, "random": 0.25}, seed=0, root=tmp_path / "datasets")
+        cfg = TrainConfig(env_id=REACH, dataset=dataset, steps=120, batch_size=32, lr=3e-3, warmup_steps=2,
+                          eval_every=120, eval_episodes=2,
+                          model=ModelConfig(kind="snn", width=16, n_blocks=1, context_length=2, time_steps=2))
+        checkpoint, _ = train(tmp_path / "run", cfg)
+        learned = evaluate(checkpoint, episodes=10, target_return=0.0)
+        ckpt = load_checkpoint(checkpoint)
+        still = run_episodes(StandStill(ckpt.spec, ckpt.layout, ckpt.norm), evaluation_seeds(10, 0))
+    finally:
+        unregister_env(REACH)
+    # measured: -2.0 against -5.0 for standing still (the expert's -0.46, random actions' -4.9)
+    assert learned["mean_return"] > 0.6 * float(np.mean(still.returns)), (learned["mean_return"], still.returns)

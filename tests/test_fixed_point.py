@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nir
 import numpy as np
 import pytest
 
@@ -65,21 +66,40 @@ def test_state_limits_are_counted():
     assert state.wrapped == 1  # Lava wraps u; the emulation wraps identically and counts it
 
 
-def test_fixed_point_plan_tracks_float_closely():
-    graph = dt_graph(blocks=1, seed=4)
+def _fixed_point_spikes(graph, decisions: int):
+    """(emulated fixed-point spike records, reference float64 records) of `decisions` inputs."""
     plan, host_terms, notes = lava.build_plan(graph)
     assert notes["quantization_report"].clipped == 0
-    inputs = decision_inputs(graph, 6)
+    inputs = decision_inputs(graph, decisions)
     reference = ReferenceSimulator(graph).run(inputs, record=True)
-    n_steps = plan.total_steps(6)
+    n_steps = plan.total_steps(decisions)
     currents = lava._host_currents(graph, host_terms, inputs)
     data = lava._host_data(plan, currents, n_steps, fixed=True)
     traces, counts = emulate(plan, data, n_steps, fixed=True)
-    records = lava._records(plan, {("pop/" + k if k != "readout" else k): v for k, v in traces.items()}, 6, True)
     assert all(c == {"u_wrapped": 0, "v_saturated": 0} for c in counts.values())
-    for name in ("b0.attn.lif_in", "b0.attn.q_lif", "head.lif"):
-        agreement = np.mean(records[name] == reference.records[name])
-        assert agreement > 0.97, (name, agreement)
+    records = lava._records(plan, {("pop/" + k if k != "readout" else k): v for k, v in traces.items()}, decisions,
+                            True)
+    spiking = [n for n, node in graph.nodes.items() if isinstance(node, nir.LIF | nir.Threshold)]
+    assert set(spiking) <= set(records)
+    return {n: records[n] for n in spiking}, reference.records
+
+
+def test_fixed_point_is_exact_where_quantisation_is_exact():
+    """Dyadic weights, biases, inputs and decays (tests/lava_graphs.py) survive Loihi's
+    8-bit mantissas and 12-bit decays exactly: then every spike of every layer must agree."""
+    fixed, reference = _fixed_point_spikes(dt_graph(blocks=1, seed=4, dyadic=True), 6)
+    for name, spikes in fixed.items():
+        np.testing.assert_array_equal(spikes, reference[name], err_msg=name)
+    assert sum(float(s.sum()) for s in fixed.values()) > 0
+
+
+def test_fixed_point_plan_tracks_float_closely():
+    """Real-valued weights lose bits to quantisation: a few spikes near threshold may flip,
+    in every layer fewer than 1% (measured: at least 99.48% agreement per layer)."""
+    fixed, reference = _fixed_point_spikes(dt_graph(blocks=1, seed=4, dyadic=False), 6)
+    for name, spikes in fixed.items():
+        agreement = np.mean(spikes == reference[name])
+        assert agreement >= 0.99, (name, agreement)
 
 
 def test_mixed_sign_weights_split_into_excitatory_and_inhibitory_groups():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -145,11 +146,14 @@ def test_bad_lava_python_is_a_clear_error(monkeypatch, tmp_path):
 # ---- bundle ---------------------------------------------------------------------------------
 
 
-def test_bundle_contents_and_overwrite_rules(graph, bundle):
+def test_bundle_contents_and_overwrite_rules(graph, bundle, lava_python):
     assert sorted(p.name for p in bundle.iterdir()) == [
         "lava_plan.json", "manifest.json", "model.nir", "params_fixed.npz", "params_float.npz"]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["lava_nc_version"] == "0.10.0" and manifest["time_steps"] == 4
+    # the Lava the bundle is written for is the Lava the sidecar really runs
+    installed = subprocess.run([str(lava_python), "-c", "import importlib.metadata as m; print(m.version('lava-nc'))"],
+                               capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert manifest["lava_nc_version"] == installed and manifest["time_steps"] == 4
     assert manifest["quantization_report"] == []
     with np.load(bundle / "params_fixed.npz") as fixed:
         for key in fixed.files:
