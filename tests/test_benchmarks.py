@@ -29,11 +29,15 @@ def test_memory_measurement_runs_each_case(kind, mode):
 
 
 def test_memory_peaks_are_measured_in_a_fresh_process_per_case():
-    """Each case runs in its own process, so a bigger workload shows a bigger peak. In one
-    process the high-water mark of the first (bigger) run would hide the second one's."""
+    """Each case runs in its own process and reports its own peak: a bigger workload shows a
+    bigger peak, and the parent's size does not leak in (ru_maxrss inherits it across fork+exec)."""
+    import numpy as np
+
     memory = load("memory")
+    ballast = np.ones(50_000_000)  # 400 MB resident in this parent: a child must not report it as its own
     big, small = (memory.measure(memory.parse_args([*TINY, "--steps", "2", "--batch", str(batch)]), "snn", "train")
                   for batch in (512, 2))
+    del ballast
     assert big["batch"] == 512 and small["batch"] == 2
     assert big["peak_rss_mib_above_setup"] > small["peak_rss_mib_above_setup"] + 20  # MiB: activations of 256x the batch
 
