@@ -34,6 +34,7 @@ $sm evaluate "$out/export/model.nir" --episodes 5 --json "$out/eval/nir.json" --
 
 step "6/8 export the ANN twin to ONNX and run it in ONNX Runtime"
 $sm export "$out/ann/checkpoint" --target onnx -o "$out/export/ann.onnx" --force
+$sm export "$out/ann/checkpoint" --target onnx --decision-only -o "$out/export/ann-decision.onnx" --force
 $sm evaluate "$out/export/ann.onnx" --episodes 5 --json "$out/eval/onnx.json" --force
 
 step "7/8 export to Lava, verify spike agreement, let Lava drive the first 40 steps of an episode (about 1 s per decision on 2 cores: drop --max-steps for a whole episode) next to the reference on the same seed"
@@ -41,8 +42,9 @@ $sm export "$out/export/model.nir" --target lava -o "$out/export/lava" --force
 $sm evaluate "$out/export/lava" --backend lava --episodes 1 --max-steps 40 --json "$out/eval/lava.json" --force
 $sm evaluate "$out/export/model.nir" --episodes 1 --max-steps 40 --json "$out/eval/nir-40steps.json" --force
 
-step "8/8 energy report (an estimate: counted spikes x published per-op energies)"
-$sm energy-report "$out/export/model.nir" --profile loihi --baseline "$out/export/ann.onnx" \
+step "8/8 energy report (an estimate: counted spikes x published per-op energies; decision-only accounting on both sides, every Loihi profile)"
+$sm energy-report "$out/export/model.nir" --profile loihi,loihi-sanafe,loihi-kerasspiking \
+    --baseline "$out/export/ann.onnx" --baseline "$out/export/ann-decision.onnx" \
     --baseline-profile cmos45nm-fp32,cmos45nm-int8 --episodes 3 \
     --json "$out/energy.json" --plot "$out/energy.png" --force
 

@@ -219,7 +219,7 @@ def _snn_energy(run_dir: Path, checkpoint: Path, evaluation: dict) -> dict[str, 
     graph_path = export_nir(checkpoint, run_dir / "model.nir", force=True)
     energy = {}
     for profile in evaluation["snn_profiles"]:
-        report = estimate_energy(graph_path, profile, None, (), evaluation["energy_episodes"], evaluation["seed"],
+        report = estimate_energy(graph_path, [profile], (), (), evaluation["energy_episodes"], evaluation["seed"],
                                  evaluation["energy_max_decisions"]).to_dict()
         atomic_write_json(run_dir / f"energy-{profile}.json", report)
         energy[f"energy_pj_{profile}"] = report["snn_total_pj"]

@@ -26,7 +26,9 @@ from spikingmind.checkpoint import Checkpoint, checkpoint_meta, save_checkpoint
 from spikingmind.data import Episodes, load_episodes
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import ConfigError, RunExistsError
-from spikingmind.io import atomic_dir, atomic_write_json
+from spikingmind.energy.profiles import load_profile
+from spikingmind.energy.regularizer import layer_spike_rates, spike_energy, spike_energy_table
+from spikingmind.io import atomic_dir, atomic_write_json, atomic_write_text
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.rollout import TorchPolicy, run_episodes
 from spikingmind.tokens import STATE, Normalization, TokenLayout, step_tokens, window_indices, windows
@@ -50,8 +52,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 20
     grad_clip: float = 1.0
-    spike_rate_weight: float = 0.0  # penalty on the mean spike rate above spike_rate_target
+    # Energy-aware training (spiking DT only; docs in spikingmind.energy.regularizer):
+    spike_rate_weight: float = 0.0  # penalty on each layer's spike rate above spike_rate_target (mean over layers)
     spike_rate_target: float = 0.05
+    energy_weight: float = 0.0  # penalty on the spike-driven energy, as a share of its all-neurons-fire maximum
+    energy_profile: str = "loihi"  # hardware profile (name or .toml) that prices the spikes for energy_weight
     eval_every: int = 50
     eval_episodes: int = 5
     stop_at_return: float | None = None  # stop early once validation mean return reaches it
@@ -84,6 +89,19 @@ class TrainConfig:
                               f"got {cfg.continuous_loss!r}")
         if cfg.return_gain is not None and not cfg.return_gain > 0:
             raise ConfigError(f"{source}: train.return_gain must be positive, got {cfg.return_gain!r}")
+        for name in ("spike_rate_weight", "energy_weight"):
+            if not getattr(cfg, name) >= 0:
+                raise ConfigError(f"{source}: train.{name} must be >= 0, got {getattr(cfg, name)!r}")
+        if not 0 <= cfg.spike_rate_target <= 1:
+            raise ConfigError(f"{source}: train.spike_rate_target must be in [0, 1], got {cfg.spike_rate_target!r}")
+        if cfg.energy_weight > 0:
+            from spikingmind.energy.profiles import load_profile
+            from spikingmind.errors import ProfileError
+
+            try:
+                load_profile(cfg.energy_profile)
+            except ProfileError as error:
+                raise ConfigError(f"{source}: train.energy_profile: {error}") from None
         return cfg
 
     def to_dict(self) -> dict:
@@ -215,6 +233,7 @@ class RunState:
         self.resume = run_dir / "resume"
         self.final = run_dir / "checkpoint"
         self.config_path = run_dir / "run.json"
+        self.metrics_path = run_dir / "metrics.jsonl"
 
     def check_config(self, cfg: TrainConfig, force: bool) -> str:
         """'fresh', 'resume' or 'finished'; refuses a folder holding another config."""
@@ -249,6 +268,32 @@ def _load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str,
         state.setdefault(int(index), {})[key] = value
     state_dict["state"] = state
     optimizer.load_state_dict(state_dict)
+
+
+def activity_penalty(record: dict, energy_table, cfg: TrainConfig) -> tuple[torch.Tensor | None, dict]:
+    """The energy-aware terms of the loss (None when both weights are 0) and what is logged.
+
+    `spike_rate_weight` x the mean over layers of each layer's spike rate above
+    `spike_rate_target`; `energy_weight` x the spike-driven energy of the window
+    (`spikingmind.energy.regularizer`) as a share of its all-neurons-fire maximum. Logged:
+    the mean spike rate and that energy in uJ per window (profile `energy_profile`).
+    """
+    rates = layer_spike_rates(record)
+    energy = spike_energy(record, energy_table)
+    penalty = None
+    if cfg.spike_rate_weight > 0:
+        penalty = cfg.spike_rate_weight * F.relu(rates - cfg.spike_rate_target).mean()
+    if cfg.energy_weight > 0:
+        term = cfg.energy_weight * energy / energy_table.max_pj
+        penalty = term if penalty is None else penalty + term
+    spikes = sum(float(values.detach().sum()) for values in record.values())
+    slots = sum(values.numel() for values in record.values())
+    return penalty, {"spike_rate": spikes / slots, "energy_uj": float(energy.detach()) / 1e6}
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    """metrics.jsonl: one JSON line per evaluation step of the run so far (rewritten atomically)."""
+    atomic_write_text(path, "".join(json.dumps(entry) + "\n" for entry in history))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -334,6 +379,8 @@ def train(
                 save_file(best_state, str(tmp / "best.safetensors"))
             atomic_write_json(tmp / "state.json", {"step": step, "elapsed": elapsed, "history": history, "best": best})
 
+    energy_profile = load_profile(cfg.energy_profile) if model.spiking else None
+    energy_table = spike_energy_table(model, energy_profile) if model.spiking else None
     model.train()
     clock = time.perf_counter()
     step = start_step
@@ -344,13 +391,15 @@ def train(
         tokens, actions, valid = data.batch(rng, cfg.batch_size)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        record = {} if (model.spiking and cfg.spike_rate_weight > 0) else None
+        record = {} if model.spiking else None
         outputs = model(torch.from_numpy(tokens), record)
         action_tensor = torch.from_numpy(actions)
         loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), layout, spec, cfg.continuous_loss)
-        if record:
-            rate = torch.stack([spikes.mean() for spikes in record.values()]).mean()
-            loss = loss + cfg.spike_rate_weight * F.relu(rate - cfg.spike_rate_target)
+        activity = {}
+        if record is not None:
+            penalty, activity = activity_penalty(record, energy_table, cfg)
+            if penalty is not None:
+                loss = loss + penalty
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -358,7 +407,7 @@ def train(
         step += 1
         loss_value = float(loss.detach())
         elapsed = elapsed_before + time.perf_counter() - clock
-        entry = {"step": step, "loss": loss_value, "elapsed_s": elapsed}
+        entry = {"step": step, "loss": loss_value, "elapsed_s": elapsed, **activity}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             entry["val_return"] = validate(model, spec, layout, norm=data.norm, episodes=cfg.eval_episodes)
             elapsed = elapsed_before + time.perf_counter() - clock
@@ -368,6 +417,9 @@ def train(
                 best = {"return": entry["val_return"], "step": step}
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             save_resume(step, elapsed)
+            write_metrics(state.metrics_path, history)
+            if model.spiking:  # fan-outs follow the weights (a weight or BatchNorm gain may reach 0)
+                energy_table = spike_energy_table(model, energy_profile)
             if cfg.stop_at_return is not None and entry["val_return"] >= cfg.stop_at_return:
                 time_to_stop = elapsed
                 if on_progress:

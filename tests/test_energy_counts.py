@@ -13,9 +13,9 @@ import pytest
 from spikingmind.energy.onnx_counts import OnnxCounts, OnnxNodeCounts, count_onnx
 from spikingmind.energy.profiles import load_profile
 from spikingmind.energy.report import (
-    break_even_spike_rate, build_report, plot_energy, render_report,
+    Accounted, break_even_spike_rate, build_report, plot_energy, render_report,
 )
-from spikingmind.energy.snn_counts import LayerCounts, SNNCounts, count_snn, merge_counts
+from spikingmind.energy.snn_counts import LayerCounts, SNNCounts, count_snn, decision_cone, merge_counts
 from spikingmind.errors import GraphError, ProfileError
 
 T, B, C, L = 2, 2, 2, 3
@@ -85,12 +85,14 @@ def test_hand_built_graph_counts_exactly():
 
     embed = layers["embed"]  # real-valued input: MACs over nonzero inputs x nonzero fan-out (2 for c0, 1 for c1)
     assert not embed.input_binary
-    assert embed.effective_macs == 14.0  # (b0: 2*2+1*1 = 5, b1: 3*2+3*1 = 9) per step, 2 steps, 2 decisions
+    # the same input at both steps: a host computes it once per decision (b0: 2*2+1*1 = 5, b1: 3*2+3*1 = 9)
+    assert embed.once_per_decision
+    assert embed.effective_macs == 7.0  # (5 + 9) / 2 decisions
     assert embed.effective_acs == 0.0
-    assert embed.input_reads == 9.0
-    assert embed.dense_ops == 24.0  # C_out*N_out*C_in*K = 12 per step
-    assert embed.bias_adds == 6.0  # one nonzero bias x 3 positions x 2 steps
-    assert embed.weight_reads == 20.0
+    assert embed.input_reads == 4.5
+    assert embed.dense_ops == 12.0  # C_out*N_out*C_in*K = 12, one step
+    assert embed.bias_adds == 3.0  # one nonzero bias x 3 positions, one step
+    assert embed.weight_reads == 10.0
     assert (embed.weights, embed.nonzero_weights) == (4, 3)
 
     mix = layers["mix"]  # causal diagonal conv: fan-out c0 = [3, 2, 1], c1 = [2, 2, 1] (oldest tap zero)
@@ -128,16 +130,16 @@ def test_hand_built_graph_counts_exactly():
     assert counts.activation_sparsity == pytest.approx(1 - 7.5 / 36)
     data = json.loads(json.dumps(counts.to_dict()))
     assert data["totals"]["effective_acs"] == 7.0 + 5.5 + 2.0
-    assert data["totals"]["effective_macs"] == 14.0
+    assert data["totals"]["effective_macs"] == 7.0
 
 
 def test_binary_is_decided_from_records_not_node_types():
     records = tiny_records()
     records["input"] = (records["input"] != 0).astype(float)  # the same Input, now only 0/1 values
     embed = by_name(count_snn(tiny_graph(), records))["embed"]
-    assert embed.input_binary
+    assert embed.input_binary and not embed.once_per_decision  # spikes: a neuromorphic core takes each step
     assert embed.effective_macs == 0.0
-    assert embed.effective_acs == 14.0  # same nonzero pattern, now priced as accumulates
+    assert embed.effective_acs == 14.0  # same nonzero pattern, now priced as accumulates, every step
 
 
 def test_affine_and_scale_fan_out():
@@ -332,6 +334,11 @@ def synthetic_ann(macs: float) -> OnnxCounts:
     return OnnxCounts(model="toy.onnx", input_shapes={"x": [1, 4]}, nodes=[node])
 
 
+def report_of(snn, profile, ann, baselines, accounting="decision_only"):
+    """One accounting, one SNN profile."""
+    return build_report([Accounted(accounting, snn, ann)], [profile], baselines)
+
+
 @pytest.fixture
 def toy(tmp_path):
     path = tmp_path / "toy.toml"
@@ -340,7 +347,7 @@ def toy(tmp_path):
 
 
 def test_report_ratios_and_break_even_when_the_snn_costs_more(toy):
-    report = build_report(synthetic_snn(), toy, synthetic_ann(50), [toy])
+    report = report_of(synthetic_snn(), toy, synthetic_ann(50), [toy])
     # SNN: ACs 100*(1 + 2) = 300 spike-driven; neurons 40*2 + (40+40)*2 = 240 fixed
     assert report.snn_total_pj == 540.0
     assert report.snn_spike_driven_pj == 300.0
@@ -357,11 +364,11 @@ def test_report_ratios_and_break_even_when_the_snn_costs_more(toy):
 
 
 def test_break_even_cases(toy):
-    cheaper = build_report(synthetic_snn(), toy, synthetic_ann(500), [toy]).baselines[0]
+    cheaper = report_of(synthetic_snn(), toy, synthetic_ann(500), [toy]).baselines[0]
     assert "less" in cheaper.verdict
     assert cheaper.break_even_spike_rate == pytest.approx(0.2 * (2540 - 240) / 300)
     assert "above 100%" in cheaper.break_even_note
-    never = build_report(synthetic_snn(), toy, synthetic_ann(10), [toy]).baselines[0]
+    never = report_of(synthetic_snn(), toy, synthetic_ann(10), [toy]).baselines[0]
     assert never.break_even_spike_rate is None
     assert "even at zero spikes" in never.break_even_note
     assert break_even_spike_rate(0.0, 10.0, 0.0, 20.0)[0] is None
@@ -370,11 +377,12 @@ def test_break_even_cases(toy):
 def test_loihi_prices_the_real_valued_encoder_on_its_host():
     counts = count_snn(tiny_graph(), tiny_records())
     fp32, int8, loihi = (load_profile(n) for n in ("cmos45nm-fp32", "cmos45nm-int8", "loihi"))
-    report = build_report(counts, loihi, synthetic_ann(100), [fp32, int8])
+    report = report_of(counts, loihi, synthetic_ann(100), [fp32, int8])
     lines = {line.name: line for line in report.snn_layers}
     assert report.mac_host_profile == "cmos45nm-fp32"
-    assert lines["embed"].components["mac"] == pytest.approx(14 * 4.6)
-    assert lines["embed"].components["weight_read"] == pytest.approx(20 * 50.0)  # 1 MB SRAM, 32 of 64 bits
+    assert lines["embed"].components["mac"] == pytest.approx(7 * 4.6)
+    # the host holds 4 fp32 weights (16 B): the 8 KB array, 32 of 64 bits per read
+    assert lines["embed"].components["weight_read"] == pytest.approx(10 * 10.0 / 2)
     assert lines["mix"].components["ac"] == pytest.approx(7 * 23.6)
     assert lines["mix"].memory_pj == 0.0  # included in Loihi's measured synaptic op
     assert lines["lif_a"].components["neuron_update"] == pytest.approx(9 * 81 + 3 * 52)
@@ -391,13 +399,13 @@ def test_loihi_prices_the_real_valued_encoder_on_its_host():
 
 def test_ann_cannot_be_priced_on_a_profile_without_a_mac():
     with pytest.raises(ProfileError, match="loihi.*'mac'"):
-        build_report(synthetic_snn(), load_profile("cmos45nm-fp32"), synthetic_ann(1), [load_profile("loihi")])
+        report_of(synthetic_snn(), load_profile("cmos45nm-fp32"), synthetic_ann(1), [load_profile("loihi")])
 
 
 def test_rendered_report_says_estimate_and_cites(toy, tmp_path):
     from rich.console import Console
 
-    report = build_report(synthetic_snn(), toy, synthetic_ann(50), [toy])
+    report = report_of(synthetic_snn(), toy, synthetic_ann(50), [toy])
     console = Console(file=io.StringIO(), width=200)
     render_report(report, console)
     text = console.file.getvalue()
@@ -435,3 +443,88 @@ def test_energy_report_cli_end_to_end(snn_checkpoint, ann_checkpoint, tmp_path):
     again = CliRunner().invoke(app, ["energy-report", str(snn_checkpoint), "--json", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output  # refuses to overwrite without --force
     assert out.read_bytes() == before
+
+
+# ---- decision-only accounting, profiles, verdicts -------------------------------------
+
+
+def test_decision_only_counts_only_what_the_decision_token_reads():
+    """The Output column of the decision token (L - 2 = 1) depends on tokens 0..1 of the mix's
+    inputs and on token 1 after the mix: everything else is left out, by hand."""
+    graph, records = tiny_graph(), tiny_records()
+    cone = decision_cone(graph, 1, {name: values.shape[2:] for name, values in records.items()})
+    assert cone["output"].tolist() == [[False, True, False]]
+    assert cone["and"].tolist() == cone["lif_b"].tolist() == [[False, True, False]] * 2
+    assert cone["lif_a"].tolist() == cone["embed"].tolist() == [[True, True, False]] * 2  # mix taps d = 0, 1
+    full, decision = by_name(count_snn(graph, records)), by_name(count_snn(graph, records, cone))
+    # the encoder at tokens 0..1: b0 one nonzero input (fan-out 2), b1 four (fan-outs 2, 2, 1, 1)
+    assert decision["embed"].effective_macs == (2 + 6) / 2 and full["embed"].effective_macs == 7.0
+    # the mix's spikes at tokens 0..1 each reach the decision row once: 2 + 0 + 2 + 1 over 2 decisions
+    assert decision["mix"].effective_acs == 2.5 and full["mix"].effective_acs == 7.0
+    for name, tokens in (("lif_a", 2), ("lif_b", 1), ("and", 1)):  # C x tokens x T neuron updates per decision
+        assert decision[name].neuron_updates == C * tokens * T
+        assert full[name].neuron_updates == C * L * T
+    assert decision["and"].effective_acs == 1.5  # input spikes at token 1: lif_a 2, lif_b 1
+    assert decision["and"].spikes == 0.5 and decision["lif_b"].spikes == 0.5
+    assert decision["readout"].effective_acs == 0.5 and decision["readout"].bias_adds == T
+    assert full["readout"].bias_adds == L * T
+    # nothing the decision does not need is ever counted more than in the full window
+    for name in full:
+        for attr in ("effective_acs", "effective_macs", "neuron_updates", "spikes", "dense_ops"):
+            assert getattr(decision[name], attr) <= getattr(full[name], attr), (name, attr)
+
+
+def test_weights_are_read_from_the_smallest_array_that_holds_them():
+    int8 = load_profile("cmos45nm-int8")
+    assert int8.price("weight_read", 4_774).constants == ("sram_8kb_read",)  # a width-16, K = 1 ANN
+    assert int8.price("weight_read", 20_000).constants == ("sram_32kb_read",)
+    assert int8.price("weight_read", 79_020).constants == ("sram_1mb_read",)  # the width-64, K = 20 twin
+    assert int8.price("weight_read", 4_774).pj == pytest.approx(10.0 * 8 / 64)
+    with pytest.raises(ProfileError, match="fit none of the listed arrays"):
+        int8.price("weight_read", 2e6)
+    with pytest.raises(ProfileError, match="size in bytes is needed"):
+        int8.price("weight_read")
+
+
+def _toy_variant(tmp_path, name: str, neuron_update_pj: float):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TOY_PROFILE.replace('name = "toy"', f'name = "{name}"\ntechnology = "toy node"')
+                    .replace("[constants.update]\nvalue = 2.0", f"[constants.update]\nvalue = {neuron_update_pj}"))
+    return load_profile(path)
+
+
+def test_cheaper_is_said_only_when_every_snn_profile_agrees(toy, tmp_path):
+    # ANN 2540 pJ; SNN 500 pJ (cheap: 1 pJ per neuron update), 540 (toy: 2), 4460 (dear: 100)
+    cheap, dear = _toy_variant(tmp_path, "cheap", 1.0), _toy_variant(tmp_path, "dear", 100.0)
+    agree = build_report([Accounted("decision_only", synthetic_snn(), synthetic_ann(500))], [cheap, toy], [toy])
+    (verdict,) = agree.verdicts
+    assert verdict["cheaper_under_every_profile"] and "cheaper" in verdict["statement"]
+    assert "decision-only accounting" in verdict["statement"] and "toy node" in verdict["statement"]
+    split = build_report([Accounted("decision_only", synthetic_snn(), synthetic_ann(500))], [cheap, dear], [toy])
+    (verdict,) = split.verdicts
+    assert verdict["ratios"]["cheap"] < 1 < verdict["ratios"]["dear"]
+    assert not verdict["cheaper_under_every_profile"] and "cheaper" not in verdict["statement"]
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=250)
+    render_report(split, console)
+    assert "cheaper" not in console.file.getvalue()
+    assert [p["profile"] for p in split.profiles] == ["cheap", "dear"]
+
+
+def test_both_accountings_are_reported_and_the_verdict_names_its_own(toy):
+    full_ann, decision_ann = synthetic_ann(500), synthetic_ann(200)
+    report = build_report([Accounted("decision_only", synthetic_snn(), decision_ann),
+                           Accounted("full_window", synthetic_snn(), full_ann)], [toy], [toy])
+    assert report.accounting == "decision_only" and report.baselines[0].ann_total_pj == 200 * 5 + 40
+    other = report.other_accountings["full_window"]["profiles"][0]["baselines"][0]
+    assert other["ann_total_pj"] == 500 * 5 + 40
+    assert report.verdicts[0]["accounting"] == "decision_only"
+    json.loads(json.dumps(report.to_dict(), allow_nan=False))  # strict JSON
+
+
+def test_an_uncountable_baseline_is_an_error_never_zero(toy):
+    empty = OnnxCounts(model="zero.onnx", input_shapes={}, nodes=[],
+                       uncounted=[{"name": "x", "op_type": "Hardmax", "reason": "no counting rule"}])
+    with pytest.raises(ProfileError, match="zero.onnx.*no countable operations"):
+        report_of(synthetic_snn(), toy, empty, [toy])

@@ -59,7 +59,7 @@ def write(tmp_path: Path, text: str, name: str = "toy.toml") -> Path:
 
 
 def test_bundled_profiles_are_listed_and_load():
-    assert list_profiles() == ["cmos45nm-fp32", "cmos45nm-int8", "loihi"]
+    assert list_profiles() == ["cmos45nm-fp32", "cmos45nm-int8", "loihi", "loihi-kerasspiking", "loihi-sanafe"]
     for name in list_profiles():
         profile = load_profile(name)
         assert profile.name == name
@@ -81,6 +81,12 @@ def test_bundled_profiles_are_listed_and_load():
         ("loihi", "neuron_update_active", 81.0),
         ("loihi", "neuron_update_inactive", 52.0),
         ("loihi", "spike_within_tile", 1.7),
+        ("loihi-sanafe", "synaptic_op", 35.5),  # SANA-FE arch/loihi.yaml, dense synapse
+        ("loihi-sanafe", "neuron_access", 51.2),
+        ("loihi-sanafe", "neuron_update_active", 51.2 + 21.6),
+        ("loihi-sanafe", "spike_routing", 69.3 + 111.0),
+        ("loihi-kerasspiking", "synaptic_op", 23.6 + 3.5),  # keras_spiking/model_energy.py
+        ("loihi-kerasspiking", "neuron_update", 81.0),
     ],
 )
 def test_bundled_constants_match_the_sources(name, key, pj):
@@ -91,12 +97,21 @@ def test_bundled_sources_name_the_papers():
     assert "Davies" in load_profile("loihi").constant("synaptic_op").source
     assert "Table 2" in load_profile("loihi").constant("synaptic_op").where
     assert "Horowitz" in load_profile("cmos45nm-int8").constant("mac").source
+    assert "SANA-FE" in load_profile("loihi-sanafe").constant("synaptic_op").source
+    assert "8951ab0" in load_profile("loihi-sanafe").constant("synaptic_op").source  # the commit read
+    assert "keras_spiking/model_energy.py" in load_profile("loihi-kerasspiking").constant("neuron_update").source
+
+
+def test_every_loihi_profile_names_its_technology_node():
+    for name in ("loihi", "loihi-sanafe", "loihi-kerasspiking"):
+        assert load_profile(name).technology == "14 nm (Loihi)"
+    assert load_profile("cmos45nm-int8").technology.startswith("45 nm")
 
 
 def test_memory_price_packs_values_into_64_bit_words():
     fp32, int8 = load_profile("cmos45nm-fp32"), load_profile("cmos45nm-int8")
-    assert fp32.price("weight_read").pj == pytest.approx(100.0 * 32 / 64)
-    assert int8.price("weight_read").pj == pytest.approx(100.0 * 8 / 64)
+    assert fp32.price("weight_read", 400_000).pj == pytest.approx(100.0 * 32 / 64)  # 1 MB array
+    assert int8.price("weight_read", 100_000).pj == pytest.approx(100.0 * 8 / 64)
     assert int8.price("state_write").pj == pytest.approx(10.0 * 8 / 64)
 
 
@@ -168,7 +183,8 @@ def test_profiles_command_lists_constants_and_sources(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["loihi"]["constants"]["synaptic_op"]["pJ"] == pytest.approx(23.6)
-    assert data["cmos45nm-fp32"]["accounting"]["weight_memory"] == "sram_1mb_read"
+    assert data["cmos45nm-fp32"]["accounting"]["weight_memory"] == "by_footprint"
+    assert data["cmos45nm-fp32"]["accounting"]["memory_arrays"]["sram_1mb_read"] == 1048576
 
     before = out.read_bytes()
     result = runner.invoke(app, ["profiles", "--json", str(out)])

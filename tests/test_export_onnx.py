@@ -225,13 +225,20 @@ def test_decision_only_graph_acts_like_the_full_one(tmp_path, kind, n_blocks):
         assert meta["verification"]["action_mismatches"] == 0
 
 
-def test_energy_report_refuses_a_decision_only_baseline(tmp_path):
-    from spikingmind.energy.measure import _refuse_decision_only
+def test_energy_report_tells_the_decision_only_baseline_from_the_full_one(tmp_path):
+    """Each accounting takes its own ANN graph: the files say which one they hold, and a
+    checkpoint gives both (the same counts as its exported files)."""
+    from spikingmind.energy.measure import baseline_counts
     from spikingmind.errors import ConfigError
 
     ckpt_dir = _save_tiny(tmp_path / "ann", "ann")
-    path = export_target("onnx", ckpt_dir, tmp_path / "decision.onnx", decision_only=True)
-    with pytest.raises(ConfigError, match="decision.onnx.*--decision-only"):
-        _refuse_decision_only(onnx.load(str(path)), path)
+    decision = export_target("onnx", ckpt_dir, tmp_path / "decision.onnx", decision_only=True)
     full = export_target("onnx", ckpt_dir, tmp_path / "full.onnx")
-    _refuse_decision_only(onnx.load(str(full)), full)  # the full graph is fine
+    counts = baseline_counts([full, decision])
+    assert set(counts) == {"full_window", "decision_only"}
+    assert 0 < counts["decision_only"].total("macs") < counts["full_window"].total("macs")
+    from_checkpoint = baseline_counts([ckpt_dir])
+    for name in counts:
+        assert from_checkpoint[name].total("macs") == counts[name].total("macs")
+    with pytest.raises(ConfigError, match="decision.onnx: a second decision-only baseline"):
+        baseline_counts([decision, decision])

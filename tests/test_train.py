@@ -16,7 +16,7 @@ from spikingmind.checkpoint import load_checkpoint
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import CheckpointError, ConfigError, RunExistsError
 from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
-from spikingmind.train import load_config_file, load_data_config, train
+from spikingmind.train import TrainConfig, load_config_file, load_data_config, train
 
 
 def _weights(checkpoint):
@@ -168,3 +168,28 @@ def test_data_table_is_read_apart_from_the_training_config(tmp_path):
     assert load_data_config(path) == {"episodes": 150, "mix": "expert=0.3,capped=0.45,random=0.25"}
     (tmp_path / "plain.toml").write_text("[train]\nsteps = 10\n")
     assert load_data_config(tmp_path / "plain.toml") == {}
+
+
+def test_energy_weight_lowers_the_spike_driven_energy_and_is_logged(cartpole_dataset, tmp_path):
+    """The energy term pushes activity down where it costs energy; every evaluation step is a
+    line of metrics.jsonl with the spike rate and the window's spike-driven energy."""
+    runs = {}
+    for weight in (0.0, 20.0):
+        cfg = tiny_train_config(cartpole_dataset, "snn", energy_weight=weight, energy_profile="loihi",
+                                eval_every=20, steps=40)
+        checkpoint, metrics = train(tmp_path / f"w{weight}", cfg)
+        lines = [json.loads(line) for line in (tmp_path / f"w{weight}" / "metrics.jsonl").read_text().splitlines()]
+        assert [line["step"] for line in lines] == [20, 40]
+        assert all({"loss", "val_return", "spike_rate", "energy_uj"} <= set(line) for line in lines)
+        runs[weight] = lines[-1]
+    assert runs[20.0]["energy_uj"] < 0.9 * runs[0.0]["energy_uj"], runs  # measured: 0.80x after 40 steps
+    assert runs[20.0]["spike_rate"] < runs[0.0]["spike_rate"]
+
+
+@pytest.mark.parametrize("key, value, fragment", [("energy_weight", -1.0, "train.energy_weight must be >= 0"),
+                                                  ("spike_rate_target", 1.5, r"spike_rate_target must be in \[0, 1\]"),
+                                                  ("energy_profile", "tpu", "train.energy_profile")])
+def test_bad_energy_settings_are_refused(key, value, fragment):
+    values = {"energy_weight": 1.0, key: value}
+    with pytest.raises(ConfigError, match=fragment):
+        TrainConfig.from_dict(values)

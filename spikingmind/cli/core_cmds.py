@@ -97,6 +97,8 @@ def train_cmd(
         def show(entry: dict) -> None:
             rate = entry["step"] / max(entry["elapsed_s"], 1e-9)
             info = f"loss {entry['loss']:.3f}  {rate:.1f} steps/s"
+            if "spike_rate" in entry:
+                info += f"  spikes {entry['spike_rate']:.1%}  {entry['energy_uj']:.3g} uJ/window"
             if "val_return" in entry:
                 info += f"  val return {entry['val_return']:.1f}"
             progress.update(task, completed=entry["step"], info=info)

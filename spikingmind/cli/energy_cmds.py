@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -39,15 +39,23 @@ def profiles(
         atomic_write_json(json_out, {p.name: p.to_dict() for p in loaded})
 
 
+#: Every cited parameterisation of Loihi: a verdict of "cheaper" must hold under all of them.
+LOIHI_PROFILES = "loihi,loihi-sanafe,loihi-kerasspiking"
+
+
 def energy_report(
     source: Path = typer.Argument(..., help="Checkpoint directory or exported .nir graph."),
-    profile: str = typer.Option("loihi", "--profile", help="Hardware profile (name or .toml) pricing the SNN."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="ONNX file of the ANN twin."),
+    profile: str = typer.Option(LOIHI_PROFILES, "--profile",
+                                help="Comma-separated hardware profiles (names or .toml) pricing the SNN; the first "
+                                     "fills the per-layer table, the verdict holds under all of them."),
+    baseline: Optional[List[Path]] = typer.Option(
+        None, "--baseline", help="The ANN twin: its checkpoint folder (both graphs are exported), or ONNX files (the "
+                                 "full graph and/or its --decision-only graph); repeat the option for two files."),
     baseline_profile: str = typer.Option(
         "cmos45nm-fp32,cmos45nm-int8", "--baseline-profile", help="Comma-separated profiles pricing the ANN."
     ),
     episodes: int = typer.Option(5, "--episodes", min=1, help="Closed-loop episodes whose decisions are recorded."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation episodes."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the evaluation episodes."),
     max_decisions: Optional[int] = typer.Option(
         None, "--max-decisions", min=1, help="Count only the first N recorded decisions (all by default)."
     ),
@@ -55,7 +63,10 @@ def energy_report(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart here."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing --json/--plot files."),
 ) -> None:
-    """Estimate energy per decision from the spikes the policy fires on real episodes."""
+    """Estimate energy per decision from the spikes the policy fires on real episodes.
+
+    Both sides are counted as deployed (decision-only: what one decision needs) and over the
+    whole window; the verdict uses decision-only and is given under every SNN profile."""
     from rich.console import Console
 
     from spikingmind.energy.measure import estimate_energy
@@ -65,8 +76,9 @@ def energy_report(
     for out in (json_out, plot):
         if out is not None:
             refuse_overwrite(out, force)
-    profiles = [name.strip() for name in baseline_profile.split(",") if name.strip()]
-    report = estimate_energy(source, profile, baseline, profiles, episodes, seed, max_decisions)
+    split = lambda text: [name.strip() for name in text.split(",") if name.strip()]  # noqa: E731
+    report = estimate_energy(source, split(profile), list(baseline or []), split(baseline_profile), episodes, seed,
+                             max_decisions)
     render_report(report, Console())
     if json_out is not None:
         atomic_write_json(json_out, report.to_dict())

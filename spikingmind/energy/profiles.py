@@ -1,10 +1,11 @@
 """Hardware energy profiles: per-operation energies, each with its citation, from TOML.
 
-A profile file has three tables:
+A profile file has three tables (and an optional fourth):
 
     [profile]            name, description, technology
     [constants.<key>]    value, unit, source, where, optional note   (one per published figure)
     [accounting]         which constant prices which counted quantity (see `Accounting`)
+    [accounting.memory_arrays]   constant key -> capacity in bytes, for "by_footprint" memory
 
 The loader refuses a constant without `source`/`where`, an unknown unit, a negative or
 non-numeric value, and an accounting entry that names no constant; every error is a
@@ -28,6 +29,10 @@ UNIT_TO_PJ: dict[str, float] = {"fJ": 1e-3, "pJ": 1.0, "nJ": 1e3, "uJ": 1e6, "µ
 #: Accounting value meaning "already inside the compute constant" (e.g. Loihi's measured
 #: per-operation energies include the core's memory access).
 INCLUDED = "included"
+#: Accounting value meaning "the smallest listed array that holds the values": a network
+#: of 5 KB of int8 weights reads them from an 8 KB SRAM, one of 80 KB from the 1 MB array
+#: (Horowitz lists 10, 20 and 100 pJ per 64-bit read for 8 KB, 32 KB and 1 MB).
+BY_FOOTPRINT = "by_footprint"
 
 _OP_ROLES = ("ac", "mac", "add", "multiply", "neuron_update", "neuron_update_active",
              "neuron_update_inactive", "spike_routing")
@@ -83,7 +88,9 @@ class Accounting:
     Op roles (`ac`, `mac`, `add`, `multiply`, `neuron_update`, `neuron_update_active`,
     `neuron_update_inactive`, `spike_routing`) name a constant or are absent (None).
     Memory roles name the constant of a 64-bit-word read (`memory_word_bits`) of the array
-    that holds weights / membrane state / activations, or `"included"`. A value of
+    that holds weights / membrane state / activations, `"included"`, or `"by_footprint"`:
+    the smallest array of `memory_arrays` (constant key -> capacity in bytes) that holds the
+    network's values of that kind (the caller says how many bytes that is). A value of
     `b` bits costs b / memory_word_bits of a word read (values packed into words).
     `mac_host_profile`: profile that prices MACs (and their memory) when this one cannot
     (a neuromorphic core that only takes binary spikes).
@@ -106,6 +113,7 @@ class Accounting:
     activation_bits: int = 32
     write_priced_as_read: bool = True
     mac_host_profile: str | None = None
+    memory_arrays: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,11 +142,22 @@ class HardwareProfile:
             key = getattr(acc, role)
             if key is None or (role in _MEMORY_ROLES and key == INCLUDED):
                 continue
+            if role in _MEMORY_ROLES and key == BY_FOOTPRINT:
+                if not acc.memory_arrays:
+                    raise ProfileError(f"{self.path}: accounting.{role}: \"{BY_FOOTPRINT}\" needs "
+                                       "[accounting.memory_arrays] (constant key -> capacity in bytes)")
+                continue
             if key not in self.constants:
                 raise ProfileError(
                     f"{self.path}: accounting.{role}: names constant {key!r}, which the profile does not define "
                     f"(defined: {', '.join(sorted(self.constants))})"
                 )
+        for key, capacity in acc.memory_arrays.items():
+            if key not in self.constants:
+                raise ProfileError(f"{self.path}: accounting.memory_arrays.{key}: names no constant of the profile")
+            if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+                raise ProfileError(f"{self.path}: accounting.memory_arrays.{key}: capacity must be a positive "
+                                   f"integer number of bytes, got {capacity!r}")
         for name in _BIT_FIELDS:
             bits = getattr(acc, name)
             if isinstance(bits, bool) or not isinstance(bits, int) or bits <= 0:
@@ -162,12 +181,14 @@ class HardwareProfile:
         except KeyError:
             raise ProfileError(f"{self.path}: no constant {key!r}") from None
 
-    def price(self, role: str) -> Price | None:
+    def price(self, role: str, footprint_bytes: float | None = None) -> Price | None:
         """Energy (pJ) of one event of `role`, or None when this profile cannot price it.
 
         Roles: the op roles of `Accounting`, plus `weight_read`, `state_read`,
         `state_write`, `activation_read`, `activation_write` (one value of the configured
-        bit width each).
+        bit width each). `footprint_bytes`: how many bytes of that kind the network holds,
+        needed where the memory is `"by_footprint"` (ProfileError without it, or when no
+        listed array is large enough).
         """
         acc = self.accounting
         if role in ("neuron_update_active", "neuron_update_inactive") and getattr(acc, role) is None:
@@ -196,9 +217,24 @@ class HardwareProfile:
         if role.endswith("_write") and not acc.write_priced_as_read:
             return None
         bits = getattr(acc, bits_field)
+        if key == BY_FOOTPRINT:
+            key = self.array_for(footprint_bytes, f"accounting.{array_role}")
         fraction = bits / acc.memory_word_bits
         verb = "write priced as read: " if role.endswith("_write") else ""
         return Price(self.constants[key].pj * fraction, f"{verb}{key} x {bits}/{acc.memory_word_bits} bits", (key,))
+
+    def array_for(self, footprint_bytes: float | None, what: str = "memory") -> str:
+        """The smallest of `memory_arrays` that holds `footprint_bytes` (its constant key)."""
+        if footprint_bytes is None or not footprint_bytes >= 0:
+            raise ProfileError(f"{self.path}: {what} is \"{BY_FOOTPRINT}\": the network's size in bytes is needed "
+                               f"to choose an array, got {footprint_bytes!r}")
+        fitting = [(capacity, key) for key, capacity in self.accounting.memory_arrays.items()
+                   if capacity >= footprint_bytes]
+        if not fitting:
+            largest = max(self.accounting.memory_arrays.values())
+            raise ProfileError(f"{self.path}: {what}: {footprint_bytes:.0f} bytes fit none of the listed arrays "
+                               f"(largest {largest} bytes)")
+        return min(fitting)[1]
 
     def mac_host(self) -> "HardwareProfile":
         """Profile that prices MACs: this one, or the named host profile when it lacks a MAC."""
@@ -283,6 +319,8 @@ def _parse(path: Path) -> HardwareProfile:
     for key, value in raw_acc.items():
         if key in _OP_ROLES + _MEMORY_ROLES + ("mac_host_profile",) and not isinstance(value, str):
             raise ProfileError(f"{path}: accounting.{key}: must be a string, got {value!r}")
+    if "memory_arrays" in raw_acc and not isinstance(raw_acc["memory_arrays"], dict):
+        raise ProfileError(f"{path}: accounting.memory_arrays: must be a table of constant key = bytes")
     if raw_acc.get("mac_host_profile") == path.stem:
         raise ProfileError(f"{path}: accounting.mac_host_profile: a profile cannot be its own host")
     return HardwareProfile(

@@ -5,6 +5,18 @@ graph) times published per-operation energies (hardware profiles). Memory is acc
 the spirit of Lemaire et al. (ICONIP 2022): one weight read per synaptic event (SNN) or
 per MAC (ANN), one membrane read + write per neuron update per state variable.
 
+Accountings and verdict. The report counts both sides two ways: `decision_only`, what a
+deployed policy computes for one decision (the SNN's decision cone, `snn_counts.decision_cone`;
+the ANN twin's `--decision-only` ONNX graph), and `full_window`, every token of the window
+as the graphs are written. The verdict uses `decision_only` and says so. The SNN is priced
+under every given SNN profile (every cited Loihi parameterisation): "cheaper" is said only
+where the SNN costs less than a baseline under all of them, with each profile's technology
+node (Loihi 14 nm against CMOS 45 nm) named next to the ratio.
+
+Memory sized to the network. Where a profile prices weights `by_footprint`, each side's
+weight reads are priced on the smallest SRAM array that holds its weights (the ANN: all its
+parameters; the SNN's host: the real-valued encoder's).
+
 Break-even spike rate. Split the SNN energy into a spike-driven part V (synaptic ACs,
 their weight reads, spike routing: all proportional to the number of spikes) and a fixed
 part F (neuron updates, membrane traffic, the real-valued encoder, biases). Assuming the
@@ -28,6 +40,10 @@ from spikingmind.errors import ProfileError
 ASSUMPTIONS = (
     "Estimate, not a measurement: counted operations x published per-operation energies.",
     "SNN counts come from spikes recorded on the given decisions and are averaged per decision (T steps each).",
+    "Decision-only accounting (the verdict's): each side counts only what one decision needs (SNN: the "
+    "elements the decision token's output depends on; ANN: its --decision-only ONNX graph).",
+    "The SNN's real-valued encoder sees the same tokens at every SNN step: its MACs are counted once per decision.",
+    "Weights priced 'by_footprint' are read from the smallest cited SRAM array that holds them.",
     "One weight read per synaptic event (SNN) and per MAC (ANN): no on-chip weight reuse on either side.",
     "One membrane read and one write per neuron update and state variable; SRAM writes priced as reads.",
     "Values are packed into 64-bit SRAM words: a b-bit value costs b/64 of a word read.",
@@ -95,20 +111,29 @@ class EnergyReport:
     notes: list[str]
     counts: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
+    accounting: str = "decision_only"  # the accounting of the flat fields above (and of the verdicts)
+    technology: str = ""  # of snn_profile
+    profiles: list[dict[str, Any]] = field(default_factory=list)  # every SNN profile, this accounting
+    other_accountings: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. full_window
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # per baseline, under every SNN profile
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class _Pricer:
-    """Looks up per-event energies of one profile and remembers every constant it used."""
+    """Looks up per-event energies of one profile and remembers every constant it used.
 
-    def __init__(self, profile: HardwareProfile, used: dict[tuple[str, str], HardwareProfile]):
+    `weight_bytes`: the size of the weights this pricer's side holds (for weights priced
+    `by_footprint`), in bytes at the profile's weight width (from a count of weights)."""
+
+    def __init__(self, profile: HardwareProfile, used: dict[tuple[str, str], HardwareProfile], weights: float = 0):
         self.profile = profile
         self.used = used
+        self.weight_bytes = weights * profile.accounting.weight_bits / 8
 
     def get(self, role: str) -> Price | None:
-        price = self.profile.price(role)
+        price = self.profile.price(role, self.weight_bytes if role == "weight_read" else None)
         if price is not None:
             for key in price.constants:
                 self.used[(self.profile.name, key)] = self.profile
@@ -128,7 +153,13 @@ class _Pricer:
 def price_snn(counts: SNNCounts, profile: HardwareProfile, used: dict | None = None) -> tuple[list[EnergyLine], list[str]]:
     """Per-layer SNN energy (pJ per decision). Returns the lines and notes on pricing choices."""
     used = {} if used is None else used
-    chip = _Pricer(profile, used)
+    # weights each device holds (for memory priced by footprint): a neuromorphic chip without a
+    # MAC holds the spike-driven layers, its host the real-valued ones; otherwise one device all
+    synaptic = [l for l in counts.layers if l.kind == "synaptic"]
+    host_side = [l for l in synaptic if l.effective_macs > 0 or not l.input_binary]
+    split = profile.accounting.mac is None
+    host_weights = sum(l.weights for l in (host_side if split else synaptic))
+    chip = _Pricer(profile, used, sum(l.weights for l in synaptic if not split or l not in host_side))
     notes: list[str] = []
     host = None
     lines = []
@@ -138,7 +169,7 @@ def price_snn(counts: SNNCounts, profile: HardwareProfile, used: dict | None = N
         if layer.kind == "synaptic":
             real_valued = layer.effective_macs > 0 or not layer.input_binary
             if real_valued and host is None:
-                host = _Pricer(profile.mac_host(), used)
+                host = _Pricer(profile.mac_host(), used, host_weights)
                 if host.profile is not profile:
                     notes.append(
                         f"{profile.name} has no MAC figure and takes binary spikes only: real-valued layers run on a "
@@ -190,7 +221,7 @@ def price_snn(counts: SNNCounts, profile: HardwareProfile, used: dict | None = N
 def price_ann(counts: OnnxCounts, profile: HardwareProfile, used: dict | None = None) -> list[EnergyLine]:
     """Per-node ANN energy (pJ per inference at batch 1)."""
     used = {} if used is None else used
-    p = _Pricer(profile, used)
+    p = _Pricer(profile, used, counts.parameters)
     why = "the ANN baseline"
     mac, add, mul = p.need("mac", why), p.need("add", why), p.need("multiply", why)
     weight, act_read, act_write = p.need("weight_read", why), p.need("activation_read", why), p.need("activation_write", why)
@@ -222,57 +253,154 @@ def break_even_spike_rate(spike_rate: float, fixed_pj: float, spike_driven_pj: f
         return None, (f"none: the SNN's fixed cost alone ({_pj(fixed_pj)}) exceeds the baseline ({_pj(baseline_pj)}), "
                       "so the SNN costs more even at zero spikes")
     if spike_driven_pj <= 0 or spike_rate <= 0:
-        return None, "none: no spike-driven energy was recorded, the SNN is cheaper at any rate that was measured"
+        return None, "none: no spike-driven energy was recorded, the SNN costs less at any rate that was measured"
     rate = spike_rate * (baseline_pj - fixed_pj) / spike_driven_pj
     if rate > 1.0:
-        return rate, f"{rate:.1%} is above 100%: the SNN stays cheaper at every possible spike rate"
-    return rate, f"the SNN is cheaper below a mean spike rate of {rate:.2%} (measured {spike_rate:.2%})"
+        return rate, f"{rate:.1%} is above 100%: the SNN costs less at every possible spike rate"
+    return rate, f"equal energy at a mean spike rate of {rate:.2%} (measured {spike_rate:.2%})"
 
 
-def build_report(snn: SNNCounts, snn_profile: HardwareProfile, ann: OnnxCounts | None,
-                 baseline_profiles: list[HardwareProfile], provenance: dict[str, Any] | None = None) -> EnergyReport:
-    """Price the SNN counts with `snn_profile` and the ANN counts with each baseline profile."""
-    used: dict[tuple[str, str], HardwareProfile] = {}
+@dataclass
+class Accounted:
+    """The counts of one accounting: what each side is charged for one decision."""
+
+    name: str  # "decision_only" or "full_window"
+    snn: SNNCounts
+    ann: OnnxCounts | None = None
+
+
+ACCOUNTING_NOTES = {
+    "decision_only": "what a deployed policy computes for one decision: the SNN's decision cone (every block but "
+                     "the last on the tokens up to the decision token, the last block's k and v there and the rest "
+                     "at the decision token), the ANN's --decision-only graph",
+    "full_window": "every token of the window on both sides, as the graphs are written",
+}
+
+
+def _check_baseline(ann: OnnxCounts, label: str) -> None:
+    """An ANN baseline that counts to nothing is an error, never 0 pJ (a ratio against 0 is meaningless)."""
+    if not ann.nodes or ann.total("macs") <= 0:
+        raise ProfileError(f"{ann.model}: the {label} baseline has no countable operations "
+                           f"({len(ann.nodes)} counted node(s), {len(ann.uncounted)} uncounted): refusing to price it at 0")
+
+
+def _price_side(snn: SNNCounts, snn_profile: HardwareProfile, ann: OnnxCounts | None,
+                baseline_profiles: list[HardwareProfile], used: dict) -> dict[str, Any]:
+    """One SNN profile and one accounting: SNN lines and totals, and each ANN baseline against them."""
     snn_lines, notes = price_snn(snn, snn_profile, used)
     total = sum(l.total_pj for l in snn_lines)
     memory = sum(l.memory_pj for l in snn_lines)
     spike_driven = sum(l.spike_driven_pj for l in snn_lines)
     fixed = total - spike_driven
     baselines = []
-    if ann is not None:
-        if ann.uncounted:
-            ops = sorted({u["op_type"] for u in ann.uncounted})
-            notes.append(f"ANN: {len(ann.uncounted)} node(s) not counted ({', '.join(ops)}): ANN totals are a lower bound.")
-        for profile in baseline_profiles:
-            lines = price_ann(ann, profile, used)
-            ann_total = sum(l.total_pj for l in lines)
-            ann_memory = sum(l.memory_pj for l in lines)
-            ratio = total / ann_total if ann_total > 0 else float("inf")
-            inverse = ann_total / total if total > 0 else float("inf")
-            rate, why = break_even_spike_rate(snn.spike_rate, fixed, spike_driven, ann_total)
-            baselines.append(BaselineComparison(
-                profile=profile.name, ann_compute_pj=ann_total - ann_memory, ann_memory_pj=ann_memory,
-                ann_total_pj=ann_total, snn_over_ann=ratio, ann_over_snn=inverse,
-                verdict=_verdict(ratio, snn_profile.name, profile.name), break_even_spike_rate=rate,
-                break_even_note=why, unpriced_ops={"transcendentals": ann.total("transcendentals")},
-                uncounted_nodes=list(ann.uncounted), layers=lines,
-            ))
+    for profile in baseline_profiles if ann is not None else []:
+        lines = price_ann(ann, profile, used)
+        ann_total = sum(l.total_pj for l in lines)
+        ann_memory = sum(l.memory_pj for l in lines)
+        ratio, inverse = total / ann_total, ann_total / total
+        rate, why = break_even_spike_rate(snn.spike_rate, fixed, spike_driven, ann_total)
+        baselines.append(BaselineComparison(
+            profile=profile.name, ann_compute_pj=ann_total - ann_memory, ann_memory_pj=ann_memory,
+            ann_total_pj=ann_total, snn_over_ann=ratio, ann_over_snn=inverse,
+            verdict=_verdict(ratio, snn_profile, profile), break_even_spike_rate=rate,
+            break_even_note=why, unpriced_ops={"transcendentals": ann.total("transcendentals")},
+            uncounted_nodes=list(ann.uncounted), layers=lines,
+        ))
+    return {"lines": snn_lines, "notes": notes, "total": total, "memory": memory, "spike_driven": spike_driven,
+            "fixed": fixed, "baselines": baselines}
+
+
+def _summary(profile: HardwareProfile, side: dict[str, Any], technologies: dict[str, str]) -> dict[str, Any]:
+    return {"profile": profile.name, "technology": profile.technology, "snn_total_pj": side["total"],
+            "snn_compute_pj": side["total"] - side["memory"], "snn_memory_pj": side["memory"],
+            "snn_fixed_pj": side["fixed"], "snn_spike_driven_pj": side["spike_driven"],
+            "baselines": [{"profile": b.profile, "technology": technologies[b.profile], "ann_total_pj": b.ann_total_pj,
+                           "snn_over_ann": b.snn_over_ann, "break_even_spike_rate": b.break_even_spike_rate,
+                           "verdict": b.verdict} for b in side["baselines"]]}
+
+
+def overall_verdict(ratios: dict[str, float], technologies: dict[str, str], ann_profile: HardwareProfile,
+                    accounting: str) -> dict[str, Any]:
+    """The SNN against one ANN baseline under every SNN profile: "cheaper" only when it holds under all."""
+    cheaper = all(r < 1.0 for r in ratios.values())
+    detail = ", ".join(f"{_ratio_text(r)} ({name}, {technologies[name]})" for name, r in ratios.items())
+    versus = f"the ANN ({ann_profile.name}, {ann_profile.technology})"
+    if cheaper:
+        statement = f"the SNN is cheaper than {versus} under every SNN profile: {detail}"
+    elif all(r > 1.0 for r in ratios.values()):
+        statement = f"the SNN costs MORE than {versus} under every SNN profile: {detail}"
+    else:
+        statement = f"the profiles disagree, so no verdict: {detail} against {versus}"
+    return {"ann_profile": ann_profile.name, "ann_technology": ann_profile.technology, "accounting": accounting,
+            "ratios": dict(ratios), "technologies": dict(technologies), "cheaper_under_every_profile": cheaper,
+            "statement": f"{statement} ({accounting.replace('_', '-')} accounting)"}
+
+
+def build_report(accountings: list[Accounted], snn_profiles: list[HardwareProfile],
+                 baseline_profiles: list[HardwareProfile], provenance: dict[str, Any] | None = None) -> EnergyReport:
+    """Price every accounting's SNN counts under every SNN profile and its ANN counts under each
+    baseline profile. The first accounting and the first SNN profile fill the report's flat
+    fields (the per-layer tables); `profiles`, `full_window` (any other accounting) and
+    `verdicts` hold the rest. The verdicts use the first accounting."""
+    if not accountings or not snn_profiles:
+        raise ProfileError("build_report needs at least one accounting and one SNN profile")
+    for accounted in accountings:
+        if accounted.ann is not None:
+            _check_baseline(accounted.ann, accounted.name)
+    used: dict[tuple[str, str], HardwareProfile] = {}
+    technologies = {p.name: p.technology for p in [*snn_profiles, *baseline_profiles]}
+    priced = {(a.name, p.name): _price_side(a.snn, p, a.ann, baseline_profiles, used)
+              for a in accountings for p in snn_profiles}
+    main, primary = accountings[0], snn_profiles[0]
+    side = priced[(main.name, primary.name)]
+    notes = list(side["notes"])
+    for accounted in accountings:
+        if accounted.ann is not None and accounted.ann.uncounted:
+            ops = sorted({u["op_type"] for u in accounted.ann.uncounted})
+            notes.append(f"ANN ({accounted.name}): {len(accounted.ann.uncounted)} node(s) not counted "
+                         f"({', '.join(ops)}): ANN totals are a lower bound.")
+    notes.append(f"Verdict accounting: {main.name} ({ACCOUNTING_NOTES.get(main.name, main.name)}).")
+    verdicts = []
+    if main.ann is not None:
+        for ann_profile in baseline_profiles:
+            ratios = {p.name: next(b.snn_over_ann for b in priced[(main.name, p.name)]["baselines"]
+                                   if b.profile == ann_profile.name) for p in snn_profiles}
+            verdicts.append(overall_verdict(ratios, technologies, ann_profile, main.name))
     constants = [
         {"profile": prof.name, **prof.constants[key].to_dict()} for (_, key), prof in sorted(used.items())
     ]
+    snn = main.snn
     return EnergyReport(
-        kind="estimate", snn_profile=snn_profile.name,
-        mac_host_profile=snn_profile.mac_host().name if snn.total("effective_macs") else None,
+        kind="estimate", snn_profile=primary.name,
+        mac_host_profile=primary.mac_host().name if snn.total("effective_macs") else None,
         time_steps=snn.time_steps, decisions=snn.decisions, spike_rate=snn.spike_rate,
-        activation_sparsity=snn.activation_sparsity, snn_compute_pj=total - memory, snn_memory_pj=memory,
-        snn_total_pj=total, snn_fixed_pj=fixed, snn_spike_driven_pj=spike_driven, snn_layers=snn_lines,
-        baselines=baselines, constants=constants, assumptions=list(ASSUMPTIONS), notes=notes,
-        counts={"snn": snn.to_dict(), "ann": ann.to_dict() if ann is not None else None},
-        provenance=dict(provenance or {}),
+        activation_sparsity=snn.activation_sparsity, snn_compute_pj=side["total"] - side["memory"],
+        snn_memory_pj=side["memory"], snn_total_pj=side["total"], snn_fixed_pj=side["fixed"],
+        snn_spike_driven_pj=side["spike_driven"], snn_layers=side["lines"], baselines=side["baselines"],
+        constants=constants, assumptions=list(ASSUMPTIONS), notes=notes,
+        counts={"snn": snn.to_dict(), "ann": main.ann.to_dict() if main.ann is not None else None},
+        provenance=dict(provenance or {}), accounting=main.name, technology=primary.technology,
+        profiles=[_summary(p, priced[(main.name, p.name)], technologies) for p in snn_profiles],
+        other_accountings={a.name: {"profiles": [_summary(p, priced[(a.name, p.name)], technologies)
+                                                 for p in snn_profiles],
+                                    "spike_rate": a.snn.spike_rate,
+                                    "counts": {"snn": a.snn.to_dict(), "ann": a.ann.to_dict() if a.ann else None}}
+                           for a in accountings[1:]},
+        verdicts=verdicts,
     )
 
 
-def _verdict(ratio: float, snn_name: str, ann_name: str) -> str:
+def _ratio_text(ratio: float) -> str:
+    if ratio > 1.0:
+        return f"{ratio:.3g}x MORE"
+    if ratio < 1.0:
+        return f"{1 / ratio:.3g}x less ({ratio:.3g}x)"
+    return "the same"
+
+
+def _verdict(ratio: float, snn: HardwareProfile, ann: HardwareProfile) -> str:
+    """One SNN profile against one baseline (the word "cheaper" is kept for `overall_verdict`)."""
+    snn_name, ann_name = f"{snn.name}, {snn.technology}", f"{ann.name}, {ann.technology}"
     if ratio > 1.0:
         return f"the SNN ({snn_name}) costs {ratio:.3g}x MORE than the ANN ({ann_name})"
     if ratio < 1.0:
@@ -300,9 +428,11 @@ def render_report(report: EnergyReport, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    console.print(f"[bold]Energy estimate[/] per decision — SNN on [bold]{report.snn_profile}[/], "
+    console.print(f"[bold]Energy estimate[/] per decision ({report.accounting.replace('_', '-')} accounting) — SNN on "
+                  f"[bold]{report.snn_profile}[/] ({report.technology}), "
                   f"T={report.time_steps} steps, {report.decisions} recorded decisions, "
-                  f"mean spike rate {report.spike_rate:.2%} (activation sparsity {report.activation_sparsity:.2%})")
+                  f"mean spike rate {report.spike_rate:.2%} (activation sparsity {report.activation_sparsity:.2%})",
+                  highlight=False)
     snn = Table(title=f"SNN per layer (estimate, {report.snn_profile})")
     for col in ("layer", "type", "ACs", "MACs", "neuron upd.", "spike rate", "compute", "memory", "total", "share"):
         snn.add_column(col, justify="left" if col in ("layer", "type") else "right")
@@ -326,7 +456,26 @@ def render_report(report: EnergyReport, console=None) -> None:
                               f"{b.snn_over_ann:.3g}", f"{b.ann_over_snn:.3g}", rate)
         console.print(cmp_table)
         for b in report.baselines:
-            console.print(f"- {b.verdict}; break-even: {b.break_even_note}.")
+            console.print(f"- {b.verdict}; break-even: {b.break_even_note}.", highlight=False, markup=False)
+    if len(report.profiles) > 1 or report.other_accountings:
+        by_profile = Table(title="Every SNN profile (SNN / ANN per baseline)")
+        by_profile.add_column("accounting")
+        by_profile.add_column("SNN profile")
+        by_profile.add_column("technology")
+        by_profile.add_column("SNN total", justify="right")
+        names = [b.profile for b in report.baselines]
+        for name in names:
+            by_profile.add_column(f"/ {name}", justify="right")
+        sections = [(report.accounting, report.profiles)] + [(k, v["profiles"]) for k, v in report.other_accountings.items()]
+        for accounting, summaries in sections:
+            for summary in summaries:
+                ratios = {b["profile"]: b["snn_over_ann"] for b in summary["baselines"]}
+                by_profile.add_row(accounting.replace("_", "-"), summary["profile"], summary["technology"],
+                                   _pj(summary["snn_total_pj"]), *(f"{ratios[n]:.3g}" if n in ratios else "" for n in names))
+        console.print(by_profile)
+    for verdict in report.verdicts:
+        console.print(f"[bold]verdict[/] vs {verdict['ann_profile']}: ", end="")
+        console.print(verdict["statement"], highlight=False, markup=False)
     else:
         console.print("No ANN baseline given (--baseline): no comparison.")
     consts = Table(title="Constants used (every figure cited)")

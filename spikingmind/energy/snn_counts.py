@@ -23,6 +23,17 @@ Conventions (the "why" of each number):
   neuron-step is *active* when any source is nonzero at it. Each update reads and writes
   every state variable (membrane; CubaLIF also its synaptic current; Threshold none).
 - Spikes = sum of binary neuron outputs; spike_rate = spikes / (neurons x T).
+- A real-valued weighted node whose input is the same at every step (the encoder reads the
+  decision's tokens, shown at every one of the T steps) is counted once per decision: a host
+  computes the currents once and holds them (NeuroBench counts it so too).
+
+Accountings. `count_snn(..., needed=...)` counts only the output elements a deployment
+computes: `decision_cone(graph, token)` marks, backwards from the `Output` column of the
+decision token, every element of every node that column depends on through a nonzero
+weight. That is what `DecisionTransformer.decide` and the event runtime compute: every
+block but the last on the tokens up to the decision token, the last block's k and v there
+and everything after the causal mix at the decision token alone. Without `needed` every
+element of every node is counted (the whole window, as the graph is written).
 """
 
 from __future__ import annotations
@@ -39,7 +50,8 @@ WEIGHTED_NODES = ("Conv1d", "Affine", "Linear", "Scale")
 NEURON_STATE_VARIABLES = {"LIF": 1, "IF": 1, "LI": 1, "I": 1, "CubaLIF": 2, "Threshold": 0}
 #: Per-decision quantities (sums over T, means over decisions).
 _SUMMED = ("effective_acs", "effective_macs", "dense_ops", "bias_adds", "weight_reads", "input_reads",
-           "incoming_events", "nonzero_input_ops", "nonzero_inputs", "neuron_updates", "neuron_updates_active", "state_reads", "state_writes", "spikes")
+           "incoming_events", "nonzero_input_ops", "nonzero_inputs", "dense_ops_all_steps", "bias_adds_all_steps",
+           "neuron_updates", "neuron_updates_active", "state_reads", "state_writes", "spikes")
 
 
 @dataclass
@@ -56,10 +68,14 @@ class LayerCounts:
     bias_adds: float = 0.0
     weight_reads: float = 0.0
     input_reads: float = 0.0  # nonzero real-valued inputs a MAC layer reads
-    # raw tallies that let chunks be merged before deciding binary vs real-valued:
+    # raw tallies over every step, that let chunks be merged before deciding binary vs
+    # real-valued and whether the input repeats at every step (see `_classify`):
     incoming_events: float = 0.0  # sum over sources of nonzero inputs x fan-out
     nonzero_input_ops: float = 0.0  # nonzero summed inputs x fan-out
     nonzero_inputs: float = 0.0
+    dense_ops_all_steps: float = 0.0
+    bias_adds_all_steps: float = 0.0
+    input_step_invariant: bool = False  # every source shows the same values at every step
     weights: int = 0
     nonzero_weights: int = 0
     neurons: int = 0
@@ -70,6 +86,7 @@ class LayerCounts:
     spikes: float = 0.0
     spike_rate: float | None = None
     activation_sparsity: float | None = None
+    once_per_decision: bool = False  # a real-valued node with a step-invariant input: counted for one step
 
 
 @dataclass
@@ -111,10 +128,12 @@ class SNNCounts:
         }
 
 
-def count_snn(graph, records: Mapping[str, np.ndarray]) -> SNNCounts:
+def count_snn(graph, records: Mapping[str, np.ndarray], needed: Mapping[str, np.ndarray] | None = None) -> SNNCounts:
     """Count ops, memory accesses and spikes per node of `graph` from `records`.
 
     `records[node]`: array (T, B, *output_shape) for every node that feeds a counted node.
+    `needed[node]`: bool mask of the node's output shape, the elements a deployment computes
+    (`decision_cone`); None counts every element.
     Raises GraphError on a missing record, inconsistent T/B, or an unsupported weighted node.
     """
     sources: dict[str, list[str]] = {name: [] for name in graph.nodes}
@@ -144,12 +163,13 @@ def count_snn(graph, records: Mapping[str, np.ndarray]) -> SNNCounts:
         if not inputs:
             raise GraphError(f"node {name!r} has no incoming edge")
         binary = all(_is_binary(x) for x in inputs)
+        mask = None if needed is None else np.asarray(needed[name], dtype=bool)
         if node_type in WEIGHTED_NODES:
-            layer = _count_weighted(name, node, node_type, inputs, binary)
+            layer = _count_weighted(name, node, node_type, inputs, binary, mask)
         else:
             own = records.get(name)
             weighted_sources = [type(graph.nodes[s]).__name__ in WEIGHTED_NODES for s in sources[name]]
-            layer = _count_neuron(name, node_type, inputs, weighted_sources, own, binary)
+            layer = _count_neuron(name, node_type, inputs, weighted_sources, own, binary, mask)
         for attr in _SUMMED:
             setattr(layer, attr, float(getattr(layer, attr)) / decisions)
         counts.layers.append(layer)
@@ -179,41 +199,50 @@ def _is_binary(values: np.ndarray) -> bool:
     return bool(np.all((values == 0) | (values == 1)))
 
 
-def _count_weighted(name, node, node_type, inputs, binary) -> LayerCounts:
+def _count_weighted(name, node, node_type, inputs, binary, mask=None) -> LayerCounts:
     in_shape = inputs[0].shape[2:]
     for x in inputs[1:]:
         if x.shape[2:] != in_shape:
             raise GraphError(f"node {name!r}: incoming records have shapes {[i.shape[2:] for i in inputs]}")
     T = inputs[0].shape[0]
     weight, bias = _weight_and_bias(node, node_type)
-    fanout, dense_per_step, n_outputs = _fanout(name, node, node_type, in_shape)
+    fanout, dense_per_output, n_outputs = _fanout(name, node, node_type, in_shape, mask)
+    if mask is None:
+        mask = np.ones(n_outputs, dtype=bool)
+    elif mask.shape != tuple(n_outputs):
+        raise GraphError(f"node {name!r}: mask of shape {mask.shape} for outputs {tuple(n_outputs)}")
     layer = LayerCounts(name=name, node_type=node_type, kind="synaptic", input_binary=binary,
                         weights=int(weight.size), nonzero_weights=int(np.count_nonzero(weight)))
-    # each spike of each source drives its nonzero fan-out (sources may coincide)
+    # each spike of each source drives its nonzero fan-out to computed outputs (sources may coincide)
     layer.incoming_events = sum(float(np.sum((x != 0).sum(axis=(0, 1)) * fanout)) for x in inputs)
     summed = inputs[0].astype(np.float64)
     for x in inputs[1:]:
         summed = summed + x
     nonzero = (summed != 0).sum(axis=(0, 1))
     layer.nonzero_input_ops = float(np.sum(nonzero * fanout))
-    layer.nonzero_inputs = float(nonzero.sum())
+    layer.nonzero_inputs = float(np.sum(nonzero * (fanout > 0)))  # inputs a computed output reads
     batch_size = inputs[0].shape[1]
-    layer.dense_ops = float(dense_per_step) * T * batch_size
+    layer.dense_ops_all_steps = float(dense_per_output) * float(mask.sum()) * T * batch_size
     if bias is not None and node_type == "Conv1d" and bias.ndim == 1:
         bias = bias[:, None]  # one bias per output channel, at every position
-    nonzero_bias = 0 if bias is None else int(np.count_nonzero(np.broadcast_to(bias, n_outputs)))
-    layer.bias_adds = float(nonzero_bias) * T * batch_size
-    _classify(layer)
+    nonzero_bias = 0 if bias is None else int(np.count_nonzero(np.broadcast_to(bias, n_outputs) * mask))
+    layer.bias_adds_all_steps = float(nonzero_bias) * T * batch_size
+    layer.input_step_invariant = all(np.array_equal(x[0], x[t]) for x in inputs for t in range(1, T))
+    _classify(layer, T)
     return layer
 
 
-def _classify(layer: LayerCounts) -> None:
-    """Turn the raw tallies of a weighted node into ACs (binary input) or MACs (real-valued)."""
+def _classify(layer: LayerCounts, time_steps: int) -> None:
+    """Turn the raw tallies of a weighted node into ACs (binary input) or MACs (real-valued);
+    a real-valued input that repeats at every step is counted for one step (once per decision)."""
+    layer.once_per_decision = not layer.input_binary and layer.input_step_invariant
+    share = 1.0 / time_steps if layer.once_per_decision else 1.0
+    layer.dense_ops, layer.bias_adds = layer.dense_ops_all_steps * share, layer.bias_adds_all_steps * share
     if layer.input_binary:
         layer.effective_acs, layer.effective_macs, layer.input_reads = layer.incoming_events, 0.0, 0.0
     else:
-        layer.effective_acs, layer.effective_macs = 0.0, layer.nonzero_input_ops
-        layer.input_reads = layer.nonzero_inputs
+        layer.effective_acs, layer.effective_macs = 0.0, layer.nonzero_input_ops * share
+        layer.input_reads = layer.nonzero_inputs * share
     layer.weight_reads = layer.effective_acs + layer.effective_macs + layer.bias_adds
 
 
@@ -225,26 +254,38 @@ def _weight_and_bias(node, node_type) -> tuple[np.ndarray, np.ndarray | None]:
     return weight, (None if bias is None else np.asarray(bias, dtype=np.float64))
 
 
-def _fanout(name, node, node_type, in_shape) -> tuple[np.ndarray, int, tuple[int, ...]]:
-    """Nonzero weights driven by each input element, dense ops per step, output shape."""
+def _fanout(name, node, node_type, in_shape, mask=None) -> tuple[np.ndarray, int, tuple[int, ...]]:
+    """Nonzero weights that connect each input element to a computed output (all outputs when
+    `mask` is None), the dense ops of one output element per step, and the output shape."""
     if node_type in ("Affine", "Linear"):
         weight = np.asarray(node.weight)
         if weight.ndim != 2 or in_shape[-1:] != (weight.shape[1],):
             raise GraphError(f"node {name!r}: weight {weight.shape} does not match input {in_shape}")
-        per_input = np.count_nonzero(weight, axis=0)  # (in,)
-        lead = int(np.prod(in_shape[:-1], dtype=np.int64))
-        fanout = np.broadcast_to(per_input, in_shape)
-        return fanout, lead * weight.size, tuple(in_shape[:-1]) + (weight.shape[0],)
+        out_shape = tuple(in_shape[:-1]) + (weight.shape[0],)
+        nonzero = (weight != 0).astype(np.int64)  # (out, in)
+        if mask is None:
+            fanout = np.broadcast_to(nonzero.sum(axis=0), in_shape)
+        else:
+            fanout = _checked_mask(name, mask, out_shape).astype(np.int64) @ nonzero  # (..., in)
+        return fanout, weight.shape[1], out_shape
     if node_type == "Scale":
         scale = np.asarray(node.scale)
         fanout = np.broadcast_to((scale != 0).astype(np.int64), in_shape)
-        return fanout, int(np.prod(in_shape, dtype=np.int64)), tuple(in_shape)
+        if mask is not None:
+            fanout = fanout * _checked_mask(name, mask, tuple(in_shape))
+        return fanout, 1, tuple(in_shape)
     if node_type == "Conv1d":
-        return _conv1d_fanout(name, node, in_shape)
+        return _conv1d_fanout(name, node, in_shape, mask)
     raise GraphError(f"node {name!r}: unsupported weighted node {node_type}")
 
 
-def _conv1d_fanout(name, node, in_shape) -> tuple[np.ndarray, int, tuple[int, ...]]:
+def _checked_mask(name, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if mask.shape != shape:
+        raise GraphError(f"node {name!r}: mask of shape {mask.shape} for outputs {shape}")
+    return mask
+
+
+def _conv1d_fanout(name, node, in_shape, mask=None) -> tuple[np.ndarray, int, tuple[int, ...]]:
     weight = np.asarray(node.weight)  # (C_out, C_in / groups, K)
     if len(in_shape) != 2:
         raise GraphError(f"node {name!r}: Conv1d input must be (C_in, N), got {in_shape}")
@@ -267,21 +308,23 @@ def _conv1d_fanout(name, node, in_shape) -> tuple[np.ndarray, int, tuple[int, ..
     n_out = (n_in + pad_left + pad_right - dilation * (kernel - 1) - 1) // stride + 1
     if n_out <= 0:
         raise GraphError(f"node {name!r}: Conv1d produces no output for input {in_shape}")
+    wanted = np.ones((c_out, n_out), dtype=np.int64) if mask is None else \
+        _checked_mask(name, mask, (c_out, n_out)).astype(np.int64)
     # input n feeds output p through tap k iff n = p*stride - pad_left + k*dilation, 0 <= p < n_out
-    positions = np.arange(n_in)
-    reach = np.zeros((kernel, n_in), dtype=np.int64)
-    for k in range(kernel):
-        offset = positions + pad_left - k * dilation
-        reach[k] = (offset >= 0) & (offset % stride == 0) & (offset // stride < n_out)
     nonzero = (weight != 0).astype(np.int64)  # (C_out, C_group, K)
     per_out = c_out // groups
     fanout = np.zeros((c_in, n_in), dtype=np.int64)
-    for c in range(c_in):
-        g = c // c_group
-        taps = nonzero[g * per_out:(g + 1) * per_out, c % c_group, :].sum(axis=0)  # (K,)
-        fanout[c] = taps @ reach
-    dense = c_out * n_out * c_group * kernel
-    return fanout, dense, (c_out, n_out)
+    positions = np.arange(n_in)
+    for k in range(kernel):
+        offset = positions + pad_left - k * dilation
+        valid = (offset >= 0) & (offset % stride == 0) & (offset // stride < n_out)
+        if not valid.any():
+            continue
+        reached = wanted[:, (offset // stride)[valid]]  # (C_out, n_valid): is the output it reaches computed?
+        for g in range(groups):
+            rows = slice(g * per_out, (g + 1) * per_out)
+            fanout[g * c_group:(g + 1) * c_group, valid] += nonzero[rows, :, k].T @ reached[rows]
+    return fanout, c_group * kernel, (c_out, n_out)
 
 
 def _scalar(value) -> Any:
@@ -291,19 +334,20 @@ def _scalar(value) -> Any:
     return array[0]
 
 
-def _count_neuron(name, node_type, inputs, weighted_sources, own, binary) -> LayerCounts:
+def _count_neuron(name, node_type, inputs, weighted_sources, own, binary, mask=None) -> LayerCounts:
     shape = inputs[0].shape[2:]
     T, B = inputs[0].shape[:2]
-    neurons = int(np.prod(shape, dtype=np.int64))
+    mask = np.ones(shape, dtype=bool) if mask is None else _checked_mask(name, mask, tuple(shape))
+    neurons = int(mask.sum())
     layer = LayerCounts(name=name, node_type=node_type, kind="neuron", input_binary=binary, neurons=neurons)
     active = np.zeros(inputs[0].shape, dtype=bool)
     for x, weighted in zip(inputs, weighted_sources):
         active |= x != 0
         if not weighted:
-            # identity synapse: one accumulate per incoming spike / nonzero value
-            layer.effective_acs += float(np.count_nonzero(x))
+            # identity synapse: one accumulate per incoming spike / nonzero value into a computed neuron
+            layer.effective_acs += float(np.count_nonzero((x != 0) & mask))
     layer.neuron_updates = float(neurons) * T * B
-    layer.neuron_updates_active = float(active.sum())
+    layer.neuron_updates_active = float((active & mask).sum())
     state = NEURON_STATE_VARIABLES[node_type]
     layer.state_reads = layer.neuron_updates * state
     layer.state_writes = layer.neuron_updates * state
@@ -312,12 +356,55 @@ def _count_neuron(name, node_type, inputs, weighted_sources, own, binary) -> Lay
             raise GraphError(f"no record of spiking node {name!r}: its spikes cannot be counted")
     else:
         own = np.asarray(own)
-        if _is_binary(own) and node_type != "LI" and node_type != "I":
-            layer.spikes = float(own.sum())
+        if _is_binary(own) and node_type != "LI" and node_type != "I" and neurons:
+            layer.spikes = float((own * mask).sum())
             layer.spike_rate = layer.spikes / (neurons * T * B)
             layer.activation_sparsity = 1.0 - layer.spike_rate
     return layer
 
+
+def decision_cone(graph, token: int, shapes: Mapping[str, tuple[int, ...]],
+                  output: str | None = None) -> dict[str, np.ndarray]:
+    """Which output elements of every node the `Output` column `token` depends on.
+
+    Walks the graph backwards from `output[:, token]` (the one Output node when not named):
+    a neuron, Delay or Output needs its inputs where it is needed; a weighted node needs an
+    input element when a nonzero weight connects it to a needed output. `shapes`: every
+    node's output shape (e.g. the record shapes without (T, B)). Returns node name -> bool
+    mask of the node's output shape. Nodes of unknown kind need all of their inputs.
+    """
+    outputs = [n for n, node in graph.nodes.items() if type(node).__name__ == "Output"]
+    output = output or (outputs[0] if len(outputs) == 1 else None)
+    if output is None:
+        raise GraphError(f"name the Output node to count from; the graph has {outputs}")
+    shapes = {name: tuple(shapes[name]) for name in graph.nodes}
+    needed = {name: np.zeros(shape, dtype=bool) for name, shape in shapes.items()}
+    if not 0 <= token < shapes[output][-1]:
+        raise GraphError(f"decision token {token} is outside the Output's {shapes[output][-1]} positions")
+    needed[output][..., token] = True
+    sources: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        sources.setdefault(dst, []).append(src)
+    order = _topological_order(graph)
+    changed = True
+    while changed:  # a single backward pass for a DAG; recurrent graphs repeat until nothing changes
+        changed = False
+        for name in reversed(order):
+            if not needed[name].any() or name not in sources:
+                continue
+            node = graph.nodes[name]
+            node_type = type(node).__name__
+            for src in sources[name]:
+                if node_type in WEIGHTED_NODES:
+                    want = _fanout(name, node, node_type, shapes[src], needed[name])[0] > 0
+                elif needed[name].shape == shapes[src]:
+                    want = needed[name]
+                else:
+                    want = np.ones(shapes[src], dtype=bool)
+                grown = needed[src] | want
+                if not np.array_equal(grown, needed[src]):
+                    needed[src], changed = grown, True
+    return needed
 
 
 def merge_counts(parts: list[SNNCounts]) -> SNNCounts:
@@ -336,10 +423,11 @@ def merge_counts(parts: list[SNNCounts]) -> SNNCounts:
     for index, layer in enumerate(first.layers):
         out = LayerCounts(**asdict(layer))
         out.input_binary = all(p.layers[index].input_binary for p in parts)
+        out.input_step_invariant = all(p.layers[index].input_step_invariant for p in parts)
         for attr in _SUMMED:
             setattr(out, attr, sum(getattr(p.layers[index], attr) * p.decisions for p in parts) / decisions)
         if out.kind == "synaptic":
-            _classify(out)  # binary only if every chunk's inputs were
+            _classify(out, first.time_steps)  # binary (step-invariant) only if every chunk's inputs were
         if layer.spike_rate is not None:
             out.spike_rate = out.spikes / (out.neurons * first.time_steps)
             out.activation_sparsity = 1.0 - out.spike_rate
