@@ -38,6 +38,11 @@ import numpy as np
 Action = Any  # int for discrete environments, np.ndarray of shape (1,) for Pendulum
 
 
+def _wrap_angle(theta):
+    """Angle in [-pi, pi), as Pendulum-v1's angle_normalize."""
+    return (theta + np.pi) % (2.0 * np.pi) - np.pi
+
+
 def _discrete_lqr(a: np.ndarray, b: np.ndarray, q: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Infinite-horizon discrete LQR by Riccati iteration: gain K (u = -K x) and cost-to-go P."""
     p = q.copy()
@@ -90,15 +95,15 @@ class _SequencePlanner:
         state = self._state(obs)
         off_path = self._distance(state, self._path[0]) if self._plan else np.inf
         if off_path >= self._DRIFT:
-            self._plan = self._search(state) if off_path >= self._TOLERANCE else self._plan
-            path, steps = self._simulate(state, self._plan)
-            if steps != len(self._plan):  # drifted off a plan that worked: plan anew from here
-                self._plan = self._search(state)
-                path, steps = self._simulate(state, self._plan)
-            if not self._plan or steps != len(self._plan):  # nothing reaches the goal within the horizon
+            plan = self._plan if off_path < self._TOLERANCE else []
+            path, steps = self._simulate(state, plan)
+            if not plan or steps != len(plan):  # no plan, or it stopped working: plan anew from here
+                plan = self._search(state)
+                path, steps = self._simulate(state, plan)
+            if not plan or steps != len(plan):  # nothing reaches the goal within the horizon
                 self._plan = []
                 return self._fallback(obs)
-            self._path = path
+            self._plan, self._path = plan, path
         self._path = self._path[1:]
         return self._plan.pop(0)
 
@@ -226,7 +231,7 @@ class MountainCarPlanner(_SequencePlanner):
 
     Each layer holds every state reachable in that many steps, one per grid cell (_MC_CELL),
     each with the exact action sequence that reached it; the first layer that touches the
-    goal ends the search. ~0.1 s per plan, one plan per episode.
+    goal ends the search. Usually one plan per episode.
     """
 
     _DRIFT = 1e-6  # float32 observations are within ~3e-8 of the state
@@ -380,7 +385,7 @@ class AcrobotPlanner(_SequencePlanner):
     Layer by layer every beam state is expanded by the three torques; the layer keeps its best
     state per diversity cell, then the _ACROBOT_BEAM best of those, ranked by mechanical energy
     plus tip height (energy pumping, then reaching up). The first layer that crosses the line
-    gives the plan. ~0.2 s per plan, usually one plan per episode.
+    gives the plan. Usually one plan per episode.
     """
 
     _TORQUES = np.array(_ACROBOT_TORQUES)
@@ -396,8 +401,7 @@ class AcrobotPlanner(_SequencePlanner):
         return _acrobot_tip_height(states) > 1.0
 
     def _distance(self, a, b):
-        angle = np.abs((a[:2] - b[:2] + np.pi) % (2.0 * np.pi) - np.pi)
-        return float(max(angle.max(), np.abs(a[2:] - b[2:]).max()))
+        return float(max(np.abs(_wrap_angle(a[:2] - b[:2])).max(), np.abs(a[2:] - b[2:]).max()))
 
     def _fallback(self, obs):
         return acrobot_heuristic(obs)
@@ -444,11 +448,6 @@ _PEND_SWING_GAIN = 1.0  # energy-shaping gain, torque per unit energy error
 _PEND_LOOKAHEAD_STEPS = 80
 _PEND_HOLD_TORQUES = np.repeat([-2.0, -1.0, 0.0, 1.0, 2.0], 7)
 _PEND_HOLD_STEPS = np.tile([1, 3, 6, 10, 15, 20, 30], 5)
-
-
-def _wrap_angle(theta):
-    """Angle in [-pi, pi), as the env's angle_normalize."""
-    return (theta + np.pi) % (2.0 * np.pi) - np.pi
 
 
 def _pendulum_step(theta: np.ndarray, theta_dot: np.ndarray, torque: np.ndarray):
@@ -655,7 +654,7 @@ class PendulumPlanner:
     _PEND_STARTS cheapest bang-bang-then-LQR sequences are each refined by iLQR with the env's
     cost (terminal cost: the LQR cost-to-go), the cheapest result kept. Later calls play
     plan + gains . (state - planned state); a state off the plan (> 1e-3) replans.
-    ~0.5 s per plan, one plan per episode. Returns the torque, shape (1,), float32.
+    Usually one plan per episode. Returns the torque, shape (1,), float32.
     """
 
     _TOLERANCE = 1e-3

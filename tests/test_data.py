@@ -21,6 +21,48 @@ def test_same_seed_same_hash_other_seed_other_hash(tmp_path):
     assert first["content_hash"] != other["content_hash"]
 
 
+def test_one_and_two_workers_write_identical_data(tmp_path):
+    mix = {"expert": 0.5, "capped": 0.25, "random": 0.25}
+    _, alone = collect("CartPole-v1", 4, mix, seed=5, dataset_id="w-v0", root=tmp_path / "one", workers=1)
+    seen = []
+    _, pair = collect("CartPole-v1", 4, mix, seed=5, dataset_id="w-v0", root=tmp_path / "two", workers=2,
+                      progress=lambda done, total: seen.append((done, total)))
+    assert alone["content_hash"] == pair["content_hash"]
+    assert alone["episodes"] == pair["episodes"]
+    assert sorted({r["policy"] for r in pair["episodes"]}) == ["capped", "expert", "random"]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert (tmp_path / "one" / "w-v0" / "spikingmind.json").read_bytes() == (
+        tmp_path / "two" / "w-v0" / "spikingmind.json").read_bytes()
+
+
+def test_an_episode_does_not_depend_on_the_dataset_size(tmp_path):
+    # its randomness derives from (dataset seed, index) alone; only the policy plan is shared
+    small_id, _ = collect("CartPole-v1", 2, {"random": 1.0}, seed=4, dataset_id="s-v0", root=tmp_path)
+    large_id, _ = collect("CartPole-v1", 3, {"random": 1.0}, seed=4, dataset_id="l-v0", root=tmp_path)
+    small, large = load_episodes(str(tmp_path / small_id)), load_episodes(str(tmp_path / large_id))
+    n = int(small.lengths.sum())
+    np.testing.assert_array_equal(small.actions, large.actions[:n])
+    np.testing.assert_array_equal(small.observations, large.observations[:n])
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5])
+def test_bad_worker_counts_are_refused(tmp_path, workers):
+    with pytest.raises(ConfigError, match="--workers must be a whole number >= 1"):
+        collect("CartPole-v1", 2, {"random": 1.0}, dataset_id="x-v0", root=tmp_path, workers=workers)
+    assert not (tmp_path / "x-v0").exists()
+
+
+def test_collect_cli_refuses_zero_workers_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spikingmind.cli import app
+
+    result = CliRunner().invoke(app, ["collect", "--episodes", "2", "--workers", "0", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--workers must be a whole number >= 1, got 0" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_metadata_records_mix_seeds_and_policies(cartpole_dataset, datasets_root):
     meta = json.loads((datasets_root / cartpole_dataset / "spikingmind.json").read_text())
     assert meta["mix"] == {"expert": 0.5, "capped": 0.25, "random": 0.25}

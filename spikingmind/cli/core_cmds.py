@@ -61,10 +61,14 @@ def collect_cmd(
         console.print(f"dataset [bold]{dataset_id}[/] already collected with these settings; reusing it")
         return
     new_dataset_dir(dataset_id, root)  # refuse before any work is done
-    with _progress() as progress:
-        task = progress.add_task(f"collect {env}", total=episodes, info=f"{workers} worker{'s' * (workers > 1)}")
-        dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
-                                progress=lambda done, total: progress.update(task, completed=done), workers=workers)
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"collect {env}", total=episodes, info=f"{workers} worker{'s' * (workers > 1)}")
+            dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
+                                    progress=lambda done, total: progress.update(task, completed=done), workers=workers)
+    except KeyboardInterrupt:
+        console.print("interrupted: workers stopped, no dataset written")
+        raise typer.Exit(130) from None
     by_policy: dict[str, list[float]] = {}
     for record in meta["episodes"]:
         by_policy.setdefault(record["policy"], []).append(record["return"])
