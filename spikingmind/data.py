@@ -280,7 +280,10 @@ def collect(
     """Collect `n_episodes` under the policy `mix` and write them as a Minari dataset.
 
     Episodes run in `workers` processes (1: in this one); the data are the same for any
-    number. `progress(done, total)` is called as episodes finish.
+    number. Worker processes import the main module: a script calling this with workers > 1
+    needs the usual `if __name__ == "__main__":` guard. A user-registered env reaches the
+    workers pickled (its make/expert must be module-level). `progress(done, total)` is
+    called as episodes finish.
     Returns (dataset_id, spikingmind metadata). Refuses to overwrite an existing dataset.
     """
     import gymnasium as gym

@@ -884,6 +884,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpikingmindError as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return error.exit_code
+    except KeyboardInterrupt:
+        console.print("interrupted: workers stopped, no report written")
+        return 130
     for env_id, entry in report.items():
         zoo = entry["zoo"]
         for kind in _REPORT_POLICIES:
