@@ -27,6 +27,9 @@ from spikingmind.io import atomic_write_json
 POLICY_KINDS = ("expert", "capped", "random")
 #: Training episodes use env seeds below this; evaluation seeds start here (disjoint by construction).
 EVAL_SEED_BASE = 1_000_000_000
+#: The experts are measured (`python -m spikingmind.experts`) on env seeds from here: above every
+#: training seed, and above the model evaluation seeds of every --seed below 300,000.
+EXPERT_EVAL_SEED_BASE = 4_000_000_000
 DATASET_FORMAT = 1
 
 
@@ -55,6 +58,11 @@ def parse_mix(text: str) -> dict[str, float]:
     if total <= 0:
         raise ConfigError(f"--mix: {text!r} has no positive weight")
     return {name: weight / total for name, weight in mix.items()}
+
+
+def expert_evaluation_seeds(n_episodes: int) -> list[int]:
+    """Env seeds of the expert report: EXPERT_EVAL_SEED_BASE + i, fixed, disjoint from training seeds."""
+    return [EXPERT_EVAL_SEED_BASE + i for i in range(n_episodes)]
 
 
 def episode_seed(dataset_seed: int, episode: int) -> int:
@@ -112,6 +120,7 @@ def _random_actions(env, rng: np.random.Generator):
 
 
 def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
+    """The policy of one episode (reset) and what to record about it; randomness from `rng` only."""
     from spikingmind import experts
 
     if kind == "random":
@@ -119,11 +128,54 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     if spec.expert is None:
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
     if kind == "expert":
+        experts.reset_policy(spec.expert)
         return spec.expert, {}
     give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
     policy = experts.make_capped_expert(spec.expert, give_up_after, _random_actions(env, rng))
     policy.reset()
     return policy, {"give_up_after": give_up_after}
+
+
+def _collect_episode(spec: EnvSpec, env, kind: str, dataset_seed: int, index: int) -> tuple[dict, dict]:
+    """Episode `index` of a dataset: its arrays and its metadata record. Everything random in it
+    (give-up step, random actions) derives from (dataset_seed, index) alone, so the data do not
+    depend on which process plays which episode."""
+    rng = np.random.default_rng([dataset_seed, index])
+    policy, extra = _make_policy(kind, spec, env, rng)
+    env_seed = episode_seed(dataset_seed, index)
+    episode = rollout_episode(spec, env, policy, env_seed)
+    return episode, {"seed": env_seed, "policy": kind, "return": float(episode["rewards"].sum()), **extra}
+
+
+_worker_episode_context: tuple[EnvSpec, object] | None = None  # (spec, env) of a collect worker process
+
+
+def _start_collect_worker(env_id: str, spec: EnvSpec | None) -> None:
+    """Worker initializer: a built-in env is rebuilt from its id; a user-registered spec comes pickled."""
+    global _worker_episode_context
+    spec = spec or get_env_spec(env_id)
+    _worker_episode_context = (spec, spec.make_env())
+
+
+def _collect_episode_in_worker(kind: str, dataset_seed: int, index: int) -> tuple[dict, dict]:
+    spec, env = _worker_episode_context
+    return _collect_episode(spec, env, kind, dataset_seed, index)
+
+
+def _spec_for_workers(spec: EnvSpec) -> EnvSpec | None:
+    """None for a built-in env (workers rebuild it from its id), else the spec if it pickles."""
+    import pickle
+
+    from spikingmind.envs import is_builtin
+
+    if is_builtin(spec):
+        return None
+    try:
+        pickle.dumps(spec)
+    except Exception as error:  # lambdas, closures, open handles ...
+        raise ConfigError(f"{spec.env_id}: its spec cannot be sent to worker processes "
+                          f"({type(error).__name__}: {error}); use --workers 1") from None
+    return spec
 
 
 def rollout_episode(spec: EnvSpec, env, policy, seed: int) -> dict[str, np.ndarray]:
@@ -223,35 +275,48 @@ def collect(
     dataset_id: str | None = None,
     root: Path | None = None,
     progress=None,
+    workers: int = 1,
 ) -> tuple[str, dict]:
     """Collect `n_episodes` under the policy `mix` and write them as a Minari dataset.
 
+    Episodes run in `workers` processes (1: in this one); the data are the same for any
+    number. Worker processes import the main module: a script calling this with workers > 1
+    needs the usual `if __name__ == "__main__":` guard. A user-registered env reaches the
+    workers pickled (its make/expert must be module-level). `progress(done, total)` is
+    called as episodes finish.
     Returns (dataset_id, spikingmind metadata). Refuses to overwrite an existing dataset.
     """
     import gymnasium as gym
     import minari
     from minari.data_collector import EpisodeBuffer
 
+    from spikingmind.experts import policy_name
+    from spikingmind.parallel import check_workers, map_in_workers
+
     spec = get_env_spec(env_id)
     if n_episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {n_episodes}")
+    check_workers(workers)
     dataset_id = dataset_id or default_dataset_id(env_id, mix, n_episodes, seed)
     _check_dataset_id(dataset_id)
     final_dir = new_dataset_dir(dataset_id, root)
     root = final_dir.parent
 
-    rng = np.random.default_rng(seed)
-    plan = _policy_plan(n_episodes, mix, rng)
+    plan = _policy_plan(n_episodes, mix, np.random.default_rng(seed))
+    if spec.expert is None and set(plan) & {"expert", "capped"}:
+        raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
+    jobs = [(kind, seed, index) for index, kind in enumerate(plan)]
     env = spec.make_env()
-    episodes, records = [], []
-    for index, kind in enumerate(plan):
-        policy, extra = _make_policy(kind, spec, env, rng)
-        env_seed = episode_seed(seed, index)
-        episodes.append(rollout_episode(spec, env, policy, env_seed))
-        records.append({"seed": env_seed, "policy": kind, "return": float(episodes[-1]["rewards"].sum()), **extra})
-        if progress is not None:
-            progress(index + 1, n_episodes)
-    env.close()
+    try:
+        if workers == 1:
+            played = map_in_workers(lambda *job: _collect_episode(spec, env, *job), jobs, 1, progress=progress)
+        else:
+            played = map_in_workers(_collect_episode_in_worker, jobs, workers, progress=progress,
+                                    initializer=_start_collect_worker, initargs=(env_id, _spec_for_workers(spec)))
+    finally:
+        env.close()
+    episodes = [episode for episode, _ in played]
+    records = [record for _, record in played]
 
     digest = content_hash(episodes)
     metadata = {
@@ -262,6 +327,7 @@ def collect(
         "seed": seed,
         "n_episodes": n_episodes,
         "n_steps": int(sum(len(e["rewards"]) for e in episodes)),
+        "expert": policy_name(spec.expert) if spec.expert is not None else None,
         "content_hash": digest,
         "episodes": records,
     }

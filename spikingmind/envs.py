@@ -39,7 +39,8 @@ class EnvSpec:
         CartPole's 4: at 1 its spiking DT all but ignored the requested return, at 4 it gives
         up close to it. Pendulum's 1: at 4 its spiking DT did not learn the swing-up.
     max_episode_steps: episode horizon (timestep feature is t / max_episode_steps).
-    expert: obs -> action heuristic used for demonstrations (None: no expert available).
+    expert: obs -> action policy used for demonstrations (None: no expert available); one
+        with a reset() method is reset at the start of every episode (see spikingmind.experts).
     action_low/action_high: bounds of a continuous action (the host squashes the model's
         output into them with tanh, see docs/SEMANTICS.md).
     make: optional factory returning a gymnasium.Env (an env class, or any callable), for
@@ -184,6 +185,13 @@ def supported_envs() -> list[str]:
 
 
 _BUILTINS_DONE = False
+_BUILTINS: dict[str, EnvSpec] = {}
+
+
+def is_builtin(spec: EnvSpec) -> bool:
+    """True for the library's own spec of a built-in env (worker processes rebuild it from its id)."""
+    _register_builtins()
+    return _BUILTINS.get(spec.env_id) is spec
 
 
 def _register_builtins() -> None:
@@ -210,4 +218,5 @@ def _register_builtins() -> None:
                 action_low=(-2.0,), action_high=(2.0,), default_mix="expert=0.9,random=0.1"),
     ]
     for spec in builtins:
+        _BUILTINS[spec.env_id] = spec
         _REGISTRY.setdefault(spec.env_id, spec)

@@ -21,6 +21,95 @@ def test_same_seed_same_hash_other_seed_other_hash(tmp_path):
     assert first["content_hash"] != other["content_hash"]
 
 
+def test_one_and_two_workers_write_identical_data(tmp_path):
+    mix = {"expert": 0.5, "capped": 0.25, "random": 0.25}
+    _, alone = collect("CartPole-v1", 4, mix, seed=5, dataset_id="w-v0", root=tmp_path / "one", workers=1)
+    seen = []
+    _, pair = collect("CartPole-v1", 4, mix, seed=5, dataset_id="w-v0", root=tmp_path / "two", workers=2,
+                      progress=lambda done, total: seen.append((done, total)))
+    assert alone["content_hash"] == pair["content_hash"]
+    assert alone["episodes"] == pair["episodes"]
+    assert sorted({r["policy"] for r in pair["episodes"]}) == ["capped", "expert", "random"]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert (tmp_path / "one" / "w-v0" / "spikingmind.json").read_bytes() == (
+        tmp_path / "two" / "w-v0" / "spikingmind.json").read_bytes()
+
+
+def test_an_episode_does_not_depend_on_the_dataset_size(tmp_path):
+    # its randomness derives from (dataset seed, index) alone; only the policy plan is shared
+    small_id, _ = collect("CartPole-v1", 2, {"random": 1.0}, seed=4, dataset_id="s-v0", root=tmp_path)
+    large_id, _ = collect("CartPole-v1", 3, {"random": 1.0}, seed=4, dataset_id="l-v0", root=tmp_path)
+    small, large = load_episodes(str(tmp_path / small_id)), load_episodes(str(tmp_path / large_id))
+    n = int(small.lengths.sum())
+    np.testing.assert_array_equal(small.actions, large.actions[:n])
+    np.testing.assert_array_equal(small.observations, large.observations[:n])
+
+
+def _make_cartpole():
+    import gymnasium as gym
+
+    return gym.make("CartPole-v1")
+
+
+def test_a_user_registered_env_goes_to_the_workers_pickled(tmp_path):
+    from spikingmind.envs import EnvSpec, register_env, unregister_env
+    from spikingmind.experts import cartpole_expert
+
+    register_env(EnvSpec("PickledPole-v0", obs_dim=4, action_kind="discrete", act_dim=2, target_return=500,
+                         return_scale=500, max_episode_steps=500, expert=cartpole_expert, make=_make_cartpole))
+    try:
+        hashes = [collect("PickledPole-v0", 3, {"capped": 1.0}, seed=2, dataset_id="p-v0", root=tmp_path / str(w),
+                          workers=w)[1]["content_hash"] for w in (1, 2)]
+    finally:
+        unregister_env("PickledPole-v0")
+    assert hashes[0] == hashes[1]
+
+
+def test_an_unpicklable_user_env_asks_for_one_worker(tmp_path):
+    from spikingmind.envs import EnvSpec, register_env, unregister_env
+
+    register_env(EnvSpec("LambdaPole-v0", obs_dim=4, action_kind="discrete", act_dim=2, target_return=500,
+                         return_scale=500, max_episode_steps=500, expert=lambda obs: 0, make=_make_cartpole))
+    try:
+        with pytest.raises(ConfigError, match="cannot be sent to worker processes.*use --workers 1"):
+            collect("LambdaPole-v0", 2, {"expert": 1.0}, dataset_id="q-v0", root=tmp_path, workers=2)
+    finally:
+        unregister_env("LambdaPole-v0")
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5])
+def test_bad_worker_counts_are_refused(tmp_path, workers):
+    with pytest.raises(ConfigError, match="--workers must be a whole number >= 1"):
+        collect("CartPole-v1", 2, {"random": 1.0}, dataset_id="x-v0", root=tmp_path, workers=workers)
+    assert not (tmp_path / "x-v0").exists()
+
+
+def test_collect_cli_writes_the_same_dataset_with_one_or_two_workers(tmp_path):
+    from typer.testing import CliRunner
+
+    from spikingmind.cli import app
+
+    hashes = []
+    for workers in ("1", "2"):
+        result = CliRunner().invoke(app, ["collect", "--env", "CartPole-v1", "--episodes", "3", "--mix",
+                                          "capped=1", "--workers", workers, "--root", str(tmp_path / workers)])
+        assert result.exit_code == 0, result.output
+        assert f"{workers} worker" in result.output and "3/3" in result.output
+        hashes.append(result.output.split("content sha256 ")[1].split()[0])
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 64
+
+
+def test_collect_cli_refuses_zero_workers_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spikingmind.cli import app
+
+    result = CliRunner().invoke(app, ["collect", "--episodes", "2", "--workers", "0", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--workers must be a whole number >= 1, got 0" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_metadata_records_mix_seeds_and_policies(cartpole_dataset, datasets_root):
     meta = json.loads((datasets_root / cartpole_dataset / "spikingmind.json").read_text())
     assert meta["mix"] == {"expert": 0.5, "capped": 0.25, "random": 0.25}

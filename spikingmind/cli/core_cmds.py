@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -43,22 +44,31 @@ def collect_cmd(
     dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Minari id ending in -vN (default: derived)"),
     root: Optional[Path] = typer.Option(None, "--root", help="datasets folder (default $MINARI_DATASETS_PATH or runs/datasets)"),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="reuse an existing dataset collected with the same settings"),
+    workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", "-w",
+                                help="worker processes playing episodes (1: in this process); the data do not depend on it"),
 ) -> None:
     """Collect demonstrations into an offline Minari dataset."""
     from spikingmind.data import collect, default_dataset_id, existing_dataset_matches, new_dataset_dir, parse_mix
     from spikingmind.envs import get_env_spec
 
+    from spikingmind.parallel import check_workers
+
     spec = get_env_spec(env)
+    check_workers(workers)
     weights = parse_mix(mix) if mix is not None else spec.dataset_mix()
     dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed)
     if exist_ok and existing_dataset_matches(dataset_id, root, env, weights, episodes, seed):
         console.print(f"dataset [bold]{dataset_id}[/] already collected with these settings; reusing it")
         return
     new_dataset_dir(dataset_id, root)  # refuse before any work is done
-    with _progress() as progress:
-        task = progress.add_task(f"collect {env}", total=episodes, info="")
-        dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
-                                progress=lambda done, total: progress.update(task, completed=done))
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"collect {env}", total=episodes, info=f"{workers} worker{'s' * (workers > 1)}")
+            dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
+                                    progress=lambda done, total: progress.update(task, completed=done), workers=workers)
+    except KeyboardInterrupt:
+        console.print("interrupted: workers stopped, no dataset written")
+        raise typer.Exit(130) from None
     by_policy: dict[str, list[float]] = {}
     for record in meta["episodes"]:
         by_policy.setdefault(record["policy"], []).append(record["return"])
