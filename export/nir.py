@@ -319,8 +319,14 @@ def write_graph(graph: nir.NIRGraph, out: str | Path, force: bool = False) -> Pa
     return Path(out)
 
 
-def export(checkpoint, out, force: bool = False) -> Path:
-    """Registry entry point: checkpoint folder -> model.nir."""
+def export(checkpoint, out, force: bool = False, portable: bool = False) -> Path:
+    """Registry entry point: checkpoint folder -> model.nir. With `portable`, the standard graph
+    rewritten for the nirtorch / snnTorch / norse readers and verified against it
+    (`export.nir_portable`; the source may then also be a standard .nir)."""
+    if portable:
+        from spikingmind.export import nir_portable
+
+        return nir_portable.export(checkpoint, out, force)
     return write_graph(checkpoint_to_graph(checkpoint), out, force)
 
 
