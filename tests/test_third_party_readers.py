@@ -8,14 +8,31 @@ docs/THIRD_PARTY_READERS.md has the table and the minimal reproductions. In shor
 - snnTorch 1.0 `import_from_nir`: cannot read the DT (no Threshold in its node map); its
   LIF mapping hard-codes dt = 1e-4 s, ours is 1e-3 s.
 - norse 1.1.0 `from_nir`: cannot read the DT (no Conv1d, no Threshold; ignores LIF `r`).
+- The portable export (`export --target nir --portable`, export/nir_portable.py): nirtorch's
+  `nir_to_torch` (its own default map, norse's LIF mapping: nirtorch maps no neuron),
+  snnTorch's `import_from_nir` and norse's `from_nir`, each given the file as written, run
+  real closed-loop decisions of a trained DT with every spike of every LIF and every action
+  equal to the reference simulator's.
 
 Each "cannot read" test pins today's failure: if upstream starts reading our graphs, the
 test fails and tells us to turn it into an agreement test.
+
+Every reader test records a row (loads / runs / agrees / measured numbers / blocker) in
+THIRD_PARTY_RESULTS; with SPIKINGMIND_THIRD_PARTY_RESULTS=path set, the rows are written
+there as JSON when the module finishes, and scripts/third_party_table.py renders them into
+docs/THIRD_PARTY_READERS.md and docs/results/third_party.json.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import json
 import logging
+import os
+import warnings
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -29,6 +46,30 @@ from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout, step_tokens, window_indices, windows
 
 ACTION = 2  # token index of the action within a step (return-to-go, state, action)
+
+#: reader row key -> what the test measured (see the module docstring)
+THIRD_PARTY_RESULTS: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_third_party_results():
+    yield
+    target = os.environ.get("SPIKINGMIND_THIRD_PARTY_RESULTS")
+    if target:
+        Path(target).write_text(json.dumps(THIRD_PARTY_RESULTS, indent=2, default=float) + "\n")
+
+
+@contextlib.contextmanager
+def reader_row(key: str, **fields):
+    """Record a reader's row; an exception on the way is the row's blocker (and still raised)."""
+    row = {"loads": False, "runs": False, "agrees": False, "blocker": None, **fields}
+    THIRD_PARTY_RESULTS[key] = row
+    try:
+        yield row
+    except Exception as error:  # the row says where the reader stopped; pytest sees the error
+        message = " ".join(str(error).split()) or type(error).__name__
+        row["blocker"] = row["blocker"] or f"{type(error).__name__}: {message}"[:300]
+        raise
 
 
 # ---------------------------------------------------------------------------- inputs and graphs
@@ -194,7 +235,14 @@ def test_nirtorch_reads_trained_dt_and_agrees_with_reference(snn_checkpoint):
     # the first 24 steps of a CartPole episode, windows of the trained context length
     # (the early ones are padded), normalised with the checkpoint's statistics
     decisions = cartpole_decisions(meta["context_length"], n=24, norm=Normalization(**meta["normalization"]))
-    assert_nirtorch_agrees(graph, decisions)
+    import nirtorch
+
+    with reader_row("nirtorch/standard", reader="nirtorch", version=nirtorch.__version__, graph="standard",
+                    entry_point="nirtorch.nir_to_torch(graph, node_map) with our LIF and Threshold modules "
+                                "(written from SEMANTICS.md)", dtype="float64", decisions=len(decisions)) as row:
+        row["loads"] = row["runs"] = True  # assert_nirtorch_agrees builds and runs it before comparing
+        assert_nirtorch_agrees(graph, decisions)
+        row["agrees"] = True
 
 
 def test_nirtorch_fresh_state_each_decision(tiny_graph):
@@ -239,9 +287,15 @@ def snntorch_import():
 
 
 def test_snntorch_cannot_read_the_dt_threshold_unsupported(tiny_graph):
+    import snntorch
+
     import_from_nir = snntorch_import()
-    with pytest.raises(ValueError, match="Unknown node type .*Threshold.*mapping does not exist"):
-        import_from_nir(tiny_graph)
+    with reader_row("snntorch/standard", reader="snntorch", version=snntorch.__version__, graph="standard",
+                    entry_point="snntorch.import_nir.import_from_nir(graph)") as row:
+        with pytest.raises(ValueError, match="Unknown node type .*Threshold.*mapping does not exist") as caught:
+            with contextlib.redirect_stdout(io.StringIO()):
+                import_from_nir(tiny_graph)
+        row["blocker"] = f"ValueError: {caught.value}"
 
 
 def run_snntorch(net, inputs: np.ndarray, time_steps: int) -> np.ndarray:
@@ -283,8 +337,14 @@ def norse_from_nir():
 def test_norse_cannot_read_the_dt_conv1d_unsupported(tiny_graph):
     """norse maps Conv1d (and Threshold) to nothing; nirtorch.load then misses the node."""
     from_nir = norse_from_nir()
-    with pytest.raises(KeyError, match="embed"):
-        from_nir(tiny_graph, dt=units.DT, ignore_warnings=True)
+    import norse
+
+    with reader_row("norse/standard", reader="norse", version=norse.__version__, graph="standard",
+                    entry_point="norse.torch.from_nir(graph, dt)") as row:
+        with pytest.raises(KeyError, match="embed") as caught:
+            from_nir(tiny_graph, dt=units.DT, ignore_warnings=True)
+        row["blocker"] = (f"KeyError: {caught.value} (Conv1d and Threshold map to nothing, so nirtorch.load "
+                          "loses the node)")
 
 
 @pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
@@ -322,3 +382,167 @@ def test_norse_lif_ignores_r(our_r, agrees):
         y, state = net(torch.as_tensor(inputs, dtype=torch.float32), state)
         outputs.append(y.detach().numpy())
     assert np.array_equal(np.stack(outputs), reference) is agrees
+
+
+# ---------------------------------------------------------------------------- the portable export
+#
+# `export --target nir --portable` of the trained tiny DT, read back from the file by each
+# library's own importer. Decisions are real: closed-loop CartPole episodes of the exported
+# policy in the reference simulator. Every LIF of the graph is observed (forward hooks on the
+# modules the importers build, named like the NIR nodes with "." -> "_").
+
+
+@pytest.fixture(scope="module")
+def portable_file(snn_checkpoint, tmp_path_factory) -> Path:
+    from spikingmind.export import export
+
+    return export("nir", snn_checkpoint, tmp_path_factory.mktemp("portable") / "model-portable.nir", portable=True)
+
+
+@pytest.fixture(scope="module")
+def portable_reference(portable_file):
+    """Recorded decisions (N, D_in, 1, L) and the reference simulator's LIF spikes, outputs and actions."""
+    from spikingmind.export.nir_portable import portable_inputs
+    from spikingmind.export.reference import load_graph
+    from spikingmind.rollout import record_decision_inputs
+
+    graph = load_graph(portable_file)
+    decisions = portable_inputs(record_decision_inputs(graph, episodes=12, seed=3))
+    assert len(decisions) >= 100
+    lifs = [name for name, node in graph.nodes.items() if isinstance(node, nir.LIF)]
+    result = ReferenceSimulator(graph).run(decisions, record=lifs)
+    assert all(0 < result.records[name].sum() < result.records[name].size for name in lifs[-3:])
+    return {"graph": graph, "decisions": decisions, "lifs": lifs, "spikes": result.records,
+            "outputs": result.outputs["output"], "actions": decoded_actions(result.outputs["output"])}
+
+
+def decoded_actions(outputs: np.ndarray) -> np.ndarray:
+    """SEMANTICS.md decoding of (T, B, n_out, 1, L) outputs: argmax of the mean over T at token L-2."""
+    return outputs[..., 0, -2].mean(axis=0).argmax(axis=-1)
+
+
+def run_reader(net, decisions: np.ndarray, time_steps: int, lifs: list[str], dtype, spikes_of=lambda out: out):
+    """T steps of the same input from zero state (`state=None`), every LIF's output recorded by a
+    forward hook: outputs (T, B, ...) and spikes by NIR node name (T, B, C, 1, L)."""
+    spikes: dict[str, list[np.ndarray]] = {name: [] for name in lifs}
+    hooks = [net.get_submodule(name.replace(".", "_")).register_forward_hook(
+        lambda module, args, out, name=name: spikes[name].append(spikes_of(out).detach().double().numpy().copy()))
+        for name in lifs]
+    state, outputs = None, []
+    x = torch.as_tensor(decisions, dtype=dtype)
+    try:
+        with torch.no_grad():
+            for _ in range(time_steps):
+                y, state = net(x, state)
+                outputs.append(y.double().numpy())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return np.stack(outputs), {name: np.stack(steps) for name, steps in spikes.items()}
+
+
+def compare_with_reference(row: dict, reference: dict, outputs: np.ndarray, spikes: dict, atol: float) -> None:
+    """Fill the row with the measured agreement, then assert: identical spikes at every LIF,
+    identical actions, outputs within `atol` (relative to the output scale where that exceeds 1)."""
+    lifs = reference["lifs"]
+    row["runs"] = True
+    assert outputs.shape == reference["outputs"].shape
+    mismatches = {name: int((spikes[name] != reference["spikes"][name]).sum()) for name in lifs}
+    actions = decoded_actions(outputs)
+    error = float(np.abs(outputs - reference["outputs"]).max())
+    row.update(decisions=len(reference["decisions"]), spiking_layers=len(lifs),
+               spike_values=int(sum(reference["spikes"][n].size for n in lifs)),
+               spikes=int(sum(reference["spikes"][n].sum() for n in lifs)),
+               spike_mismatches=sum(mismatches.values()),
+               actions_agreeing=int((actions == reference["actions"]).sum()),
+               max_output_difference=error, output_tolerance=atol)
+    row["agrees"] = row["spike_mismatches"] == 0 and row["actions_agreeing"] == len(actions)
+    assert {name: n for name, n in mismatches.items() if n} == {}
+    np.testing.assert_array_equal(actions, reference["actions"])
+    assert error <= atol * max(1.0, float(np.abs(reference["outputs"]).max()))
+
+
+PORTABLE_FLOAT32_ATOL = 1e-5  # float32 readers: the same spikes, outputs to float32 rounding
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_nirtorch_runs_the_portable_export_spike_for_spike(portable_file, portable_reference, dtype):
+    """nirtorch.nir_to_torch with its default map (Input, Output, Conv2d) and no node map of ours:
+    nirtorch maps no neuron, so LIF goes to norse's own NIR mapping (LIFBoxCell)."""
+    import nirtorch
+    from norse.torch.utils.import_nir import _import_norse_module
+
+    graph = nir.read(str(portable_file))
+    dt = float(graph.metadata["dt"])
+    with reader_row(f"nirtorch/portable/{str(dtype)[6:]}", reader="nirtorch", version=nirtorch.__version__,
+                    graph="portable", dtype=str(dtype)[6:],
+                    entry_point="nirtorch.nir_to_torch(graph, {nir.LIF: norse's _import_norse_module(dt)}, "
+                                "dtype); everything else nirtorch's DEFAULT_MAP") as row:
+        net = nirtorch.nir_to_torch(graph, {nir.LIF: functools.partial(_import_norse_module, dt=dt)}, dtype=dtype)
+        row["loads"] = True
+        outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
+                                     portable_reference["lifs"], dtype, spikes_of=lambda out: out[0])
+        compare_with_reference(row, portable_reference, outputs, spikes,
+                               1e-12 if dtype == torch.float64 else PORTABLE_FLOAT32_ATOL)
+
+
+def test_snntorch_runs_the_portable_export_spike_for_spike(portable_file, portable_reference):
+    """snntorch.import_nir.import_from_nir, as it is: its Leaky neurons keep their membranes across
+    calls (init_hidden=True), so snntorch.utils.reset before a batch of decisions; float32 is the
+    only precision it runs in (its spikes are float32 whatever the module's dtype)."""
+    import snntorch
+    import snntorch.utils
+    from snntorch.import_nir import import_from_nir
+
+    graph = nir.read(str(portable_file))
+    with reader_row("snntorch/portable/float32", reader="snntorch", version=snntorch.__version__,
+                    graph="portable", dtype="float32",
+                    entry_point="snntorch.import_nir.import_from_nir(graph); snntorch.utils.reset(net) "
+                                "before each batch of decisions") as row:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its subgraph search and weight scaling
+            net = import_from_nir(graph)
+        row["loads"] = True
+        snntorch.utils.reset(net)
+        outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
+                                     portable_reference["lifs"], torch.float32)
+        compare_with_reference(row, portable_reference, outputs, spikes, PORTABLE_FLOAT32_ATOL)
+
+
+@pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_norse_runs_the_portable_export_spike_for_spike(portable_file, portable_reference, dtype):
+    """norse.torch.from_nir (nirtorch.load: depth-first schedule, made topological by the
+    export's schedule nodes), dt from the graph's metadata; float64 by `.to(dtype)`."""
+    import norse
+    import norse.torch
+
+    graph = nir.read(str(portable_file))
+    with reader_row(f"norse/portable/{str(dtype)[6:]}", reader="norse", version=norse.__version__,
+                    graph="portable", dtype=str(dtype)[6:],
+                    entry_point="norse.torch.from_nir(graph, dt=graph.metadata['dt'])"
+                                + (".to(torch.float64)" if dtype == torch.float64 else "")) as row:
+        net = norse.torch.from_nir(graph, dt=float(graph.metadata["dt"])).to(dtype)
+        row["loads"] = True
+        outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
+                                     portable_reference["lifs"], dtype, spikes_of=lambda out: out[0])
+        compare_with_reference(row, portable_reference, outputs, spikes,
+                               1e-12 if dtype == torch.float64 else PORTABLE_FLOAT32_ATOL)
+
+
+@pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
+def test_norse_needs_the_schedule_nodes(portable_file, portable_reference):
+    """Without the zero schedule nodes nirtorch.load's depth-first order reads last step's value on
+    the AND nodes' second input: the spikes differ (this is why the export adds them)."""
+    import norse.torch
+
+    graph = nir.read(str(portable_file))
+    schedule = [name for name in graph.nodes if name.endswith(".schedule")]
+    assert len(schedule) == 2  # one block: q_lif -> k, k_lif -> v
+    graph.nodes = {name: node for name, node in graph.nodes.items() if name not in schedule}
+    graph.edges = [(a, b) for a, b in graph.edges if a not in schedule and b not in schedule]
+    net = norse.torch.from_nir(graph, dt=float(graph.metadata["dt"])).double()
+    outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
+                                 portable_reference["lifs"], torch.float64, spikes_of=lambda out: out[0])
+    lifs = portable_reference["lifs"]
+    differ = {name for name in lifs if not np.array_equal(spikes[name], portable_reference["spikes"][name])}
+    assert "blocks.0.attn.kv_and" in differ or "blocks.0.attn.qkv_and" in differ
