@@ -14,10 +14,12 @@ export MINARI_DATASETS_PATH ?= $(CURDIR)/runs/datasets
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@# norse: an sdist that declares torchvision (another torch); its NIR import needs neither
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps norse==1.1.0
 	@touch $(STAMP)
 
 # Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch.

@@ -45,8 +45,9 @@ PORTABLE_DT = 1e-4  # s: snnTorch 1.0.0's import_nir hard-codes this dt for ever
 READERS = {"nirtorch": "2.6", "snntorch": "1.0.0", "norse": "1.1.0"}
 MIX_TAP_TOLERANCE = 1e-6  # |product of stage taps - standard tap| / max |tap| of the channel (float32 taps pass)
 OUTPUT_TOLERANCE = 1e-12  # |portable - standard| output, relative to the output scale where that exceeds 1
+CURRENT_TOLERANCE = 1e-12  # |portable / factor - standard| Conv output, relative to the node's largest |value|
 SPIKING = (nir.LIF, nir.Threshold)
-VERIFY_EPISODES, VERIFY_MAX_STEPS = 4, 40  # closed-loop decisions checked at export (<= 160)
+VERIFY_EPISODES, VERIFY_MAX_STEPS = 8, 40  # closed-loop decisions checked at export (<= 320)
 
 
 # ---------------------------------------------------------------------------- rewrite
@@ -320,6 +321,7 @@ def to_portable(standard: nir.NIRGraph, source: str = "graph") -> tuple[nir.NIRG
     n_tokens = shapes[inputs[0]][1]
     dt_standard = float(np.asarray(standard.metadata["dt"]).reshape(-1)[0])
     rw = _Rewrite(dt=PORTABLE_DT)
+    counterparts: dict[str, dict] = {}
 
     lif_factors: dict[str, np.ndarray] = {}
     portable_lifs: dict[str, nir.LIF] = {}
@@ -346,7 +348,10 @@ def to_portable(standard: nir.NIRGraph, source: str = "graph") -> tuple[nir.NIRG
             rw.renamed[name] = (name, name)
             rw.and_as_lif.append(name)
         else:
-            _rewrite_conv(rw, name, node, n_tokens, conv_factors.get(name, np.ones(shapes[name][0])))
+            factor = conv_factors.get(name, np.ones(shapes[name][0]))
+            _rewrite_conv(rw, name, node, n_tokens, factor)
+            counterparts[name] = {"node": rw.renamed[name][1],
+                                  "factor": float(factor[0]) if np.all(factor == factor[0]) else factor.tolist()}
 
     chained = set()
     for a, b in standard.edges:  # edge-list order kept: it is the order of summation
@@ -394,6 +399,7 @@ def to_portable(standard: nir.NIRGraph, source: str = "graph") -> tuple[nir.NIRG
         "mix_max_relative_tap_error": rw.mix_tap_error,
         "square_kernels": rw.square_kernels,
         "schedule_nodes": {name: {"from": d, "to": u} for name, (d, u) in rw.schedule_nodes.items()},
+        "conv_counterparts": counterparts,  # standard Conv1d -> the portable node with its output x factor
         "weights": {"standard": standard_weights, "portable": portable_weights,
                     "ratio": round(portable_weights / standard_weights, 4)},
     }
@@ -418,32 +424,48 @@ def portable_inputs(decisions: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(decisions[:, :, None, :])
 
 
-def verify_portable(standard: nir.NIRGraph, portable: nir.NIRGraph, decisions: np.ndarray, batch: int = 64) -> dict:
+def verify_portable(standard: nir.NIRGraph, portable: nir.NIRGraph, decisions: np.ndarray,
+                    counterparts: dict | None = None, batch: int = 64) -> dict:
     """Run both graphs in the reference simulator on `decisions` (N, D_in, L) and compare the
-    spikes of every spiking node of the standard graph, the outputs and the actions.
-    ExportError (one line) unless spikes and actions are identical and outputs within OUTPUT_TOLERANCE."""
+    spikes of every spiking node of the standard graph, every Conv's currents (the portable
+    counterpart's output divided by its folded factor; `counterparts` as in the note, default:
+    the portable graph's metadata), the outputs and the actions. ExportError (one line) unless
+    spikes and actions are identical and currents and outputs within CURRENT_TOLERANCE / OUTPUT_TOLERANCE."""
+    from spikingmind.export.nir import graph_metadata
     from spikingmind.export.reference import ReferenceSimulator
 
     names = spiking_nodes(standard)
     missing = [name for name in names if not isinstance(portable.nodes.get(name), nir.LIF)]
     if missing:
         raise ExportError(f"portable export: spiking nodes {missing} have no LIF counterpart in the rewrite")
+    if counterparts is None:
+        counterparts = graph_metadata(portable, "portable graph")["portable"]["conv_counterparts"]
     sim_standard, sim_portable = ReferenceSimulator(standard), ReferenceSimulator(portable)
     time_steps = sim_standard.time_steps
     out_standard, out_portable = sim_standard.output_names[0], sim_portable.output_names[0]
     n_tokens = decisions.shape[-1]
     mismatches = {name: 0 for name in names}
     values = spikes = action_mismatches = 0
-    worst = 0.0
+    worst = worst_current = 0.0
+    worst_current_node = None
+    convs = list(counterparts)
     for start in range(0, len(decisions), batch):
         chunk = decisions[start:start + batch]
-        a = sim_standard.run(chunk, time_steps, record=names)
-        b = sim_portable.run(portable_inputs(chunk), time_steps, record=names)
+        a = sim_standard.run(chunk, time_steps, record=names + convs)
+        b = sim_portable.run(portable_inputs(chunk), time_steps,
+                             record=names + sorted({c["node"] for c in counterparts.values()}))
         for name in names:
             ours = b.records[name].reshape(a.records[name].shape)
             mismatches[name] += int((ours != a.records[name]).sum())
             values += ours.size
             spikes += int(a.records[name].sum())
+        for name, counterpart in counterparts.items():
+            theirs = a.records[name]
+            factor = np.asarray(counterpart["factor"], dtype=np.float64).reshape(-1, 1)
+            ours = b.records[counterpart["node"]].reshape(theirs.shape) / factor
+            error = float(np.abs(ours - theirs).max()) / max(float(np.abs(theirs).max()), np.finfo(np.float64).tiny)
+            if error > worst_current:
+                worst_current, worst_current_node = error, name
         y_a = a.outputs[out_standard]
         y_b = b.outputs[out_portable].reshape(y_a.shape)
         error = float(np.abs(y_b - y_a).max())
@@ -454,13 +476,16 @@ def verify_portable(standard: nir.NIRGraph, portable: nir.NIRGraph, decisions: n
     total = sum(mismatches.values())
     result = {"decisions": int(len(decisions)), "spiking_nodes": len(names), "spike_values": values,
               "spikes": spikes, "spike_mismatches": total, "action_mismatches": action_mismatches,
-              "max_relative_output_difference": worst, "output_tolerance": OUTPUT_TOLERANCE}
-    if total or action_mismatches or not worst <= OUTPUT_TOLERANCE:
+              "max_relative_output_difference": worst, "output_tolerance": OUTPUT_TOLERANCE,
+              "conv_nodes": len(counterparts), "max_relative_current_difference": worst_current,
+              "current_tolerance": CURRENT_TOLERANCE}
+    if total or action_mismatches or not worst <= OUTPUT_TOLERANCE or not worst_current <= CURRENT_TOLERANCE:
         first = next((name for name, count in mismatches.items() if count), None)
         where = f"{total} of {values} spike values differ (first in '{first}')" if total else "spikes agree"
         raise ExportError(f"portable export does not reproduce the standard graph on {len(decisions)} real "
                           f"decisions: {where}, {action_mismatches} actions differ, outputs differ by "
-                          f"{worst:.3g} (tolerance {OUTPUT_TOLERANCE:g})")
+                          f"{worst:.3g} (tolerance {OUTPUT_TOLERANCE:g}), currents by {worst_current:.3g} "
+                          f"(in '{worst_current_node}', tolerance {CURRENT_TOLERANCE:g})")
     return result
 
 
@@ -506,7 +531,7 @@ def portable_export_graph(standard: nir.NIRGraph, source: str = "graph", decisio
         "against": "the standard graph in the reference simulator (float64)",
         "inputs": f"closed-loop decisions of the standard graph: {VERIFY_EPISODES} evaluation episodes of "
                   f"{meta['env']['env_id']}, each cut at {VERIFY_MAX_STEPS} steps",
-        **verify_portable(standard, graph, decisions),
+        **verify_portable(standard, graph, decisions, note["conv_counterparts"]),
     }
     graph.metadata["spikingmind"] = json.dumps(portable_metadata(meta, note))
     return graph

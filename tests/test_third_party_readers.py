@@ -186,7 +186,7 @@ class NirThreshold(torch.nn.Module):
 
 
 def nirtorch_module(graph: nir.NIRGraph, dtype=torch.float64):
-    nirtorch = pytest.importorskip("nirtorch")
+    import nirtorch  # a dev dependency: never skipped
     dt = float(graph.metadata["dt"])
     node_map = {nir.LIF: lambda node: NirLIF(node, dt), nir.Threshold: NirThreshold}
     return nirtorch.nir_to_torch(graph, node_map, dtype=dtype)
@@ -227,7 +227,6 @@ def test_nirtorch_reads_tiny_dt_and_agrees_with_reference(tiny_graph):
 
 
 def test_nirtorch_reads_trained_dt_and_agrees_with_reference(snn_checkpoint):
-    pytest.importorskip("nirtorch")
     from spikingmind.export.nir import graph_metadata
 
     graph = checkpoint_to_graph(snn_checkpoint)
@@ -255,7 +254,7 @@ def test_nirtorch_fresh_state_each_decision(tiny_graph):
 
 
 def test_nirtorch_has_no_neuron_mapping_of_its_own(tiny_graph):
-    nirtorch = pytest.importorskip("nirtorch")
+    import nirtorch  # a dev dependency: never skipped
     with pytest.raises(ValueError, match="Unknown node type .*LIF.*mapping does not exist"):
         nirtorch.nir_to_torch(tiny_graph, {})
 
@@ -264,7 +263,7 @@ def test_nirtorch_default_map_traps_we_avoid():
     """Affine drops the bias (we never emit Affine); Conv1d swaps in/out channels in the
     module's attributes, harmless because the weight tensor is copied whole (we emit
     Conv1d, and the agreement tests above pass through it)."""
-    nirtorch = pytest.importorskip("nirtorch")
+    import nirtorch  # a dev dependency: never skipped
     from nirtorch.nir_interpreter import DEFAULT_MAP
 
     affine = DEFAULT_MAP[nir.Affine](nir.Affine(weight=np.ones((2, 3)), bias=np.array([100.0, -100.0])))
@@ -280,7 +279,6 @@ def test_nirtorch_default_map_traps_we_avoid():
 
 
 def snntorch_import():
-    pytest.importorskip("nirtorch")  # snntorch.import_nir imports it at module level
     from snntorch.import_nir import import_from_nir
 
     return import_from_nir
@@ -328,9 +326,9 @@ def test_snntorch_lif_import_assumes_dt_1e4(dt, agrees, capsys):
 
 
 def norse_from_nir():
-    pytest.importorskip("nirtorch")
-    norse_torch = pytest.importorskip("norse.torch")
-    return norse_torch.from_nir
+    import norse.torch  # installed by `make venv` (--no-deps): never skipped
+
+    return norse.torch.from_nir
 
 
 @pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
