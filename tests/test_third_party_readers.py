@@ -38,6 +38,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from spikingmind import units
 from spikingmind.export.nir import checkpoint_to_graph, model_to_graph
@@ -46,6 +47,9 @@ from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout, step_tokens, window_indices, windows
 
 ACTION = 2  # token index of the action within a step (return-to-go, state, action)
+
+# norse's first import scripts its functions with torch.jit.script, deprecated in torch 2.13
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 #: reader row key -> what the test measured (see the module docstring)
 THIRD_PARTY_RESULTS: dict[str, dict] = {}
@@ -544,3 +548,75 @@ def test_norse_needs_the_schedule_nodes(portable_file, portable_reference):
     lifs = portable_reference["lifs"]
     differ = {name for name in lifs if not np.array_equal(spikes[name], portable_reference["spikes"][name])}
     assert "blocks.0.attn.kv_and" in differ or "blocks.0.attn.qkv_and" in differ
+
+
+# ---------------------------------------------------------------------------- rockpool 3.1.0
+
+
+def test_rockpool_cannot_read_the_portable_export(portable_file):
+    """rockpool.nn.modules.torch.nir.from_nir maps no Conv1d or Conv2d, and its LIF mapping reads
+    `node.tau_mem`, which NIR's LIF does not have (it is CubaLIF's name)."""
+    import importlib.metadata
+
+    from rockpool.nn.modules.torch.nir import from_nir
+
+    graph = nir.read(str(portable_file))
+    with reader_row("rockpool/portable", reader="rockpool", version=importlib.metadata.version("rockpool"),
+                    graph="portable", entry_point="rockpool.nn.modules.torch.nir.from_nir(graph)") as row:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(NotImplementedError, match="Cannot convert .*Conv2d.* to rockpool module") as conv:
+                from_nir(graph)
+            lif = graph.nodes["head.lif"]  # the LIF alone
+            alone = nir.NIRGraph(nodes={"input": nir.Input(lif.input_type), "lif": lif,
+                                        "output": nir.Output(lif.output_type)},
+                                 edges=[("input", "lif"), ("lif", "output")])
+            with pytest.raises(AttributeError, match="'LIF' object has no attribute 'tau_mem'") as tau:
+                from_nir(alone)
+        row["blocker"] = f"NotImplementedError: {conv.value}; a LIF alone: AttributeError: {tau.value}"
+
+
+# ---------------------------------------------------------------------------- upstream bugs we work around
+
+
+def test_nir_conv2d_infers_its_kernel_size_from_one_axis():
+    """nir 1.0.8 (nir/ir/conv.py, Conv2d.__post_init__) passes weight.shape[2] as the kernel size
+    of both axes: a (1, 3) kernel's output type is wrong, and reading the file back fails its type
+    check. Hence the portable export's square kernels. docs/THIRD_PARTY_READERS.md has the repro."""
+    weight = np.ones((2, 2, 1, 3))
+    expected = F.conv2d(torch.ones(1, 2, 1, 8, dtype=torch.float64), torch.from_numpy(weight), padding=(0, 1))
+    conv = nir.Conv2d(input_shape=(1, 8), weight=weight, stride=1, padding=(0, 1), dilation=1, groups=1,
+                      bias=np.zeros(2))
+    assert tuple(expected.shape[1:]) == (2, 1, 8)
+    assert tuple(conv.output_type["output"]) == (2, 1, 10)  # the bug; (2, 1, 8) once fixed
+
+
+@pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
+def test_nirtorch_load_runs_depth_first_not_in_topological_order():
+    """nirtorch 2.6 `load` (GraphExecutor, used by norse and sinabs) runs nodes in depth-first
+    pre-order: c = a + b runs before b, reads b's previous step (nothing at step 0), and the
+    executor returns the last node it ran (b), not the Output. Hence the schedule nodes."""
+    import nirtorch
+
+    def affine(w):
+        return nir.Affine(weight=np.array([[w]]), bias=np.array([0.0]))
+
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input({"input": np.array([1])}), "a": affine(1.0), "b": affine(10.0), "c": affine(1.0),
+               "output": nir.Output({"output": np.array([1])})},
+        edges=[("input", "a"), ("input", "b"), ("a", "c"), ("b", "c"), ("c", "output")])
+
+    def model_map(node):
+        if isinstance(node, nir.Affine):
+            module = torch.nn.Linear(1, 1)
+            module.weight.data = torch.tensor(node.weight).float()
+            module.bias.data = torch.tensor(node.bias).float()
+            return module
+
+    net = nirtorch.load(graph, model_map)
+    assert [node.name for node in net.execution_order] == ["input", "a", "c", "output", "b"]
+    seen, state = [], None
+    for x in (1.0, 2.0):
+        y, state = net(torch.tensor([[x]]), state)
+        seen.append((state.cache["c"].item(), y.item()))
+    assert seen == [(1.0, 10.0), (12.0, 20.0)]  # a topological run: (11, 11), (22, 22)
