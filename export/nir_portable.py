@@ -540,6 +540,8 @@ def portable_export_graph(standard: nir.NIRGraph, source: str = "graph", decisio
 def export(source, out, force: bool = False) -> Path:
     """Checkpoint folder or standard .nir -> model-portable.nir, verified against the standard graph."""
     from spikingmind.export.nir import load_or_export_graph, write_graph
+    from spikingmind.io import refuse_overwrite
 
+    refuse_overwrite(out, force)  # before the verification's episodes, not after
     standard = load_or_export_graph(source)
     return write_graph(portable_export_graph(standard, str(source)), out, force)
