@@ -26,7 +26,6 @@ docs/THIRD_PARTY_READERS.md and docs/results/third_party.json.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import logging
@@ -41,6 +40,15 @@ import torch
 import torch.nn.functional as F
 
 from spikingmind import units
+from spikingmind.export.nir_readers import (
+    READERS,
+    agreement,
+    build_reader,
+    decoded_actions,
+    reader_version,
+    run_module,
+    run_reader,
+)
 from spikingmind.export.nir import checkpoint_to_graph, model_to_graph
 from spikingmind.export.reference import ReferenceSimulator
 from spikingmind.model import DecisionTransformer, ModelConfig
@@ -418,133 +426,44 @@ def portable_reference(portable_file):
             "outputs": result.outputs["output"], "actions": decoded_actions(result.outputs["output"])}
 
 
-def decoded_actions(outputs: np.ndarray) -> np.ndarray:
-    """SEMANTICS.md decoding of (T, B, n_out, 1, L) outputs: argmax of the mean over T at token L-2."""
-    return outputs[..., 0, -2].mean(axis=0).argmax(axis=-1)
+PORTABLE_ATOL = {"float64": 1e-12, "float32": 1e-5}  # outputs; float32: the same spikes, float32 rounding
+PORTABLE_RUNS = [("nirtorch", "float64"), ("nirtorch", "float32"), ("snntorch", "float32"), ("norse", "float64"),
+                 ("norse", "float32")]
 
 
-def run_reader(net, decisions: np.ndarray, time_steps: int, lifs: list[str], dtype, spikes_of=lambda out: out):
-    """T steps of the same input from zero state (`state=None`), every LIF's output recorded by a
-    forward hook: outputs (T, B, ...) and spikes by NIR node name (T, B, C, 1, L)."""
-    spikes: dict[str, list[np.ndarray]] = {name: [] for name in lifs}
-    hooks = [net.get_submodule(name.replace(".", "_")).register_forward_hook(
-        lambda module, args, out, name=name: spikes[name].append(spikes_of(out).detach().double().numpy().copy()))
-        for name in lifs]
-    state, outputs = None, []
-    x = torch.as_tensor(decisions, dtype=dtype)
-    try:
-        with torch.no_grad():
-            for _ in range(time_steps):
-                y, state = net(x, state)
-                outputs.append(y.double().numpy())
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return np.stack(outputs), {name: np.stack(steps) for name, steps in spikes.items()}
-
-
-def compare_with_reference(row: dict, reference: dict, outputs: np.ndarray, spikes: dict, atol: float) -> None:
-    """Fill the row with the measured agreement, then assert: identical spikes at every LIF,
-    identical actions, outputs within `atol` (relative to the output scale where that exceeds 1)."""
-    lifs = reference["lifs"]
-    row["runs"] = True
-    assert outputs.shape == reference["outputs"].shape
-    mismatches = {name: int((spikes[name] != reference["spikes"][name]).sum()) for name in lifs}
-    actions = decoded_actions(outputs)
-    error = float(np.abs(outputs - reference["outputs"]).max())
-    row.update(decisions=len(reference["decisions"]), spiking_layers=len(lifs),
-               spike_values=int(sum(reference["spikes"][n].size for n in lifs)),
-               spikes=int(sum(reference["spikes"][n].sum() for n in lifs)),
-               spike_mismatches=sum(mismatches.values()),
-               actions_agreeing=int((actions == reference["actions"]).sum()),
-               max_output_difference=error, output_tolerance=atol)
-    row["agrees"] = row["spike_mismatches"] == 0 and row["actions_agreeing"] == len(actions)
-    assert {name: n for name, n in mismatches.items() if n} == {}
-    np.testing.assert_array_equal(actions, reference["actions"])
-    assert error <= atol * max(1.0, float(np.abs(reference["outputs"]).max()))
-
-
-PORTABLE_FLOAT32_ATOL = 1e-5  # float32 readers: the same spikes, outputs to float32 rounding
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_nirtorch_runs_the_portable_export_spike_for_spike(portable_file, portable_reference, dtype):
-    """nirtorch.nir_to_torch with its default map (Input, Output, Conv2d) and no node map of ours:
-    nirtorch maps no neuron, so LIF goes to norse's own NIR mapping (LIFBoxCell)."""
-    import nirtorch
-    from norse.torch.utils.import_nir import _import_norse_module
-
-    graph = nir.read(str(portable_file))
-    dt = float(graph.metadata["dt"])
-    with reader_row(f"nirtorch/portable/{str(dtype)[6:]}", reader="nirtorch", version=nirtorch.__version__,
-                    graph="portable", dtype=str(dtype)[6:],
-                    entry_point="nirtorch.nir_to_torch(graph, {nir.LIF: norse's _import_norse_module(dt)}, "
-                                "dtype); everything else nirtorch's DEFAULT_MAP") as row:
-        net = nirtorch.nir_to_torch(graph, {nir.LIF: functools.partial(_import_norse_module, dt=dt)}, dtype=dtype)
+@pytest.mark.parametrize("reader, dtype", PORTABLE_RUNS, ids=[f"{r}-{d}" for r, d in PORTABLE_RUNS])
+def test_third_party_reader_runs_the_portable_export_spike_for_spike(portable_file, portable_reference, reader, dtype):
+    """Each importer as its library ships it (export/nir_readers.py: nirtorch.nir_to_torch with its
+    default map and norse's LIF mapping, as nirtorch maps no neuron; snntorch.import_nir.import_from_nir,
+    float32 only, its spikes are float32 whatever the module's dtype; norse.torch.from_nir with the
+    graph's dt). Every LIF's spikes and every action must equal the reference simulator's."""
+    graph = nir.read(str(portable_file))  # the file as written, through the plain NIR reader
+    with reader_row(f"{reader}/portable/{dtype}", reader=reader, version=reader_version(reader), graph="portable",
+                    dtype=dtype, entry_point=READERS[reader].entry_point) as row:
+        net = build_reader(reader, graph, dtype)
         row["loads"] = True
-        outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
-                                     portable_reference["lifs"], dtype, spikes_of=lambda out: out[0])
-        compare_with_reference(row, portable_reference, outputs, spikes,
-                               1e-12 if dtype == torch.float64 else PORTABLE_FLOAT32_ATOL)
-
-
-def test_snntorch_runs_the_portable_export_spike_for_spike(portable_file, portable_reference):
-    """snntorch.import_nir.import_from_nir, as it is: its Leaky neurons keep their membranes across
-    calls (init_hidden=True), so snntorch.utils.reset before a batch of decisions; float32 is the
-    only precision it runs in (its spikes are float32 whatever the module's dtype)."""
-    import snntorch
-    import snntorch.utils
-    from snntorch.import_nir import import_from_nir
-
-    graph = nir.read(str(portable_file))
-    with reader_row("snntorch/portable/float32", reader="snntorch", version=snntorch.__version__,
-                    graph="portable", dtype="float32",
-                    entry_point="snntorch.import_nir.import_from_nir(graph); snntorch.utils.reset(net) "
-                                "before each batch of decisions") as row:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints its subgraph search and weight scaling
-            net = import_from_nir(graph)
-        row["loads"] = True
-        snntorch.utils.reset(net)
-        outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
-                                     portable_reference["lifs"], torch.float32)
-        compare_with_reference(row, portable_reference, outputs, spikes, PORTABLE_FLOAT32_ATOL)
-
-
-@pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_norse_runs_the_portable_export_spike_for_spike(portable_file, portable_reference, dtype):
-    """norse.torch.from_nir (nirtorch.load: depth-first schedule, made topological by the
-    export's schedule nodes), dt from the graph's metadata; float64 by `.to(dtype)`."""
-    import norse
-    import norse.torch
-
-    graph = nir.read(str(portable_file))
-    with reader_row(f"norse/portable/{str(dtype)[6:]}", reader="norse", version=norse.__version__,
-                    graph="portable", dtype=str(dtype)[6:],
-                    entry_point="norse.torch.from_nir(graph, dt=graph.metadata['dt'])"
-                                + (".to(torch.float64)" if dtype == torch.float64 else "")) as row:
-        net = norse.torch.from_nir(graph, dt=float(graph.metadata["dt"])).to(dtype)
-        row["loads"] = True
-        outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
-                                     portable_reference["lifs"], dtype, spikes_of=lambda out: out[0])
-        compare_with_reference(row, portable_reference, outputs, spikes,
-                               1e-12 if dtype == torch.float64 else PORTABLE_FLOAT32_ATOL)
+        outputs, spikes = run_module(reader, net, graph, portable_reference["decisions"], dtype,
+                                     portable_reference["lifs"])
+        row["runs"] = True
+        measured = agreement(portable_reference["outputs"], portable_reference["spikes"], outputs, spikes)
+        row.update(measured, output_tolerance=PORTABLE_ATOL[dtype])
+        row["agrees"] = measured["spike_mismatches"] == 0 and measured["actions_agreeing"] == measured["decisions"]
+        assert measured["layers_differing"] == []
+        np.testing.assert_array_equal(decoded_actions(outputs), portable_reference["actions"])
+        scale = max(1.0, float(np.abs(portable_reference["outputs"]).max()))
+        assert measured["max_output_difference"] <= PORTABLE_ATOL[dtype] * scale
 
 
 @pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated")
 def test_norse_needs_the_schedule_nodes(portable_file, portable_reference):
     """Without the zero schedule nodes nirtorch.load's depth-first order reads last step's value on
     the AND nodes' second input: the spikes differ (this is why the export adds them)."""
-    import norse.torch
-
     graph = nir.read(str(portable_file))
     schedule = [name for name in graph.nodes if name.endswith(".schedule")]
     assert len(schedule) == 2  # one block: q_lif -> k, k_lif -> v
     graph.nodes = {name: node for name, node in graph.nodes.items() if name not in schedule}
     graph.edges = [(a, b) for a, b in graph.edges if a not in schedule and b not in schedule]
-    net = norse.torch.from_nir(graph, dt=float(graph.metadata["dt"])).double()
-    outputs, spikes = run_reader(net, portable_reference["decisions"], int(graph.metadata["time_steps"]),
-                                 portable_reference["lifs"], torch.float64, spikes_of=lambda out: out[0])
+    outputs, spikes = run_reader("norse", graph, portable_reference["decisions"], "float64", portable_reference["lifs"])
     lifs = portable_reference["lifs"]
     differ = {name for name in lifs if not np.array_equal(spikes[name], portable_reference["spikes"][name])}
     assert "blocks.0.attn.kv_and" in differ or "blocks.0.attn.qkv_and" in differ
