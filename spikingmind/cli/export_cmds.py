@@ -48,6 +48,15 @@ def export_cmd(
         options["decision_only"] = True
     path = export(target, source, out, force=force, **options)
     console.print(f"exported [bold]{target}[/] -> {path}")
+    if portable:
+        from spikingmind.export.nir import graph_metadata
+        from spikingmind.export.reference import load_graph
+
+        note = graph_metadata(load_graph(path), str(path))["portable"]
+        check = note["verification"]
+        console.print(f"verified against the standard graph on {check['decisions']} closed-loop decisions: "
+                      f"{check['spike_mismatches']} of {check['spike_values']:,} spike values differ, "
+                      f"{check['action_mismatches']} actions; weights {note['weights']['ratio']}x the standard's")
 
 
 def register(app: typer.Typer) -> None:
