@@ -37,9 +37,11 @@ NOT_IN_MAKE_TEST = [
                 "an unexpected keyword argument 'v_reset'`); reported: defaults to multi-spike neurons with "
                 "subtractive reset"},
     {"reader": "spyx", "version": "1.0.0", "graph": "portable",
-     "why_not": "needs jax (~600 MB) and numpy 2 (we pin numpy < 2)",
-     "blocker": "reported, not reproduced here: follows only the first edge out of a node and fires on the "
-                "previous step's membrane"},
+     "why_not": "needs jax and numpy 2 (we pin numpy < 2): its own venv, 791 MB",
+     "blocker": "measured in such a venv: from_nir builds a Sequential along the first edge out of each node "
+                "(`_order_edge_list`), so our branching graph becomes one chain; channels-first input fails in "
+                "conv_general_dilated (feature dimension 12 != 11), channels-last with `TypeError: add got "
+                "incompatible shapes`; reported: fires on the previous step's membrane"},
     {"reader": "lava-dl", "version": "0.6.0", "graph": "portable",
      "why_not": "needs a CUDA torch 2.3 and torchvision (no CPU build here)",
      "blocker": "reported: has no NIR reader; netx builds only layer chains (our Lava path is export --target lava)"},
