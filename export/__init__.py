@@ -12,7 +12,8 @@ from pathlib import Path
 from spikingmind.errors import ExportError
 
 TARGETS: dict[str, tuple[str, str]] = {
-    "nir": ("spikingmind.export.nir", "spiking DT checkpoint -> standard NIR graph (.nir)"),
+    "nir": ("spikingmind.export.nir", "spiking DT checkpoint -> standard NIR graph (.nir); with --portable, the "
+                                      "graph rewritten for nirtorch/snnTorch/norse, verified against the standard one"),
     "onnx": ("spikingmind.export.onnx", "ANN twin or spiking DT checkpoint -> ONNX inference graph (.onnx), runs in ONNX Runtime"),
     "lava": ("spikingmind.export.lava", "spiking DT checkpoint or .nir -> Lava bundle folder, verified in Lava"),
 }

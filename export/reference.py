@@ -121,6 +121,14 @@ def _conv_pointwise_step(params, state, x):
     return out, state
 
 
+def _conv2d_flat_step(params, state, x):
+    # Conv2d as its Conv1d step on the flattened (H*W) grid: the same matmul, bit for bit
+    inner, params1d, out_shape = params
+    batch = x.shape[0]
+    out, state = inner(params1d, state, x.reshape(batch, x.shape[1], -1))
+    return out.reshape(batch, *out_shape), state
+
+
 def _conv_channelwise_step(params, state, x):
     # each output channel reads only its own input channel: per-channel Toeplitz matrices
     # (C, N_out, N) @ (B, C, N, 1) -> (B, C, N_out); padding and stride are folded in
@@ -494,6 +502,136 @@ def _compile_conv1d(node, ctx: _Context) -> _Compiled:
     return _Compiled(_conv_im2col_step, (index, pad, groups, grouped, bias, path), _no_state)
 
 
+# ---- Conv2d: torch.nn.functional.conv2d semantics --------------------------------------
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    array = np.asarray(value)
+    if array.size == 1:
+        return (_as_int(array, what),) * 2
+    if array.shape != (2,) or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what} must be one integer or two, got {value!r}")
+    return int(array[0]), int(array[1])
+
+
+def _conv2d_geometry(node, in_hw: tuple[int, int]):
+    """(C_out, C_in, (kH, kW), stride, dilation, groups, ((top, bottom), (left, right)), (H_out, W_out))."""
+    weight = np.asarray(node.weight)
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
+    c_out, c_in_group, *kernel = weight.shape
+    stride, dilation = _pair(node.stride, "stride"), _pair(node.dilation, "dilation")
+    groups = _as_int(node.groups, "groups")
+    if min(*stride, *dilation, groups) < 1 or c_out % groups:
+        raise ValueError(
+            f"stride={stride}, dilation={dilation}, groups={groups} invalid for {c_out} output channels"
+        )
+    padding = node.padding
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if isinstance(padding, np.ndarray) and padding.dtype.kind in "SU":
+        padding = str(padding.item()) if padding.dtype.kind == "U" else padding.item().decode()
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad = ((0, 0), (0, 0))
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError("padding='same' requires stride 1 (as in torch)")
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            pad = tuple((t // 2, t - t // 2) for t in totals)  # torch: the odd element on the right
+        else:
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    else:
+        p = _pair(padding, "padding")
+        if min(p) < 0:
+            raise ValueError(f"padding must be >= 0, got {p}")
+        pad = ((p[0], p[0]), (p[1], p[1]))
+    out = tuple(
+        (n + lo + hi - d * (k - 1) - 1) // s + 1
+        for n, (lo, hi), d, k, s in zip(in_hw, pad, dilation, kernel, stride)
+    )
+    return c_out, c_in_group * groups, tuple(kernel), stride, dilation, groups, pad, out
+
+
+def _conv2d_input(node, candidate: Shape | None) -> Shape:
+    weight = np.asarray(node.weight)
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
+    c_in = weight.shape[1] * _as_int(node.groups, "groups")
+    hw = None if node.input_shape is None else tuple(int(n) for n in np.asarray(node.input_shape).reshape(-1))
+    if hw is not None and len(hw) != 2:
+        raise ValueError(f"input_shape must be (H, W), got {node.input_shape!r}")
+    if candidate is None:
+        if hw is None:
+            raise _ShapeMismatch(f"({c_in}, H, W) (input_shape not declared)")
+        return (c_in, *hw)
+    if len(candidate) != 3 or candidate[0] != c_in or (hw is not None and tuple(candidate[1:]) != hw):
+        raise _ShapeMismatch(f"({c_in}, {'H, W' if hw is None else ', '.join(map(str, hw))})")
+    return candidate
+
+
+def _conv2d_output(node, in_shape: Shape) -> Shape:
+    c_out, *_, out = _conv2d_geometry(node, tuple(in_shape[1:]))
+    if min(out) < 1:
+        raise ValueError(f"input {tuple(in_shape[1:])} is too small for the kernel")
+    return (c_out, *out)
+
+
+def _conv2d_im2col_step(params, state, x):
+    rows, cols, pad, groups, weight, bias, path = params
+    batch, c_in = x.shape[:2]
+    padded = np.pad(x, ((0, 0), (0, 0), *pad)) if pad != ((0, 0), (0, 0)) else x
+    patches = padded[:, :, rows, cols]  # (B, C_in, H_out, W_out, kH, kW)
+    patches = patches.reshape(batch, groups, c_in // groups, *patches.shape[2:])
+    out = np.einsum("bgihwkl,goikl->bgohw", patches, weight, optimize=path)
+    return out.reshape(batch, -1, *out.shape[-2:]) + bias, state
+
+
+def _compile_conv2d(node, ctx: _Context) -> _Compiled:
+    """torch conv2d on (C_in, H, W). A 1x1 kernel with stride 1 and no padding is the Conv1d
+    pointwise matmul on the flattened grid; a channelwise kernel becomes per-channel Toeplitz
+    matrices over the flattened grid (as Conv1d); anything else is im2col."""
+    in_hw = tuple(ctx.in_shape[1:])
+    c_out, c_in, kernel, stride, dilation, groups, pad, out_hw = _conv2d_geometry(node, in_hw)
+    weight = np.asarray(node.weight, dtype=ctx.dtype)
+    try:
+        bias = np.broadcast_to(np.asarray(node.bias, dtype=ctx.dtype), (c_out,))
+    except ValueError as exc:
+        raise ValueError(f"bias shape {np.shape(node.bias)} does not fit {c_out} channels") from exc
+    cg_in, cg_out = c_in // groups, c_out // groups
+    dense = np.zeros((c_out, c_in, *kernel), dtype=ctx.dtype)
+    for g in range(groups):
+        dense[g * cg_out : (g + 1) * cg_out, g * cg_in : (g + 1) * cg_in] = weight[g * cg_out : (g + 1) * cg_out]
+    out_shape = (c_out, *out_hw)
+    n_in, n_out = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
+    flat_bias = np.ascontiguousarray(bias)[:, None]
+
+    if kernel == (1, 1) and stride == (1, 1) and pad == ((0, 0), (0, 0)):
+        inner = (np.ascontiguousarray(dense[:, :, 0, 0]), flat_bias)
+        return _Compiled(_conv2d_flat_step, (_conv_pointwise_step, inner, out_shape), _no_state)
+
+    off_diagonal = dense.copy()
+    if c_in == c_out:
+        off_diagonal[np.arange(c_out), np.arange(c_in)] = 0
+    if c_in == c_out and not off_diagonal.any() and c_out * n_out * n_in <= _TOEPLITZ_MAX_ELEMENTS:
+        taps = dense[np.arange(c_out), np.arange(c_in)]  # (C, kH, kW)
+        ho, wo, i, j = np.meshgrid(*(np.arange(n) for n in (*out_hw, *kernel)), indexing="ij")
+        hi = ho * stride[0] + i * dilation[0] - pad[0][0]  # taps on padding read zeros
+        wi = wo * stride[1] + j * dilation[1] - pad[1][0]
+        inside = (hi >= 0) & (hi < in_hw[0]) & (wi >= 0) & (wi < in_hw[1])
+        toeplitz = np.zeros((c_out, n_out, n_in), dtype=ctx.dtype)
+        toeplitz[:, (ho * out_hw[1] + wo)[inside], (hi * in_hw[1] + wi)[inside]] = taps[:, i[inside], j[inside]]
+        return _Compiled(_conv2d_flat_step, (_conv_channelwise_step, (toeplitz, flat_bias), out_shape), _no_state)
+
+    rows = (np.arange(out_hw[0]) * stride[0])[:, None, None, None] + (np.arange(kernel[0]) * dilation[0])[None, None, :, None]
+    cols = (np.arange(out_hw[1]) * stride[1])[None, :, None, None] + (np.arange(kernel[1]) * dilation[1])[None, None, None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)  # (H_out, W_out, kH, kW) into the padded input
+    grouped = weight.reshape(groups, cg_out, cg_in, *kernel)
+    probe = np.zeros((1, groups, cg_in, *out_hw, *kernel), dtype=ctx.dtype)
+    path = np.einsum_path("bgihwkl,goikl->bgohw", probe, grouped, optimize="optimal")[0]
+    return _Compiled(_conv2d_im2col_step, (rows, cols, pad, groups, grouped, bias[:, None, None], path), _no_state)
+
+
 # ---- the table -------------------------------------------------------------------------
 
 
@@ -526,6 +664,7 @@ NODE_KINDS: dict[type, NodeKind] = {
     nir.Linear: NodeKind(_matrix_input, _matrix_output, _compile_linear),
     nir.Scale: NodeKind(_elementwise_input(("scale",)), _same_shape, _compile_scale),
     nir.Conv1d: NodeKind(_conv_input, _conv_output, _compile_conv1d),
+    nir.Conv2d: NodeKind(_conv2d_input, _conv2d_output, _compile_conv2d),
     nir.Flatten: NodeKind(_flatten_input, _flatten_output, _compile_flatten),
     nir.Threshold: NodeKind(_elementwise_input(("threshold",)), _same_shape, _compile_threshold),
     nir.LIF: NodeKind(_elementwise_input(_LIF_PARAMS), _same_shape, _compile_lif, True, True),
@@ -1099,10 +1238,15 @@ class NIRPolicy:
             fail(f"a policy needs one Input and one Output, got {sim.input_names} / {sim.output_names}")
         self.input_name, self.output_name = sim.input_names[0], sim.output_names[0]
         in_shape, out_shape = sim.input_shapes[self.input_name], sim.output_shapes[self.output_name]
-        if len(in_shape) != 2 or len(out_shape) != 2 or out_shape[1] != in_shape[1] or in_shape[1] < 2:
-            fail(f"policy needs Input (D_in, L) and Output (n_out, L), got {in_shape} and {out_shape}")
-        self.token_features, self.context_tokens = in_shape
+        # (D_in, L), or (D_in, 1, L) with a unit axis between (the portable export's Conv2d grid)
+        unit_axes = len(in_shape) - 2
+        if (len(in_shape) not in (2, 3) or len(out_shape) != len(in_shape) or out_shape[-1] != in_shape[-1]
+                or in_shape[-1] < 2 or any(n != 1 for n in (*in_shape[1:-1], *out_shape[1:-1]))):
+            fail(f"policy needs Input (D_in, L) and Output (n_out, L), or (D_in, 1, L) and (n_out, 1, L), "
+                 f"got {in_shape} and {out_shape}")
+        self.token_features, self.context_tokens = in_shape[0], in_shape[-1]
         self.n_out = out_shape[0]
+        self._unit_axes = unit_axes
         if sim.time_steps is None:
             fail("graph metadata has no 'time_steps'")
         self.time_steps = sim.time_steps
@@ -1125,14 +1269,15 @@ class NIRPolicy:
                 f"tokens have shape {tokens.shape}; expected (B, {self.context_tokens}, "
                 f"{self.token_features}) channels-last"
             )
+        channels_first = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
         result = self.simulator.run(
-            np.ascontiguousarray(batch.transpose(0, 2, 1)),  # (B, D_in, L)
+            channels_first.reshape(len(batch), self.token_features, *([1] * self._unit_axes), self.context_tokens),
             time_steps=self.time_steps,
             record=self.record,
         )
         self.last_records = result.records
-        out = result.outputs[self.output_name]  # (T, B, n_out, L)
-        logits = out[:, :, :, self.context_tokens - 2].mean(axis=0)
+        out = result.outputs[self.output_name]  # (T, B, n_out, L) or (T, B, n_out, 1, L)
+        logits = out.reshape(*out.shape[:3], -1)[..., self.context_tokens - 2].mean(axis=0)
         return logits[0] if single else logits
 
     def act(self, tokens: np.ndarray) -> np.ndarray:

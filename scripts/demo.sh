@@ -30,6 +30,7 @@ $sm evaluate "$out/snn/checkpoint" --backend event --episodes 20 --json "$out/ev
 
 step "5/8 export the spiking DT to NIR and run it in the NumPy reference simulator"
 $sm export "$out/snn/checkpoint" --target nir -o "$out/export/model.nir" --force
+$sm export "$out/export/model.nir" --target nir --portable -o "$out/export/model-portable.nir" --force  # for nirtorch/snnTorch/norse
 $sm evaluate "$out/export/model.nir" --episodes 5 --json "$out/eval/nir.json" --force
 
 step "6/8 export the ANN twin to ONNX and run it in ONNX Runtime"

@@ -153,3 +153,58 @@ def test_corrupted_graphs_give_one_clear_line_and_nonzero_exit(exported, tmp_pat
     result = CliRunner().invoke(app, ["evaluate", str(bad), "--episodes", "1"])
     assert result.exit_code == 2
     assert "error:" in result.output and "Traceback" not in result.output
+
+
+def _stranger_windows(meta: dict, policy, seed: int, max_steps: int) -> list[np.ndarray]:
+    """A closed-loop runner written from the export's metadata and docs/SEMANTICS.md alone (no
+    spikingmind.tokens, no rollout): the token windows it shows the policy at every step."""
+    import gymnasium as gym
+
+    table, norm = meta["token_table"], meta["normalization"]
+    rows = {row["feature"]: row for row in table["rows"]}
+    n_features, k = table["n_features"], meta["context_length"]
+    env = gym.make(meta["env"]["env_id"])
+    obs, _ = env.reset(seed=seed)
+    rtg, t, history, seen = float(meta["env"]["target_return"]), 0, [], []
+
+    def channels(feature):
+        start, stop = rows[feature]["channels"]  # half-open
+        return slice(start, stop)
+
+    while True:
+        step = np.zeros((3, n_features))
+        encoded = norm["return_gain"] * np.sign(rtg) * np.log1p(abs(rtg)) / np.log1p(norm["return_scale"])
+        step[0, channels("return_to_go")] = step[1, channels("return_to_go")] = encoded
+        step[1, channels("observation")] = (np.asarray(obs) - norm["obs_mean"]) / np.asarray(norm["obs_std"])
+        for kind in range(3):
+            step[kind, channels("token_type").start + kind] = 1.0
+        step[:, channels("timestep")] = t / norm["max_episode_steps"]
+        history = (history + [step])[-k:]
+        window = np.concatenate([np.zeros(((k - len(history)) * 3, n_features)), *history])
+        seen.append(window)
+        action = int(policy.act(window.astype(np.float32)))
+        history[-1][2, channels("action").start + action] = 1.0
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rtg -= reward  # unclipped
+        t += 1
+        if terminated or truncated or t >= max_steps:
+            return seen
+
+
+def test_a_runner_written_from_the_metadata_alone_builds_the_same_windows(exported):
+    """Every rule a stranger's runner needs is in the file: half-open channel ranges, the
+    return-to-go update, the timestep origin (the windows equal rollout's, step for step)."""
+    from spikingmind.export.nir import graph_metadata
+
+    meta = graph_metadata(load_graph(exported))
+    assert meta["token_table"]["channel_ranges"].startswith("half-open")
+    assert "unclipped" in meta["return_to_go"]["update"] and "t = 0" in meta["timestep"]["origin"]
+    assert meta["gymnasium_version"]
+    policy = NIRReferencePolicy.from_file(exported, record=False)
+    seed = evaluation_seeds(1, 2)[0]
+    ours: list[np.ndarray] = []
+    run_episodes(policy, [seed], on_decision=ours.append, max_steps=25)
+    theirs = _stranger_windows(meta, policy, seed, max_steps=25)
+    assert len(theirs) == len(ours) > 3
+    for step, (a, b) in enumerate(zip(ours, theirs)):
+        np.testing.assert_allclose(a[0], b, rtol=0, atol=1e-6, err_msg=f"step {step}")  # rollout builds float32

@@ -292,6 +292,75 @@ def test_causal_conv_ignores_the_future():
     np.testing.assert_allclose(base["mix"][0], expected, rtol=1e-12)
 
 
+# ---- Conv2d ----------------------------------------------------------------------------------
+
+CONV2D_CASES = [
+    # c_in, c_out, kernel, stride, padding, dilation, groups, (H, W)
+    (3, 5, (1, 1), 1, 0, 1, 1, (1, 7)),  # pointwise matmul on the flattened grid
+    (4, 6, (3, 3), 1, 1, 1, 1, (5, 6)),
+    (4, 6, (2, 3), (2, 1), (1, 2), (1, 2), 2, (6, 9)),  # non-square, grouped
+    (6, 6, (3, 3), 1, "same", (1, 2), 3, (4, 8)),
+    (4, 4, (4, 2), 1, "same", 1, 1, (5, 5)),  # even kernel: torch pads one more at the end
+    (5, 5, (3, 3), 1, "valid", 1, 5, (4, 6)),  # depthwise -> per-channel Toeplitz
+    (4, 4, (3, 3), 1, (1, 4), (1, 4), 1, (1, 12)),  # dense diagonal, centre row: a portable mix stage
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("case", CONV2D_CASES)
+def test_conv2d_matches_torch(case):
+    c_in, c_out, kernel, stride, padding, dilation, groups, hw = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    weight = rng.normal(size=(c_out, c_in // groups, *kernel))
+    if case == CONV2D_CASES[-1]:
+        weight *= np.eye(c_in)[:, :, None, None]
+        weight[:, :, [0, 2], :] = 0.0
+    bias = rng.normal(size=c_out)
+    x = rng.normal(size=(3, c_in, *hw))
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
+                        stride=stride, padding=padding, dilation=dilation, groups=groups).numpy()
+    node = nir.Conv2d(input_shape=hw, weight=weight, stride=stride, padding=padding, dilation=dilation,
+                      groups=groups, bias=bias)
+    graph = _graph(
+        {"in": nir.Input(np.array([c_in, *hw])), "conv": node, "out": nir.Output(np.array(expected.shape[1:]))},
+        [("in", "conv"), ("conv", "out")],
+    )
+    assert validate_graph(graph)["conv"] == expected.shape[1:]
+    sim = ReferenceSimulator(graph)
+    got = sim.run(x, time_steps=2).output
+    np.testing.assert_allclose(got[0], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[1], got[0])
+    if case in (CONV2D_CASES[0], CONV2D_CASES[-1]):  # the fast paths, as for Conv1d
+        inner = sim._programs[0].params[0].__name__
+        assert inner == ("_conv_pointwise_step" if case == CONV2D_CASES[0] else "_conv_channelwise_step")
+
+
+def test_conv2d_pointwise_is_the_conv1d_step_bit_for_bit():
+    """A 1x1 Conv2d on (C, 1, L) computes exactly what the kernel-1 Conv1d on (C, L) does:
+    the portable export relies on it for spike-exact agreement."""
+    rng = np.random.default_rng(5)
+    weight, bias = rng.normal(size=(6, 4)), rng.normal(size=6)
+    x = rng.normal(size=(3, 4, 9))
+    conv1d = _graph({"in": nir.Input(np.array([4, 9])), "c": _conv(weight[:, :, None], bias, n_in=9),
+                     "o": nir.Output(np.array([6, 9]))}, [("in", "c"), ("c", "o")])
+    conv2d = _graph({"in": nir.Input(np.array([4, 1, 9])),
+                     "c": nir.Conv2d(input_shape=(1, 9), weight=weight[:, :, None, None], stride=1, padding=0,
+                                     dilation=1, groups=1, bias=bias),
+                     "o": nir.Output(np.array([6, 1, 9]))}, [("in", "c"), ("c", "o")])
+    one = ReferenceSimulator(conv1d).run(x, 1).output
+    two = ReferenceSimulator(conv2d).run(x[:, :, None, :], 1).output
+    np.testing.assert_array_equal(two[:, :, :, 0, :], one)
+
+
+def test_conv2d_kernel_too_large_is_named():
+    node = nir.Conv2d(input_shape=(1, 5), weight=np.ones((2, 2, 3, 3)), stride=1, padding=0, dilation=1,
+                      groups=1, bias=np.zeros(2))
+    graph = _graph({"in": nir.Input(np.array([2, 1, 5])), "c": node, "o": nir.Output(None)},
+                   [("in", "c"), ("c", "o")])
+    with pytest.raises(GraphError, match=r"node 'c' \(Conv2d\).*too small for the kernel"):
+        validate_graph(graph)
+
+
 # ---- a whole model, files, policy ------------------------------------------------------------
 
 
