@@ -9,9 +9,11 @@ whose every LIF layer steps an `snntorch.Leaky` (zero reset, same beta and thres
 gives the same outputs as the original. What stays invisible to NeuroBench either way: the
 causal decay mix (an einsum / bmm, no module) and the AND gates (products of spike tensors).
 
-A NeuroBench workload metric that raises is caught by NeuroBench and reported as 0.0, and
-its activation metrics return 0.0 when no activation module was found. `run_neurobench`
-reports both as not measured (None) with the reason, never as 0.
+A NeuroBench workload metric that raises is caught by NeuroBench and reported as 0.0 (and
+when it raised in one batch only, a later batch may leave a partial count: SynapticOperations
+drops the hook of a layer it failed on), and its activation metrics return 0.0 when no
+activation module was found. `run_neurobench` reports all of these as not measured (None)
+with the reason, never as a number.
 
 neurobench is an optional dependency (`pip install -e ".[neurobench]"`, see pyproject.toml):
 it is imported inside the functions that use it.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -65,6 +67,7 @@ class SnnTorchLIF(nn.Module):
         neuron = self.neuron
         neuron.mem = torch.zeros_like(currents[0])  # every decision starts at rest
         spikes = [neuron(current)[0] for current in currents]
+        neuron.mem = torch.zeros(0, dtype=currents.dtype)  # no state kept between decisions (nor in Footprint)
         return torch.stack(spikes).to(currents.dtype)  # snnTorch's Heaviside returns float32
 
 
@@ -108,12 +111,14 @@ class DecisionOutputs(nn.Module):
 
 
 def compare_records(original: DecisionTransformer, adapted: DecisionTransformer, windows: np.ndarray,
-                    batch: int = 64) -> dict[str, Any]:
+                    batch: int = 64, on_chunk: Callable[[np.ndarray, dict], None] | None = None) -> dict[str, Any]:
     """Run both models on `windows` (N, L, F) and compare outputs and every spike record.
 
     The original runs its inference path, the adapted one as NeuroBench runs it
     (`DecisionOutputs(route_through_modules=True)`). Returns {"outputs_equal", "spikes_equal",
     "max_output_difference", "spike_mismatches": {layer: neuron-steps that differ}, "windows"}.
+    `on_chunk(windows, record)` sees each chunk with the original's spike record (T, B, L, C)
+    per layer, so a caller can compare them with another simulator in the same pass.
     """
     dtype = next(original.parameters()).dtype
     mismatches: dict[str, int] = defaultdict(int)
@@ -131,14 +136,23 @@ def compare_records(original: DecisionTransformer, adapted: DecisionTransformer,
             raise ValueError(f"records name different layers: {sorted(set(ref_record) ^ set(new_record))}")
         for name, spikes in ref_record.items():
             mismatches[name] += int((spikes != new_record[name].detach()).sum())
+        if on_chunk is not None:
+            on_chunk(windows[start:start + batch], ref_record)
     return {"windows": int(len(windows)), "outputs_equal": outputs_equal, "max_output_difference": max_diff,
             "spikes_equal": not any(mismatches.values()), "spike_mismatches": dict(mismatches)}
 
 
+def neuron_layers(adapted: DecisionTransformer) -> dict[str, str]:
+    """NeuroBench's name of each snnTorch stand-in (its child name) -> the LIF layer's module path."""
+    return {m.neuron_name: path for path, m in adapted.named_modules() if isinstance(m, SnnTorchLIF)}
+
+
 def nir_node_name(module_path: str) -> str:
-    """The NIR node (export/nir.py) a torch Linear of the spiking DT becomes."""
+    """The NIR node (export/nir.py) a torch Linear or LIF layer of the spiking DT becomes."""
     if module_path == "head":
         return "head.readout"
+    if module_path == "head_lif":
+        return "head.lif"
     return module_path.removesuffix(".linear")  # TokenLinear's Linear: its BatchNorm is folded in
 
 
@@ -268,7 +282,7 @@ def run_neurobench(net: nn.Module, windows: np.ndarray, batch: int = 64, snntorc
     static_metrics = [_guarded(getattr(static, n), errors) for n in STATIC_METRICS]
     workload_metrics = [_guarded(getattr(workload, n), errors) for n in WORKLOAD_METRICS]
     if by_layer:
-        workload_metrics.append(_synops_by_layer_metric(names))
+        workload_metrics.append(_guarded(_synops_by_layer_metric(names), errors))
         workload_metrics.append(_guarded(_by_layer_sparsity_metric(notes), errors))
     workload_metrics += [_guarded(m, errors) for m in extra_workload]
     benchmark = Benchmark(model, loader, [], [], [static_metrics, workload_metrics])
@@ -281,6 +295,9 @@ def run_neurobench(net: nn.Module, windows: np.ndarray, batch: int = 64, snntorc
         benchmark.workload_metric_manager.cleanup_hooks(model)
     synops_by_layer = raw.pop("SynapticOperationsByLayer", {}) if by_layer else {}
     metrics, not_measured = {}, {}
+    if "SynapticOperationsByLayer" in errors:
+        synops_by_layer = {}
+        not_measured["SynapticOperationsByLayer"] = f"raised {errors['SynapticOperationsByLayer']}"
     for name, value in raw.items():
         reason = _why_not_measured(name, errors, connection_layers, activation_layers, spiking_hooks)
         metrics[name] = None if reason else value
@@ -295,7 +312,7 @@ def _why_not_measured(name, errors, connection_layers, activation_layers, spikin
     """Why NeuroBench's value of metric `name` is no measurement, or None if it is one."""
     if name in errors:
         return (f"NeuroBench raised {errors[name]} (its metric managers catch this and report 0.0 for a workload "
-                "metric, None for a static one)")
+                "metric, None for a static one; a later batch can overwrite the 0.0 with a partial count)")
     if name in ACTIVATION_METRICS and not activation_layers:
         return ("NeuroBench found no activation module (ReLU, Sigmoid or snnTorch neuron) in the model and returns "
                 "0.0 for want of any activation")
