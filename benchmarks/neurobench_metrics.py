@@ -357,7 +357,9 @@ def measure_snn(ckpt, path: Path, windows: np.ndarray, args) -> dict:
                           "running statistics and its int64 batch counter; the mix's C decay logits); the NIR "
                           "graph stores BatchNorm folded into the weights and the causal mix as a dense "
                           "(C, C, 2L-1) Conv1d kernel of which only C x L taps are nonzero; neither counts the "
-                          "other's neuron parameters (NIR stores tau, r, v_leak, v_threshold, v_reset per neuron)",
+                          "other's neuron parameters (NIR stores tau, r, v_leak, v_threshold, v_reset per neuron). "
+                          "The Footprint inside neurobench.* is of the model NeuroBench ran (--dtype; the "
+                          "stand-ins' snnTorch buffers included)",
             },
             "connection_sparsity": {
                 "neurobench": stand_ins.metrics.get("ConnectionSparsity"),
@@ -534,6 +536,12 @@ def render(report: dict) -> None:
         entry = {k: v for k, v in report["comparison"][name].items() if k not in ("layers",)}
         console.print(f"[bold]{name}[/]: " + ", ".join(f"{k}={_num(v)}" for k, v in entry.items() if k != "reason"))
         console.print(f"  reason: {entry['reason']}")
+    as_is = report["neurobench"]["as_is"]
+    console.print(f"NeuroBench as is: {len(as_is['connection_layers'])} connection layers, "
+                  f"{len(as_is['activation_layers'])} neuron layers; not measured: "
+                  + ("; ".join(f"{k} ({v})" for k, v in as_is["not_measured"].items()) or "none"))
+    for note in dict.fromkeys(n for run in report["neurobench"].values() for n in run["notes"]):
+        console.print(f"  note: {note}")
     if "equivalence" in report:
         e = report["equivalence"]
         console.print(f"snnTorch stand-ins: outputs equal {e['outputs_equal']}, spikes equal {e['spikes_equal']}; "

@@ -254,13 +254,13 @@ def _by_layer_sparsity_metric(notes: list[str]) -> type:
 
 
 def run_neurobench(net: nn.Module, windows: np.ndarray, batch: int = 64, snntorch_neurons: bool = True,
-                   by_layer: bool = True, extra_workload: tuple[type, ...] = ()) -> NeuroBenchRun:
+                   by_layer: bool = True) -> NeuroBenchRun:
     """NeuroBench's Benchmark over decision windows (N, L, F): Footprint, ConnectionSparsity,
     SynapticOperations, ActivationSparsity, MembraneUpdates (+ per-layer SynOps and sparsity).
 
     `net` maps a batch of windows to outputs (e.g. `DecisionOutputs`). `snntorch_neurons`:
     snnTorch SpikingNeuron modules count as activation layers (NeuroBench's TorchModel only
-    knows ReLU and Sigmoid). `extra_workload`: further WorkloadMetric classes (tests).
+    knows ReLU and Sigmoid).
     Values are per sample = per decision, as NeuroBench normalises them.
     """
     from neurobench.benchmarks import Benchmark
@@ -284,7 +284,6 @@ def run_neurobench(net: nn.Module, windows: np.ndarray, batch: int = 64, snntorc
     if by_layer:
         workload_metrics.append(_guarded(_synops_by_layer_metric(names), errors))
         workload_metrics.append(_guarded(_by_layer_sparsity_metric(notes), errors))
-    workload_metrics += [_guarded(m, errors) for m in extra_workload]
     benchmark = Benchmark(model, loader, [], [], [static_metrics, workload_metrics])
     try:
         raw = benchmark.run(quiet=True)
