@@ -15,8 +15,9 @@ drops the hook of a layer it failed on), and its activation metrics return 0.0 w
 activation module was found. `run_neurobench` reports all of these as not measured (None)
 with the reason, never as a number.
 
-neurobench is an optional dependency (`pip install -e ".[neurobench]"`, see pyproject.toml):
-it is imported inside the functions that use it.
+neurobench is an optional dependency, installed without its own dependencies (`make venv`;
+by hand `pip install --no-deps neurobench==2.3.0 tqdm==4.70.1`, see pyproject.toml): it is
+imported inside the functions that use it, so the core package does not need it.
 """
 
 from __future__ import annotations
