@@ -176,6 +176,10 @@ def row(layer, ours_node, metric, neurobench, ours, decisions, reason_key) -> di
             "reason_key": reason_key, "reason": REASONS[reason_key]}
 
 
+def reasons_of(rows: list[dict], unseen: list[dict]) -> dict[str, str]:
+    return {key: REASONS[key] for key in sorted({r["reason_key"] for r in rows + unseen})}
+
+
 def totals(neurobench: dict, ours: dict, rows: list[dict], unseen: list[dict], metrics: dict) -> dict:
     """Per metric: NeuroBench's total vs ours and the difference split by reason."""
     out = {}
@@ -240,7 +244,7 @@ def compare_snn_synops(run, counts, graph, reference_mismatches: dict, time_step
             "totals": totals(nb_totals, ours_totals, rows, unseen, SYNOPS),
             "neurobench_layers_sum_to_total": all(same_total(by_layer_sum[n], float(nb_totals[n]), decisions)
                                                   for n in SYNOPS.values()),
-            "reasons": {k: REASONS[k] for k in {r["reason_key"] for r in rows} | {u["reason_key"] for u in unseen}}}
+            "reasons": reasons_of(rows, unseen)}
 
 
 def lif_sparsity(layers, time_steps: int) -> float | None:
@@ -410,7 +414,7 @@ def measure_ann(ckpt, path: Path, windows: np.ndarray, args) -> dict:
     synops = {"layers": rows, "not_seen_by_neurobench": unseen,
               "totals": totals(nb_totals, ours_totals, rows, unseen,
                                {"effective_macs": "Effective_MACs", "dense_ops": "Dense"}),
-              "reasons": {k: REASONS[k] for k in {r["reason_key"] for r in rows} | {u["reason_key"] for u in unseen}}}
+              "reasons": reasons_of(rows, unseen)}
     return {
         "runs": {"as_is": run},
         "metrics_run": "as_is",
