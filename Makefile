@@ -14,11 +14,12 @@ export MINARI_DATASETS_PATH ?= $(CURDIR)/runs/datasets
 
 venv: $(STAMP)
 
+# neurobench (the tests compare our counts with it) without its deps, which would pull torchaudio,
+# tonic and another torch: see pyproject.toml.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
-	# neurobench without its deps (they would pull torchaudio/tonic and another torch): see pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps neurobench==2.3.0 tqdm==4.70.1
 	@touch $(STAMP)
 
