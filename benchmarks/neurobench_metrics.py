@@ -53,9 +53,9 @@ JSON (default benchmarks/out/neurobench-<env>-<model>.json), all counts per deci
   ours               (snn) SNNCounts.to_dict(); (ann) ONNX MACs per module and totals
   comparison         synaptic_operations {layers: [{layer, ours_node, metric, neurobench, ours,
                        difference_pct, equal, reason_key, reason}], not_seen_by_neurobench: [{layer,
-                       effective_acs, effective_macs, dense_ops, reason_key, reason}], totals: {metric:
-                       {neurobench, ours, difference_pct, explained_by: {reason_key: ops}, unexplained}},
-                       reasons: {reason_key: text}}
+                       node_type, effective_acs, effective_macs, dense_ops, reason_key, reason}], totals:
+                       {metric: {neurobench, ours, difference, difference_pct, explained_by: {reason_key:
+                       ops}, unexplained}}, reasons: {reason_key: text}, (snn) neurobench_layers_sum_to_total}
                      activation_sparsity, membrane_updates, footprint, connection_sparsity: each
                      {neurobench, ours..., difference..., reason}
 difference_pct = 100 * (NeuroBench - ours) / ours. `equal` compares integer totals over all
@@ -327,8 +327,8 @@ def measure_snn(ckpt, path: Path, windows: np.ndarray, args) -> dict:
         records.setdefault(input_name, np.broadcast_to(inputs, (graph.metadata["time_steps"], *inputs.shape)))
         parts.append(count_snn(graph, records))
         for name, spikes in torch_record.items():  # (T, B, L, C) -> NIR's (T, B, C, L)
-            theirs = spikes.double().numpy().transpose(0, 1, 3, 2)
-            reference_mismatches[name] = reference_mismatches.get(name, 0) + int(np.sum(theirs != records[name]))
+            pytorch = spikes.double().numpy().transpose(0, 1, 3, 2)
+            reference_mismatches[name] = reference_mismatches.get(name, 0) + int(np.sum(pytorch != records[name]))
 
     equivalence = compare_records(model, adapted, windows, batch=args.batch, on_chunk=reference_chunk)
     equivalence["reference_spike_mismatches"] = reference_mismatches
