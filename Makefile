@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
-	@# third-party NIR readers tested in tests/test_third_party_readers.py, --no-deps so that
-	@# the torch pin holds: norse declares torchvision (another torch) and its NIR import needs
-	@# neither; rockpool needs only scipy besides what is installed
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps norse==1.1.0 rockpool==3.1.0 scipy==1.17.1
+	@# packages the tests run against, --no-deps so that the torch pin holds: the third-party
+	@# NIR readers (norse declares torchvision, i.e. another torch, and its NIR import needs
+	@# neither; rockpool needs only scipy) and NeuroBench (its declared deps pull torchaudio,
+	@# tonic and another torch; its metrics need none of them: see pyproject.toml)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps norse==1.1.0 rockpool==3.1.0 scipy==1.17.1 \
+		neurobench==2.3.0 tqdm==4.70.1
 	@touch $(STAMP)
 
 # Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch.
