@@ -166,8 +166,8 @@ def test_tiny_spiking_dt_learns_a_continuous_action(tmp_path, monkeypatch):
                                expert=reach_expert, default_mix="expert=0.75,random=0.25"))
     try:
         dataset, _ = collect(REACH, 40, {"expert": 0.75, "random": 0.25}, seed=0, root=tmp_path / "datasets")
-        cfg = TrainConfig(env_id=REACH, dataset=dataset, steps=120, batch_size=32, lr=3e-3, warmup_steps=2,
-                          eval_every=120, eval_episodes=2,
+        cfg = TrainConfig(env_id=REACH, dataset=dataset, steps=400, batch_size=32, lr=3e-3, warmup_steps=2,
+                          eval_every=400, eval_episodes=2,
                           model=ModelConfig(kind="snn", width=16, n_blocks=1, context_length=2, time_steps=2))
         checkpoint, _ = train(tmp_path / "run", cfg)
         learned = evaluate(checkpoint, episodes=10, target_return=0.0)
@@ -175,5 +175,5 @@ def test_tiny_spiking_dt_learns_a_continuous_action(tmp_path, monkeypatch):
         still = run_episodes(StandStill(ckpt.spec, ckpt.layout, ckpt.norm), evaluation_seeds(10, 0))
     finally:
         unregister_env(REACH)
-    # measured: -2.0 against -5.0 for standing still (the expert's -0.46, random actions' -4.9)
-    assert learned["mean_return"] > 0.6 * float(np.mean(still.returns)), (learned["mean_return"], still.returns)
+    # measured: -0.75 against -4.08 for standing still on these seeds (the expert's data: about -0.5)
+    assert learned["mean_return"] > 0.5 * float(np.mean(still.returns)), (learned["mean_return"], still.returns)
