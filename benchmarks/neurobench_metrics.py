@@ -91,8 +91,6 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 
 REASONS = {
     "equal": "same count: NeuroBench's rule (one op per nonzero input x nonzero weight, bias excluded) is ours",
-    "embed_every_step": "PyTorch computes the real-valued embedding once per decision and presents it at all T steps; "
-                        "the NIR graph (ours) evaluates the embed node at every step: ours = T x NeuroBench",
     "causal_mix": "the causal decay mix is an einsum / bmm over tokens in PyTorch, no Linear/Conv module: "
                   "NeuroBench has no hook on it (in NIR it is a Conv1d; ours counts its nonzero taps)",
     "and_gates": "the AND of two spike trains is a product of spike tensors in PyTorch, no module: NeuroBench "
@@ -215,8 +213,6 @@ def compare_snn_synops(run, counts, graph, reference_mismatches: dict, time_step
             a, b = float(nb[nb_name]), float(getattr(ours, metric))
             if same_total(a, b, decisions):
                 key = "equal"
-            elif node == "embed" and same_total(a * time_steps, b, decisions):
-                key = "embed_every_step"
             elif disagree:
                 key = "spike_disagreement"
             else:
