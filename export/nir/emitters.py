@@ -1,17 +1,16 @@
-"""`export --target nir`: the spiking DT as a standard NIR graph (docs/SEMANTICS.md).
+"""The spiking DT as NIR nodes: one dict maps module types to emitters (docs/SEMANTICS.md, "Model shape").
 
-One dict maps module types to emitters. An emitter adds the module's nodes and edges to
-the graph under construction and returns the names of the nodes whose outputs, summed,
-are the module's output (the residual stream is such a list: NIR adds up the edges into
-a node). A module type without an emitter stops the export with its path in the model.
-BatchNorm is folded into the affine map before it; everything is written in float64.
+An emitter adds the module's nodes and edges to the graph under construction and returns
+the names of the nodes whose outputs, summed, are the module's output (the residual stream
+is such a list: NIR adds up the edges into a node). A module type without an emitter stops
+the export with its path in the model. BatchNorm is folded into the affine map before it
+(`spikingmind.folding`); everything is written in float64.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import nir
@@ -19,11 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import spikingmind
 from spikingmind import units
 from spikingmind.errors import GraphError, UnsupportedModuleError
-from spikingmind.export.reference import NIRPolicy
-from spikingmind.io import atomic_path, refuse_overwrite
+from spikingmind.folding import as_float64, fold_batch_norm, fold_token_linears
 from spikingmind.model import (
     LIF,
     CausalDecayMix,
@@ -62,36 +59,6 @@ class GraphBuilder:
         return next(iter(shapes))[0]
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to(torch.float64).cpu().numpy().copy()
-
-
-def batch_norm_affine(norm: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode BatchNorm as y = scale * x + shift per channel, float64."""
-    scale = _numpy(norm.weight) / np.sqrt(_numpy(norm.running_var) + norm.eps)
-    return scale, _numpy(norm.bias) - _numpy(norm.running_mean) * scale
-
-
-def fold_batch_norm(weight: np.ndarray, bias: np.ndarray, norm: nn.BatchNorm1d | None):
-    """Affine y = W x + b followed by eval-mode BatchNorm -> one affine map (W', b')."""
-    if norm is None:
-        return weight, bias
-    scale, shift = batch_norm_affine(norm)
-    return weight * scale.reshape(-1, *([1] * (weight.ndim - 1))), bias * scale + shift
-
-
-def fold_token_linears(*modules: TokenLinear) -> tuple[np.ndarray, np.ndarray]:
-    """Per-token linear maps of one input with their BatchNorm folded, stacked along the output
-    axis: W (sum of C_out, C_in), b (sum of C_out,), float64 (q, k, v as one map, say)."""
-    folded = [fold_batch_norm(_numpy(m.linear.weight), _numpy(m.linear.bias), m.norm) for m in modules]
-    return np.concatenate([w for w, _ in folded]), np.concatenate([b for _, b in folded])
-
-
-def fold_causal_mix(module: CausalDecayMix) -> tuple[np.ndarray, np.ndarray]:
-    """The mix at inference: its (C, L, L) matrix with the BatchNorm after it folded in, and the shift (C,)."""
-    return fold_batch_norm(_numpy(module.mixing_matrix()), np.zeros(module.norm.num_features), module.norm)
-
-
 def token_conv(builder: GraphBuilder, name: str, weight: np.ndarray, bias: np.ndarray, sources: list[str]) -> list[str]:
     """A per-token affine map (C_out, C_in) as a kernel-1 Conv1d over the token axis."""
     node = nir.Conv1d(input_shape=builder.n_tokens, weight=weight[:, :, None], stride=1, padding=0,
@@ -103,8 +70,8 @@ def token_conv(builder: GraphBuilder, name: str, weight: np.ndarray, bias: np.nd
 
 
 def emit_linear(module: nn.Linear, path: str, sources: list[str], b: GraphBuilder) -> list[str]:
-    bias = _numpy(module.bias) if module.bias is not None else np.zeros(module.out_features)
-    return token_conv(b, path, _numpy(module.weight), bias, sources)
+    bias = as_float64(module.bias) if module.bias is not None else np.zeros(module.out_features)
+    return token_conv(b, path, as_float64(module.weight), bias, sources)
 
 
 def emit_token_linear(module: TokenLinear, path: str, sources: list[str], b: GraphBuilder) -> list[str]:
@@ -127,7 +94,7 @@ def emit_and(path: str, sources: list[str], b: GraphBuilder) -> list[str]:
 
 def emit_causal_mix(module: CausalDecayMix, path: str, sources: list[str], b: GraphBuilder) -> list[str]:
     """Decay-weighted causal sum as a Conv1d: kernel 2L-1, padding L-1, only past taps."""
-    matrix = _numpy(module.mixing_matrix())  # (C, L, L), M[c, i, j] = g_c^(i-j)
+    matrix = as_float64(module.mixing_matrix())  # (C, L, L), M[c, i, j] = g_c^(i-j)
     channels, n_tokens = matrix.shape[0], matrix.shape[1]
     kernel = np.zeros((channels, channels, 2 * n_tokens - 1))
     lags = np.arange(n_tokens)
@@ -210,50 +177,7 @@ def _check_children_covered(model: nn.Module) -> None:
         )
 
 
-# ---------------------------------------------------------------------------- graph + metadata
-
-
-def export_metadata(ckpt) -> dict:
-    """Everything a stranger needs to run the policy from the .nir file alone."""
-    meta = ckpt.meta
-    spec, layout = ckpt.spec, ckpt.layout
-    return {
-        "format": "spikingmind-nir",
-        "format_version": 1,
-        "spikingmind_version": spikingmind.__version__,
-        "nir_version": nir.__version__,
-        "dt": units.DT,
-        "time_steps": ckpt.config.time_steps,
-        "neuron": {
-            "discretization": "forward Euler of NIR LIF with step dt: v[t] = (1 - dt/tau) v[t-1] + (dt/tau) v_leak "
-                              "+ (dt/tau) r I[t]; exported so that this is v[t] = beta v[t-1] + I[t]",
-            "reset": "to v_reset (0) at the step of the spike",
-            "threshold_compare": ">",
-            "state_init": "all membranes 0 at the start of every decision",
-            "edge_summation": "inputs of a node are summed in edge-list order",
-            "time": "zero delay: every node is evaluated once per step in topological order",
-        },
-        # flat keys: what a generic reader (reference.NIRPolicy, Lava) needs to decode actions
-        "action_kind": spec.action_kind,
-        "action_low": list(spec.action_low),
-        "action_high": list(spec.action_high),
-        "context_length": layout.context_length,
-        "token_features": layout.n_features,
-        "env": meta["env"],
-        "token_layout": meta["token_layout"],
-        "normalization": meta["normalization"],
-        "model": meta["model"],
-        "decode": {
-            "output_node": OUTPUT,
-            "reduce": "mean over the time_steps steps",
-            "token_index": layout.decision_token,
-            "action": "argmax" if spec.discrete else "action_low + (tanh(y) + 1) / 2 * (action_high - action_low)",
-            "action_low": list(spec.action_low),
-            "action_high": list(spec.action_high),
-        },
-        "dataset": meta.get("dataset", {}),
-        "source_checkpoint_versions": meta.get("versions", {}),
-    }
+# ---------------------------------------------------------------------------- graph
 
 
 def model_to_graph(model: DecisionTransformer, metadata: dict | None = None) -> nir.NIRGraph:
@@ -261,7 +185,7 @@ def model_to_graph(model: DecisionTransformer, metadata: dict | None = None) -> 
     if isinstance(model, DecisionTransformer) and not model.spiking:
         emit_model(model, "", [], GraphBuilder(0))  # raises the ANN-twin error
     _check_children_covered(model)
-    n_tokens = 3 * model.cfg.context_length
+    n_tokens = model.cfg.n_tokens
     builder = GraphBuilder(n_tokens)
     builder.add(INPUT, nir.Input(input_type={"input": np.array([model.n_features, n_tokens])}), [],
                 (model.n_features, n_tokens))
@@ -279,79 +203,3 @@ def model_to_graph(model: DecisionTransformer, metadata: dict | None = None) -> 
         graph_metadata["spikingmind"] = json.dumps(metadata)
     return nir.NIRGraph(nodes=builder.nodes, edges=builder.edges, metadata=graph_metadata)
 
-
-def checkpoint_to_graph(path) -> nir.NIRGraph:
-    from spikingmind.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path, dtype=torch.float64)
-    return model_to_graph(ckpt.model, export_metadata(ckpt))
-
-
-def graph_metadata(graph: nir.NIRGraph, source: str = "graph") -> dict:
-    """The spikingmind metadata of an exported graph (JSON string, bytes after nir.read)."""
-    raw = graph.metadata.get("spikingmind")
-    if raw is None:
-        raise GraphError(f"{source}: no spikingmind metadata; not exported by spikingmind")
-    if isinstance(raw, np.ndarray):
-        raw = raw.item()
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise GraphError(f"{source}: corrupt spikingmind metadata ({error})") from None
-
-
-def load_or_export_graph(source) -> nir.NIRGraph:
-    """A .nir file (validated) or a checkpoint folder (exported in memory)."""
-    from spikingmind.export.reference import load_graph
-
-    path = Path(source)
-    if path.is_dir():
-        return checkpoint_to_graph(path)
-    return load_graph(path)
-
-
-def write_graph(graph: nir.NIRGraph, out: str | Path, force: bool = False) -> Path:
-    refuse_overwrite(out, force)
-    with atomic_path(out, suffix=".nir") as tmp:
-        nir.write(str(tmp), graph)
-    return Path(out)
-
-
-def export(checkpoint, out, force: bool = False) -> Path:
-    """Registry entry point: checkpoint folder -> model.nir."""
-    return write_graph(checkpoint_to_graph(checkpoint), out, force)
-
-
-# ---------------------------------------------------------------------------- closed-loop policy
-
-
-class NIRReferencePolicy(NIRPolicy):
-    """An exported graph run by the NumPy reference simulator as a closed-loop policy:
-    `reference.NIRPolicy` plus the env/token context and spike statistics."""
-
-    def __init__(self, graph: nir.NIRGraph, source: str = "graph", record: bool = False):
-        from spikingmind.rollout import SpikeTally, policy_context
-
-        super().__init__(graph, record=record)
-        self.meta = graph_metadata(graph, source)
-        self.spec, self.layout, self.norm = policy_context(self.meta, source)
-        self.tally = SpikeTally()
-
-    @classmethod
-    def from_file(cls, path, record: bool = True) -> "NIRReferencePolicy":
-        from spikingmind.export.reference import load_graph
-
-        return cls(load_graph(path), str(path), record=record)
-
-    def logits(self, tokens: np.ndarray) -> np.ndarray:
-        logits = super().logits(tokens)
-        if self.record and self.last_records:
-            spiking = {name: values for name, values in self.last_records.items()
-                       if isinstance(self.graph.nodes[name], (nir.LIF, nir.Threshold))}
-            self.tally.add(spiking, len(tokens))
-        return logits
-
-    def spike_stats(self) -> dict:
-        return self.tally.stats()
