@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
-# Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch.
+# Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch, with spikingmind
+# itself installed editable and without dependencies (the sidecar imports its NumPy parts).
 lava-env: $(LAVA_STAMP)
 
 $(LAVA_STAMP): $(STAMP)
