@@ -104,7 +104,6 @@ def write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
     atomic_write_json(tmp / "manifest.json", manifest)
 
 
-
 def bundle_host_terms(bundle: Path) -> list[HostTerm]:
     """The host terms a bundle's manifest lists."""
     manifest = json.loads((bundle / "manifest.json").read_text())

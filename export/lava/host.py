@@ -24,16 +24,14 @@ class HostEncoder:
 
     def __init__(self, graph: nir.NIRGraph, host_terms: list[HostTerm]):
         self.host_terms = host_terms
-        input_shape = None
-        for node in graph.nodes.values():
-            if isinstance(node, nir.Input):
-                input_shape = np.asarray(next(iter(node.input_type.values()))).reshape(-1).astype(int)
+        features, tokens = input_shape(graph)
         self.simulators = {}
         for conv in sorted({h.conv for h in host_terms}):
             node = graph.nodes[conv]
-            c_out, *_, n_out = conv_geometry(node, int(input_shape[1]))
+            c_out, *_, n_out = conv_geometry(node, tokens)
             probe = nir.NIRGraph(
-                nodes={"input": nir.Input(input_shape), "conv": node, "output": nir.Output(np.array([c_out, n_out]))},
+                nodes={"input": nir.Input(np.array([features, tokens])), "conv": node,
+                       "output": nir.Output(np.array([c_out, n_out]))},
                 edges=[("input", "conv"), ("conv", "output")], metadata={"dt": units.DT, "time_steps": 1},
                 type_check=False)
             self.simulators[conv] = ReferenceSimulator(probe)

@@ -43,8 +43,8 @@ class LavaPolicy(Policy):
         self.backend = "lava-fixed_pt" if fixed_point else "lava-floating_pt"
         self.graph = load_graph(self.bundle / "model.nir")
         self.token_features, self.context_tokens = input_shape(self.graph)
-        metadata = read_policy_metadata((self.graph.metadata or {}).get("spikingmind"), str(self.bundle / "model.nir"),
-                                        require_env=False, n_tokens=self.context_tokens)
+        metadata = read_policy_metadata((self.graph.metadata or {}).get("spikingmind"),
+                                        str(self.bundle / "model.nir"), require_env=False, n_tokens=self.context_tokens)
         self.meta, self.decode = metadata.raw, metadata.decode
         self.spec, self.layout, self.norm = metadata.spec, metadata.layout, metadata.norm
         self.plan = load_plan(self.bundle)
