@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from spikingmind.errors import ExportError
-from spikingmind.export.onnx.metadata import INPUT_NAME, OPSET, OUTPUT_NAME, set_metadata
+from spikingmind.export.onnx.metadata import INPUT_NAME, OPSET, OUTPUT_NAME, checked, set_metadata
 from spikingmind.export.onnx.policy import open_session
 from spikingmind.verification import ANN_OUTPUT_TOLERANCE, sample_windows
 
@@ -52,8 +52,6 @@ class _Decide(torch.nn.Module):
 def model_to_onnx(model, metadata: dict, decision_only: bool = False):
     """The ANN twin (float32, eval mode) as a checked onnx.ModelProto with `metadata` attached;
     with `decision_only` the graph of `model.decide` (output (batch, n_out))."""
-    import onnx
-
     example = torch.zeros(2, model.cfg.n_tokens, model.n_features)  # batch 2: keeps the axis symbolic
     was_training = model.training
     model.eval()
@@ -72,11 +70,7 @@ def model_to_onnx(model, metadata: dict, decision_only: bool = False):
         model.train(was_training)
     proto = program.model_proto
     set_metadata(proto, metadata)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as error:
-        raise ExportError(f"exported ONNX model fails onnx.checker: {str(error).splitlines()[0]}") from None
-    return proto
+    return checked(proto)
 
 
 def verify_against_torch(path: Path, ckpt, n_random: int = 4, n_realistic: int = 16,

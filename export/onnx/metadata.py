@@ -1,4 +1,4 @@
-"""Names and metadata of the ONNX graphs spikingmind writes (ANN twin and spiking DT alike).
+"""Names, metadata and validity of the ONNX graphs spikingmind writes (ANN twin and spiking DT alike).
 
 Everything a stranger needs to run the policy (env, token layout, normalisation, decoding)
 is stored as JSON in the model's `metadata_props["spikingmind"]`; `spikingmind.metadata`
@@ -12,7 +12,7 @@ import json
 import torch
 
 import spikingmind
-from spikingmind.errors import GraphError
+from spikingmind.errors import ExportError, GraphError
 from spikingmind.metadata import parse_metadata
 
 OPSET = 18
@@ -79,3 +79,14 @@ def read_metadata(session, source: str) -> dict:
     if meta.get("format") != "spikingmind-onnx":
         raise GraphError(f"{source}: spikingmind metadata is not of format 'spikingmind-onnx'")
     return meta
+
+
+def checked(proto):
+    """`proto` once onnx.checker (full check) accepts it; ExportError with its first line otherwise."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise ExportError(f"exported ONNX model fails onnx.checker: {str(error).splitlines()[0]}") from None
+    return proto
