@@ -54,7 +54,7 @@ class OnnxPolicy(Policy):
         if list(shape[1:]) != [self.layout.n_tokens, self.layout.n_features]:
             raise GraphError(f"{path}: input shape {shape} does not match the token layout "
                              f"(batch, {self.layout.n_tokens}, {self.layout.n_features})")
-        self.model_kind = self.meta.get("model", {}).get("kind", "ann")
+        self.model_kind = metadata.model_kind or "ann"
 
     def spike_stats(self) -> dict:
         """Empty for the ANN twin; for an SNN graph, spikes per decision marked absent (not computed)."""
