@@ -206,7 +206,7 @@ CONV_CASES = [
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv1d_matches_torch(case):
     c_in, c_out, kernel, stride, padding, dilation, groups, n = case
-    rng = np.random.default_rng(CONV_CASES.index(case))  # not hash(): str hashes are salted per process
+    rng = np.random.default_rng(CONV_CASES.index(case))  # its index: a str hash would be salted per process
     weight = rng.normal(size=(c_out, c_in // groups, kernel))
     if case == CONV_CASES[-1]:
         weight *= np.eye(c_in)[:, :, None]
