@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml Makefile
 		neurobench==2.3.0 tqdm==4.70.1
 	@touch $(STAMP)
 
-# Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch.
+# Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch, with spikingmind
+# itself installed editable and without dependencies (the sidecar imports its NumPy parts).
 lava-env: $(LAVA_STAMP)
 
 $(LAVA_STAMP): $(STAMP)

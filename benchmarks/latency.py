@@ -11,7 +11,7 @@ makes (tensor conversion and decoding included):
   snn-ort               `export --target onnx` of the spiking DT: its whole inference graph (T steps
                         unrolled, spikes verified against PyTorch at export), ONNX Runtime (CPU)
   snn-ort-decision      `export --target onnx --decision-only`: the graph of `model.decide`
-  snn-event             the event-driven CPU runtime (`spikingmind.event_runtime`, numba): the
+  snn-event             the event-driven CPU runtime (`spikingmind.export.event`, numba): the
                         decision path of `model.decide` with synapses that add the weight rows
                         of the inputs that spiked and one fused loop per LIF layer; checked
                         against PyTorch when built (`evaluate --backend event`)
@@ -48,16 +48,16 @@ from rich.console import Console
 from rich.table import Table
 
 import spikingmind
-from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
+from spikingmind.checkpoint import load_checkpoint, untrained_checkpoint
 from spikingmind.energy.onnx_counts import count_onnx
-from spikingmind.envs import get_env_spec
-from spikingmind.event_runtime import EventPolicy
-from spikingmind.export.onnx import OnnxPolicy, sample_windows
+from spikingmind.export.event import EventPolicy
+from spikingmind.export.onnx import OnnxPolicy
 from spikingmind.export.onnx import export as export_onnx
 from spikingmind.io import atomic_write_json
-from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.rollout import TorchPolicy
-from spikingmind.tokens import Normalization, TokenLayout
+from spikingmind.metadata import DecodeRule
+from spikingmind.model import ModelConfig
+from spikingmind.policy import TorchPolicy, decode_actions
+from spikingmind.verification import sample_windows
 
 GOAL_RATIO = 2.0  # spiking DT (best backend) / ann-ort at batch 1
 
@@ -86,17 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def random_checkpoint(folder: Path, kind: str, args) -> Path:
     """A randomly initialised model of the benchmark config, saved as a checkpoint folder."""
-    spec = get_env_spec(args.env)
-    layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=spec.discrete,
-                         context_length=args.context)
-    norm = Normalization(obs_mean=(0.0,) * spec.obs_dim, obs_std=(1.0,) * spec.obs_dim,
-                         return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
     cfg = ModelConfig(kind=kind, width=args.width, n_blocks=args.blocks, context_length=args.context,
                       time_steps=args.time_steps)
-    n_out = spec.act_dim
-    model = DecisionTransformer(cfg, layout.n_features, n_out)
-    save_checkpoint(folder, Checkpoint(model, spec, layout, norm, meta=checkpoint_meta(model, spec, layout, norm)))
-    return folder
+    return untrained_checkpoint(folder, args.env, cfg, seed=None)
 
 
 def graph_macs(path: Path, layout) -> dict:
@@ -111,12 +103,12 @@ def graph_macs(path: Path, layout) -> dict:
 def torch_act(ckpt, forward):
     """act() through `forward(tokens) -> decision-token outputs`, converting and decoding as
     TorchPolicy does (for the PyTorch variants TorchPolicy does not run)."""
-    from spikingmind.rollout import decode_for_env
+    rule = DecodeRule.for_env(ckpt.spec, ckpt.layout)
 
     def act(windows: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             out = forward(torch.as_tensor(windows, dtype=torch.float32))
-        return decode_for_env(out.double().numpy(), ckpt.spec)
+        return decode_actions(out.double().numpy(), rule)
 
     return act
 

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from spikingmind.export import lava
-from spikingmind.export.nir import NIRReferencePolicy, load_or_export_graph
+from spikingmind.export.nir import NIRPolicy, load_or_export_graph
 from spikingmind.io import atomic_write_json
-from spikingmind.rollout import evaluation_seeds, run_episodes
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
 
         seed = evaluation_seeds(1, args.seed)
         windows: list[np.ndarray] = []
-        reference = run_episodes(NIRReferencePolicy(graph), seed, on_decision=windows.append)
+        reference = run_episodes(NIRPolicy(graph), seed, on_decision=windows.append)
         episode_inputs = np.concatenate(windows).transpose(0, 2, 1)
         t0 = time.perf_counter()
         full = lava.verify_bundle(bundle, episode_inputs, timeout=3600)

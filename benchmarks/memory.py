@@ -8,7 +8,7 @@ reads its own peak resident set (`peak_mib`: VmHWM on Linux) twice: after the im
 and model construction (the floor every run pays) and after the work. Training uses
 synthetic token windows of the env's layout (no dataset needed), AdamW and the DT loss
 of `spikingmind.train`; inference runs `--decisions` batch-1 forwards in inference mode, and
-`infer-event` as many decisions of the event-driven runtime (`spikingmind.event_runtime`; its
+`infer-event` as many decisions of the event-driven runtime (`spikingmind.export.event`; its
 setup includes numba and the folded weights, its work the kernels' first call, which compiles
 them or loads them from numba's cache).
 Writes JSON under benchmarks/out/ and prints a table.
@@ -82,7 +82,7 @@ def child(args) -> dict:
                       time_steps=args.time_steps)
     model = DecisionTransformer(cfg, layout.n_features, spec.act_dim)
     if mode == "infer-event":
-        from spikingmind import event_runtime
+        from spikingmind.export import event as event_runtime
 
         weights = event_runtime.EventWeights.from_model(model.eval())
     rng = np.random.default_rng(0)

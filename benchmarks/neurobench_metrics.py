@@ -85,7 +85,9 @@ from spikingmind.neurobench_adapter import (
     run_neurobench,
     with_snntorch_neurons,
 )
-from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+from spikingmind.policy import TorchPolicy
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 

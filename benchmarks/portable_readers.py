@@ -7,7 +7,7 @@ Exports the checkpoint (`export --target nir` and `--portable`, the latter timed
 the export's own verification), records the decision inputs of closed-loop episodes of the
 standard graph in the reference simulator (evaluation seeds, each episode cut at --max-steps),
 runs them through the reference (portable graph) and through each reader in
-export/nir_readers.py, and counts differing spikes (every LIF), actions and the largest output
+export/nir/readers.py, and counts differing spikes (every LIF), actions and the largest output
 difference. Writes JSON (default benchmarks/out/portable_readers.json) and prints a table.
 """
 
@@ -38,8 +38,8 @@ def main(argv=None) -> int:
 
     from spikingmind.export import export
     from spikingmind.export.nir import graph_metadata
-    from spikingmind.export.nir_portable import closed_loop_decisions, portable_inputs, verify_portable
-    from spikingmind.export.nir_readers import agreement, reader_version, run_reader
+    from spikingmind.export.nir.portable import closed_loop_decisions, portable_inputs, verify_portable
+    from spikingmind.export.nir.readers import agreement, reader_version, run_reader
     from spikingmind.export.reference import ReferenceSimulator, load_graph
 
     with tempfile.TemporaryDirectory() as folder:

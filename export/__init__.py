@@ -1,13 +1,22 @@
-"""Export targets, found through one registry: name -> (module, one-line description).
+"""The backends, found through two registries: export targets and policy backends.
 
-Each target module provides `export(source, out, force=False, **options) -> Path`.
-Modules are imported only when their target is used (Lava stays out of this process).
+`TARGETS`: name -> (module, one-line description). Each target module provides
+`export(source, out, force=False, **options) -> Path`.
+
+`BACKENDS`: name -> `Backend` (module, loader, one-line description, the source kinds it
+runs). Each loader is `loader(path, fixed_point=False) -> spikingmind.policy.Policy`
+(`fixed_point` is Lava's). `evaluate --backend` takes exactly these names; without it the
+backend follows from the source (`SOURCES`).
+
+Modules are imported only when their target or backend is used (Lava stays out of this
+process), and this package imports only the core of spikingmind: never its workflows or CLI.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import NamedTuple
 
 from spikingmind.errors import ExportError
 
@@ -19,6 +28,45 @@ TARGETS: dict[str, tuple[str, str]] = {
 }
 
 
+class Backend(NamedTuple):
+    """How to run one kind of policy closed loop."""
+
+    module: str
+    loader: str  # name of the loader function in `module`
+    description: str
+    sources: tuple[str, ...]  # source kinds (keys of SOURCES) it runs
+    takes: str  # what it runs, for error messages ("a spiking DT checkpoint folder")
+
+
+BACKENDS: dict[str, Backend] = {
+    "pytorch": Backend("spikingmind.policy", "load_policy", "a checkpoint's own PyTorch model (counts spikes)",
+                       ("checkpoint",), "a checkpoint folder"),
+    "event": Backend("spikingmind.export.event", "load_policy",
+                     "the event-driven CPU runtime of a spiking DT (numba), checked against PyTorch when loaded",
+                     ("checkpoint",), "a spiking DT checkpoint folder"),
+    "reference": Backend("spikingmind.export.nir", "load_policy",
+                         "the NumPy reference simulator of a .nir graph (or of a checkpoint exported in memory; "
+                         "counts spikes)", ("nir", "checkpoint"), "a .nir graph or a checkpoint folder"),
+    "onnxruntime": Backend("spikingmind.export.onnx", "load_policy", "ONNX Runtime (CPU) on a .onnx graph",
+                           ("onnx",), "a .onnx graph"),
+    "lava": Backend("spikingmind.export.lava", "load_policy",
+                    "Lava (sidecar) on a Lava bundle folder; --fixed-point: Loihi fixed point",
+                    ("lava-bundle",), "a Lava bundle folder (from `export --target lava`)"),
+}
+
+#: Source kind -> the backend that runs it when none is named.
+SOURCES: dict[str, str] = {"checkpoint": "pytorch", "nir": "reference", "onnx": "onnxruntime", "lava-bundle": "lava"}
+
+
+def source_kind(path: str | Path) -> str | None:
+    """"lava-bundle" (a folder with manifest.json), "checkpoint" (any other folder), "nir" or
+    "onnx" (by suffix); None for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        return "lava-bundle" if (path / "manifest.json").exists() else "checkpoint"
+    return {".nir": "nir", ".onnx": "onnx"}.get(path.suffix)
+
+
 def export(target: str, source: str | Path, out: str | Path, force: bool = False, **options) -> Path:
     """Export `source` with the named target; unknown targets list the known ones."""
     try:
@@ -27,3 +75,9 @@ def export(target: str, source: str | Path, out: str | Path, force: bool = False
         raise ExportError(f"unknown export target {target!r}; choose from {', '.join(TARGETS)}") from None
     module = importlib.import_module(module_name)
     return module.export(source, out, force=force, **options)
+
+
+def load_backend(name: str):
+    """The loader function of backend `name` (imports its module)."""
+    backend = BACKENDS[name]
+    return getattr(importlib.import_module(backend.module), backend.loader)

@@ -2,8 +2,11 @@
 
 Lava (lava-nc 0.10.0) supports Python 3.8-3.10 only, while spikingmind runs on 3.11, so Lava
 lives in a venv of its own (`.venv-lava` by default) and runs as a subprocess
-(`export/lava_sidecar/`). This module finds a 3.10 interpreter, creates that venv, and tells
-the runner which interpreter to use.
+(`python -m spikingmind.export.lava_sidecar.run`). spikingmind itself is installed into that
+venv editable and without its dependencies: the sidecar imports only `spikingmind.fixed_point`
+and `spikingmind.export.lava_sidecar` (NumPy and Lava), and `import spikingmind` imports
+nothing heavy. This module finds a 3.10 interpreter, creates that venv, and tells the runner
+which interpreter to use.
 
     python -m spikingmind.export.lava_env --venv .venv-lava     # what `make lava-env` runs
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from spikingmind.errors import LavaError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout (an editable install runs from it)
 DEFAULT_VENV = REPO_ROOT / ".venv-lava"
 LAVA_REQUIREMENTS = ("lava-nc==0.10.0", "nir==1.0.8", "numpy<2")
 ENV_VAR = "SPIKINGMIND_LAVA_PYTHON"
@@ -52,13 +55,35 @@ def _python_version(python: str | Path) -> tuple[int, int] | None:
     return major, minor
 
 
-def _has_lava(python: str | Path) -> bool:
+def _imports(python: str | Path, modules: str) -> bool:
+    """Whether `python` can import `modules` (comma-separated)."""
     try:
-        out = subprocess.run([str(python), "-c", "import lava.magma, numpy, sys; sys.exit(0)"],
+        out = subprocess.run([str(python), "-c", f"import {modules}, sys; sys.exit(0)"],
                              capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0
+
+
+def _has_lava(python: str | Path) -> bool:
+    return _imports(python, "lava.magma, numpy")
+
+
+def _has_sidecar(python: str | Path) -> bool:
+    """spikingmind's sidecar modules import there (spikingmind installed into the venv)."""
+    return _imports(python, "spikingmind.fixed_point, spikingmind.export.lava_sidecar.plan")
+
+
+def _install_spikingmind(python: Path) -> None:
+    """spikingmind into the sidecar venv: editable, without dependencies (torch & co. stay out)."""
+    if not (REPO_ROOT / "pyproject.toml").is_file():
+        raise LavaError(f"{python} cannot import spikingmind and no checkout is at {REPO_ROOT} to install it from; "
+                        f"run `pip install --no-deps --ignore-requires-python -e <spikingmind checkout>` with it")
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                             "--ignore-requires-python", "-e", str(REPO_ROOT)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LavaError(f"installing spikingmind (editable, --no-deps) into {python} failed: "
+                        f"{result.stderr.strip().splitlines()[-1:] or result.returncode}")
 
 
 def find_base_python310() -> Path | None:
@@ -99,12 +124,18 @@ def find_lava_python(venv: str | Path | None = None) -> Path:
                             f"{HOW_TO_GET_ONE}")
         if not _has_lava(explicit):
             raise LavaError(f"{ENV_VAR}={explicit} cannot import lava; {HOW_TO_GET_ONE}")
+        if not _has_sidecar(explicit):
+            raise LavaError(f"{ENV_VAR}={explicit} cannot import spikingmind's sidecar; install it there with "
+                            f"`{explicit} -m pip install --no-deps --ignore-requires-python -e {REPO_ROOT}`")
         return Path(explicit)
     python = Path(venv or DEFAULT_VENV) / "bin" / "python"
     if not python.exists():
         raise LavaError(f"no Lava environment at {python.parent.parent}; {HOW_TO_GET_ONE}")
     if _python_version(python) != (3, 10) or not _has_lava(python):
         raise LavaError(f"{python} is not a working Python 3.10 with lava-nc; {HOW_TO_GET_ONE}")
+    if not _has_sidecar(python):
+        raise LavaError(f"{python} cannot import spikingmind's sidecar (an environment from before it was "
+                        f"installed there); run `make lava-env`")
     return python
 
 
@@ -121,6 +152,8 @@ def create_lava_env(venv: str | Path = DEFAULT_VENV, *, python: str | Path | Non
     venv = Path(venv)
     target = venv / "bin" / "python"
     if target.exists() and _python_version(target) == (3, 10) and _has_lava(target):
+        if not _has_sidecar(target):
+            _install_spikingmind(target)
         return target
     explicit = python or os.environ.get(ENV_VAR)
     base = Path(explicit) if explicit else find_base_python310()
@@ -137,6 +170,9 @@ def create_lava_env(venv: str | Path = DEFAULT_VENV, *, python: str | Path | Non
                         f"{result.stderr.strip().splitlines()[-1:] or result.returncode}")
     if not _has_lava(target):
         raise LavaError(f"{target} still cannot import lava after installation; {HOW_TO_GET_ONE}")
+    _install_spikingmind(target)
+    if not _has_sidecar(target):
+        raise LavaError(f"{target} still cannot import spikingmind's sidecar after installing it; {HOW_TO_GET_ONE}")
     return target
 
 

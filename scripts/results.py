@@ -43,20 +43,19 @@ import sys
 import time
 from pathlib import Path
 
+from spikingmind.energy.report import format_pj
+from spikingmind.envs import env_slug
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "Pendulum-v1")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SNN_PROFILE = "loihi"
 ANN_PROFILES = ("cmos45nm-fp32", "cmos45nm-int8")
 NOT_RUN = "not run"
-# `spikingmind ablate` writes <sweep>/plots/<metric>.png (spikingmind.sweep.PLOTTED); two are shown, two linked
+# `spikingmind ablate` writes <sweep>/plots/<metric>.png (spikingmind.workflows.sweep_results.PLOTTED); two are shown, two linked
 ABLATION_PLOTS = {"mean_return": "return", "spikes_per_decision": "spikes per decision",
                   "latency_ms": "latency", "energy_pj": "energy per decision"}
 ABLATION_EMBEDDED = ("mean_return", "energy_pj")
-
-
-def env_slug(env_id: str) -> str:
-    return env_id.split("-v")[0].lower()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -158,13 +157,6 @@ def _load(path: Path) -> dict | None:
         return None
 
 
-def _pj(value: float) -> str:
-    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} pJ"
-
-
 def _returns(scores: dict | None) -> str:
     """An `evaluate --json` result as one cell: mean ± std (episodes)."""
     if not scores:
@@ -222,10 +214,10 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> 
             return [NOT_RUN, NOT_RUN]
         return [f"{ms:.3g} ms ({backend})", f"{ms / ort_ms:.2f}x" if ort_ms else NOT_RUN]
 
-    snn_energy = [_pj(energy["snn_total_pj"]) if energy else NOT_RUN] + ["—"] * len(ANN_PROFILES)
+    snn_energy = [format_pj(energy["snn_total_pj"]) if energy else NOT_RUN] + ["—"] * len(ANN_PROFILES)
     snn_spikes = f"{snn['spikes_per_decision']:.0f} (rate {snn['mean_spike_rate']:.1%})" \
         if snn and snn.get("spikes_per_decision") is not None else NOT_RUN
-    ann_energy = ["—"] + [_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN for p in ANN_PROFILES]
+    ann_energy = ["—"] + [format_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN for p in ANN_PROFILES]
     snn_backend = (latency or {}).get("goal", {}).get("spiking_backend", "snn-pytorch")  # its faster backend
     lines.append("| " + " | ".join(["SNN (spiking DT)", _returns(snn), snn_spikes, *latency_cells(snn_backend),
                                      *snn_energy]) + " |")
@@ -327,7 +319,7 @@ def _energy_cell(row: dict, profiles: list[str]) -> str:
     values = [row.get(f"energy_pj_{profile}_mean") for profile in profiles]
     if all(value is None for value in values):
         return "—"
-    return ", ".join(f"{_pj(value) if value is not None else '—'} ({profile})"
+    return ", ".join(f"{format_pj(value) if value is not None else '—'} ({profile})"
                      for profile, value in zip(profiles, values))
 
 

@@ -13,9 +13,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import spikingmind
-from spikingmind.envs import EnvSpec, get_env_spec
+from spikingmind.envs import EnvSpec
 from spikingmind.errors import CheckpointError
 from spikingmind.io import atomic_dir, atomic_write_json
+from spikingmind.metadata import read_policy_metadata
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout
 
@@ -105,11 +106,10 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Che
     """Load a checkpoint folder; every failure is a CheckpointError naming the file."""
     path = Path(path)
     meta = read_meta(path)
+    policy = read_policy_metadata(meta, str(path / META), error=CheckpointError)
+    spec, layout, norm = policy.spec, policy.layout, policy.norm
     try:
         cfg = ModelConfig.from_dict(meta["model"])
-        spec = get_env_spec(meta["env"]["env_id"])
-        layout = TokenLayout(**{k: meta["token_layout"][k] for k in ("obs_dim", "act_dim", "discrete", "context_length")})
-        norm = Normalization(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["normalization"].items()})
         model = DecisionTransformer(cfg, meta["n_features"], meta["n_out"])
     except KeyError as error:
         raise CheckpointError(f"{path / META}: missing field {error}") from None
@@ -129,3 +129,23 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Che
     model.to(dtype).eval()
     return Checkpoint(model=model, spec=spec, layout=layout, norm=norm, meta=meta)
 
+
+
+def untrained_checkpoint(path: str | Path, env_id: str, cfg: ModelConfig, *, obs_mean=None, obs_std=None,
+                         seed: int | None = 0, dataset: dict | None = None) -> Path:
+    """A checkpoint folder of a freshly initialised model on `env_id` (benchmarks and tests:
+    shapes, speed and agreement between backends, not skill). Normalisation: `obs_mean` /
+    `obs_std` (default 0 / 1); `seed` seeds torch's global generator first (None: as it is)."""
+    from spikingmind.envs import get_env_spec
+
+    spec = get_env_spec(env_id)
+    layout = TokenLayout(spec.obs_dim, spec.act_dim, spec.discrete, cfg.context_length)
+    norm = Normalization(tuple(obs_mean) if obs_mean is not None else (0.0,) * spec.obs_dim,
+                         tuple(obs_std) if obs_std is not None else (1.0,) * spec.obs_dim,
+                         spec.return_scale, spec.max_episode_steps)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = DecisionTransformer(cfg, layout.n_features, spec.act_dim)
+    extra = {} if dataset is None else {"dataset": dataset}
+    meta = checkpoint_meta(model, spec, layout, norm, **extra)
+    return save_checkpoint(path, Checkpoint(model, spec, layout, norm, meta=meta))

@@ -22,14 +22,10 @@ import numpy as np
 import spikingmind
 from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import ConfigError, DatasetError, RunExistsError
-from spikingmind.io import atomic_write_json
+from spikingmind.io import atomic_write_json, read_text
+from spikingmind.seeds import episode_seed
 
 POLICY_KINDS = ("expert", "capped", "random")
-#: Training episodes use env seeds below this; evaluation seeds start here (disjoint by construction).
-EVAL_SEED_BASE = 1_000_000_000
-#: The experts are measured (`python -m spikingmind.experts`) on env seeds from here: above every
-#: training seed, and above the model evaluation seeds of every --seed below 300,000.
-EXPERT_EVAL_SEED_BASE = 4_000_000_000
 DATASET_FORMAT = 1
 
 
@@ -58,19 +54,6 @@ def parse_mix(text: str) -> dict[str, float]:
     if total <= 0:
         raise ConfigError(f"--mix: {text!r} has no positive weight")
     return {name: weight / total for name, weight in mix.items()}
-
-
-def expert_evaluation_seeds(n_episodes: int) -> list[int]:
-    """Env seeds of the expert report: EXPERT_EVAL_SEED_BASE + i, fixed, disjoint from training seeds."""
-    return [EXPERT_EVAL_SEED_BASE + i for i in range(n_episodes)]
-
-
-def episode_seed(dataset_seed: int, episode: int) -> int:
-    """Env reset seed of training episode `episode` of a dataset collected with `dataset_seed`."""
-    seed = dataset_seed * 100_000 + episode
-    if not 0 <= seed < EVAL_SEED_BASE:
-        raise ConfigError(f"dataset seed {dataset_seed} / episode {episode} leaves the training seed range")
-    return seed
 
 
 @dataclass
@@ -380,10 +363,9 @@ def load_episodes(dataset: str, env_id: str | None = None) -> Episodes:
 
     folder = dataset_dir(dataset)
     meta_path = folder / "spikingmind.json"
+    text = read_text(meta_path, DatasetError, f"{meta_path}: missing; this folder is not a spikingmind dataset")
     try:
-        metadata = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{meta_path}: missing; this folder is not a spikingmind dataset") from None
+        metadata = json.loads(text)
     except json.JSONDecodeError as error:
         raise DatasetError(f"{meta_path}: corrupt JSON ({error.msg} at line {error.lineno})") from None
     if metadata.get("format") != DATASET_FORMAT:

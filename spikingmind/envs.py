@@ -167,6 +167,11 @@ def unregister_env(env_id: str) -> None:
     _REGISTRY.pop(env_id, None)
 
 
+def env_slug(env_id: str) -> str:
+    """Short lower-case name of an env for folders and file names: 'CartPole-v1' -> 'cartpole'."""
+    return env_id.split("-v")[0].lower()
+
+
 def get_env_spec(env_id: str) -> EnvSpec:
     """The registered spec of `env_id`, or UnknownEnvError listing the supported ids."""
     _register_builtins()

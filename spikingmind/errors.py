@@ -1,5 +1,9 @@
 """Domain exceptions. The library raises these; the CLI turns them into one line and an exit code."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
 
 class SpikingmindError(Exception):
     """Base class: a user-facing error whose message is one readable line."""
@@ -45,3 +49,12 @@ class ProfileError(SpikingmindError):
 
 class LavaError(SpikingmindError):
     """The Lava sidecar is missing, crashed or timed out."""
+
+
+def check_known_keys(values: Mapping, known: Iterable[str], message: str,
+                     error: type[SpikingmindError] = ConfigError) -> None:
+    """Raise `error(message)` when `values` has keys outside `known`; the text `{keys}` in
+    `message` becomes the sorted unknown keys ("run.toml: unknown train keys: {keys}")."""
+    unknown = set(values) - set(known)
+    if unknown:
+        raise error(message.replace("{keys}", ", ".join(sorted(unknown))))

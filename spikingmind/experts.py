@@ -23,7 +23,7 @@ random) so that demonstrations with controllable returns can be generated for re
 conditioning.
 
 ``python -m spikingmind.experts --episodes 100 --workers 2 --json PATH`` measures every
-expert and heuristic on the expert-evaluation seeds (``data.expert_evaluation_seeds``) and
+expert and heuristic on the expert-evaluation seeds (``seeds.expert_evaluation_seeds``) and
 writes the report, with RL Baselines3 Zoo's best agents for reference (ZOO_RESULTS).
 """
 
@@ -822,7 +822,7 @@ def evaluate_experts(env_ids: list[str] | None = None, episodes: int = 100, work
     expert-evaluation seeds, in `workers` processes. Returns the report: {env_id: {"expert":
     {mean, std, min, max, returns, seeds, steps, seconds, seconds_per_step, policy}, "heuristic":
     {...}, "zoo": ZOO_RESULTS[env_id]}}; seconds are summed over episodes (policy + env)."""
-    from spikingmind.data import expert_evaluation_seeds
+    from spikingmind.seeds import expert_evaluation_seeds
     from spikingmind.errors import ConfigError
     from spikingmind.parallel import check_workers, map_in_workers
 

@@ -13,7 +13,9 @@ environment. Each update:
   3. steps on  -mean(advantage * log pi(a|window))  with advantage = return-to-go minus a
      per-timestep batch-mean baseline, divided by its std (return normalisation).
 Every `eval_every` updates the greedy policy (argmax / squashed mean, as at evaluation)
-is scored on validation seeds. The run folder holds:
+is scored on validation seeds. `finetune` reads as its steps: `Learner.build` (model, head,
+optimizer), resume, then per update `play_batch` and `policy_gradient_step`, a greedy
+evaluation every `eval_every` updates, `finish`. The run folder (`spikingmind.runs`) holds:
     finetune.json          the FinetuneConfig + the parent checkpoint (reproducible from them)
     resume/                weights, optimizer, std, curve: rewritten atomically at each evaluation
     learning_curve.csv     one row per update (greedy_return where evaluated)
@@ -27,29 +29,25 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
-import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from spikingmind.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from spikingmind.envs import EnvSpec
-from spikingmind.errors import ConfigError, RunExistsError
-from spikingmind.io import atomic_dir, atomic_path, atomic_write_json
+from spikingmind.errors import ConfigError, check_known_keys
+from spikingmind.io import atomic_path
 from spikingmind.model import DecisionTransformer
+from spikingmind.policy import Policy, TorchPolicy
 from spikingmind.rollout import run_episodes
-from spikingmind.train import VALIDATION_SEED_BASE, _load_optimizer_tensors, _optimizer_tensors
+from spikingmind.runs import FINISHED, FRESH, RESUME, RunFolder, changed_keys, snapshot
+from spikingmind.seeds import finetune_seeds, validation_seeds
 
 ALGORITHMS = ("reinforce",)
-#: Fine-tuning episodes use env seeds from here: disjoint from dataset seeds (< 1e9),
-#: evaluation seeds (1e9 + seed * 1e4 + i) and validation seeds (2e9 + i).
-FINETUNE_SEED_BASE = 1_600_000_000
 
 
 @dataclass(frozen=True)
@@ -77,10 +75,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "finetune config") -> "FinetuneConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"{source}: unknown finetune keys: {', '.join(sorted(unknown))}")
+        check_known_keys(values, (f.name for f in fields(cls)), f"{source}: unknown finetune keys: {{keys}}")
         try:
             cfg = cls(**values)
         except TypeError as error:
@@ -138,14 +133,14 @@ class GaussianHead(torch.nn.Module):
         self.log_std = torch.nn.Parameter(log_std, requires_grad=learnable)
 
     def mean(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Decision-token outputs (B, act_dim) -> squashed action mean, as rollout.decode_actions."""
+        """Decision-token outputs (B, act_dim) -> squashed action mean, as policy.decode_actions."""
         return self.low + (torch.tanh(outputs) + 1) / 2 * (self.high - self.low)
 
     def distribution(self, outputs: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.mean(outputs), self.log_std.exp().expand_as(outputs))
 
 
-class SamplingPolicy:
+class SamplingPolicy(Policy):
     """The checkpoint's model as a stochastic policy for run_episodes; remembers every window
     and the action sampled for it, in the order run_episodes steps the envs."""
 
@@ -233,43 +228,29 @@ def advantages(rtg: np.ndarray, episode: np.ndarray, timestep: np.ndarray, norma
 # ---------------------------------------------------------------------------- the run
 
 
-class FinetuneRun:
-    """Files of a fine-tuning folder (see module docstring)."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.config_path = run_dir / "finetune.json"
-        self.resume = run_dir / "resume"
-        self.final = run_dir / "checkpoint"
-        self.csv = run_dir / "learning_curve.csv"
-        self.png = run_dir / "learning_curve.png"
-
-    def check(self, record: dict, force: bool) -> str:
-        """'fresh', 'resume' or 'finished'; refuses a folder holding another config/parent."""
-        if force or not self.config_path.exists():
-            return "fresh"
-        saved = json.loads(self.config_path.read_text())
-        record = json.loads(json.dumps(record))
-        if saved != record:
-            keys = set(saved.get("config", {})) | set(record["config"])
-            changed = sorted(k for k in keys if saved.get("config", {}).get(k) != record["config"].get(k))
-            if saved.get("parent") != record["parent"]:
-                changed.append("parent checkpoint")
-            raise RunExistsError(f"{self.run_dir} holds a fine-tuning run with another config (differs in: "
-                                 f"{', '.join(changed)}); use another --out or pass --force to start over")
-        if self.final.exists():
-            return "finished"
-        return "resume" if (self.resume / "state.json").exists() else "fresh"
-
-
 CURVE_COLUMNS = ("update", "episodes", "env_steps", "sample_return_mean", "sample_return_std", "loss",
                  "action_std", "greedy_return", "elapsed_s")
 
 
-def write_curve(run: FinetuneRun, curve: list[dict], env_id: str, expert_return: float | None = None) -> None:
+def run_folder(run_dir: str | Path) -> RunFolder:
+    """The fine-tuning run folder (module docstring): finetune.json, resume/, checkpoint/, curves."""
+    return RunFolder(run_dir, "finetune.json", kind="a fine-tuning run",
+                     outputs=("learning_curve.csv", "learning_curve.png"))
+
+
+def _changed(saved: dict, record: dict) -> list[str]:
+    """What differs between two {config, parent} records: config keys, and the parent checkpoint."""
+    changed = changed_keys(saved.get("config", {}), record["config"])
+    if saved.get("parent") != record["parent"]:
+        changed.append("parent checkpoint")
+    return changed
+
+
+def write_curve(run: RunFolder, curve: list[dict], env_id: str, expert_return: float | None = None) -> None:
     """learning_curve.csv (one row per update, greedy_return empty where not evaluated) and
     learning_curve.png (sampled and greedy returns against episodes played)."""
-    with atomic_path(run.csv, suffix=".csv") as tmp:
+    csv_path, png_path = run.outputs
+    with atomic_path(csv_path, suffix=".csv") as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
             writer.writeheader()
@@ -295,19 +276,17 @@ def write_curve(run: FinetuneRun, curve: list[dict], env_id: str, expert_return:
     ax.set_title(f"{env_id}: REINFORCE fine-tuning")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    with atomic_path(run.png, suffix=".png") as tmp:
+    with atomic_path(png_path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
 def greedy_return(ckpt: Checkpoint, episodes: int, target_return: float | None) -> float:
     """Mean return of the deterministic policy (argmax / squashed mean) on validation seeds."""
-    from spikingmind.rollout import TorchPolicy
-
     was_training = ckpt.model.training
     ckpt.model.eval()
     try:
-        result = run_episodes(TorchPolicy(ckpt), [VALIDATION_SEED_BASE + i for i in range(episodes)], target_return)
+        result = run_episodes(TorchPolicy(ckpt), validation_seeds(episodes), target_return)
     finally:
         if was_training:
             policy_gradient_mode(ckpt.model)
@@ -319,6 +298,141 @@ def _parent_record(checkpoint: Path, meta: dict) -> dict:
             "dataset": meta.get("dataset", {}).get("id"), "dataset_hash": meta.get("dataset", {}).get("content_hash")}
 
 
+@dataclass
+class Learner:
+    """What is being fine-tuned: the checkpoint's model, the Gaussian head of continuous actions
+    (None for discrete ones), the trained parameters and their optimizer."""
+
+    ckpt: Checkpoint
+    head: GaussianHead | None
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+
+    @classmethod
+    def build(cls, ckpt: Checkpoint, cfg: FinetuneConfig) -> "Learner":
+        torch.manual_seed(cfg.seed)
+        head = None if ckpt.spec.discrete else GaussianHead(ckpt.spec, cfg.action_std, cfg.learn_std)
+        params = [p for p in ckpt.model.parameters() if p.requires_grad]
+        if head is not None and cfg.learn_std:
+            params.append(head.log_std)
+        return cls(ckpt, head, params, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
+
+
+@dataclass
+class Progress:
+    """Where a fine-tuning run stands (what resume/state.json holds) and the best weights so far."""
+
+    update: int = 0
+    elapsed_before: float = 0.0  # seconds of earlier, interrupted processes
+    curve: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"return": -np.inf, "update": -1})
+    best_state: dict | None = None
+
+    @classmethod
+    def resume(cls, run: RunFolder, learner: Learner) -> "Progress":
+        saved, best_state = run.load_resume(learner.ckpt.model, learner.optimizer)
+        if learner.head is not None:
+            learner.head.log_std.data.copy_(torch.tensor(saved["log_std"], dtype=torch.float32))
+        return cls(saved["update"], saved["elapsed"], saved["curve"], saved["best"], best_state)
+
+    def save(self, run: RunFolder, learner: Learner, update: int, elapsed: float) -> None:
+        head = learner.head
+        run.save_resume(learner.ckpt.model, learner.optimizer, self.best_state, {
+            "update": update, "elapsed": elapsed, "curve": self.curve, "best": self.best,
+            "log_std": head.log_std.detach().tolist() if head is not None else None})
+
+    def evaluate_greedy(self, learner: Learner, cfg: FinetuneConfig, update: int, entry: dict) -> None:
+        """The greedy validation return into `entry`; ties keep the later, more trained policy."""
+        entry["greedy_return"] = greedy_return(learner.ckpt, cfg.eval_episodes, cfg.target_return)
+        if entry["greedy_return"] >= self.best["return"]:
+            self.best = {"return": entry["greedy_return"], "update": update}
+            self.best_state = snapshot(learner.ckpt.model)
+
+
+@dataclass
+class Batch:
+    """One update's episodes: every decision's window and sampled action, in env-step order."""
+
+    windows: np.ndarray  # (N, L, F)
+    sampled: np.ndarray  # (N,) action ids or (N, act_dim) pre-clipping samples
+    episode: np.ndarray  # (N,) episode index of each decision
+    rewards: np.ndarray  # (N,)
+    returns: np.ndarray  # (batch_episodes,) episode returns
+
+
+def play_batch(learner: Learner, cfg: FinetuneConfig, update: int, rng: np.random.Generator) -> Batch:
+    """Play update `update`'s episodes (its own fine-tuning seeds) with actions sampled from the policy."""
+    ckpt = learner.ckpt
+    seeds = finetune_seeds(cfg.seed, (update - 1) * cfg.batch_episodes, cfg.batch_episodes)
+    log = _RewardLog()
+    sampler = SamplingPolicy(ckpt, learner.head, rng, env_spec=_recording_spec(ckpt.spec, log),
+                             temperature=cfg.temperature)
+    episode_results = run_episodes(sampler, seeds, cfg.target_return, batch=cfg.batch_episodes)
+    windows = np.concatenate(sampler.windows)
+    episode = np.asarray(log.episode)
+    if len(episode) != len(windows):
+        raise RuntimeError(f"fine-tuning bookkeeping: {len(windows)} decisions but {len(episode)} env steps")
+    return Batch(windows, np.concatenate(sampler.sampled), episode, np.asarray(log.reward),
+                 np.asarray(episode_results.returns))
+
+
+def policy_gradient_step(learner: Learner, cfg: FinetuneConfig, batch: Batch, rng: np.random.Generator) -> float:
+    """One REINFORCE step on the batch (an unbiased subsample of its decisions); returns the loss."""
+    ckpt, model = learner.ckpt, learner.ckpt.model
+    windows = batch.windows
+    timestep = np.rint(windows[:, ckpt.layout.decision_token, ckpt.layout.time_channel]
+                       * ckpt.norm.max_episode_steps).astype(np.int64)
+    rtg = returns_to_go(batch.rewards, batch.episode, cfg.gamma)
+    adv = advantages(rtg, batch.episode, timestep, cfg.normalize_advantages)
+
+    chosen = np.arange(len(windows))
+    if len(chosen) > cfg.max_decisions_per_update:  # unbiased subsample of the batch's decisions
+        chosen = np.sort(rng.choice(len(windows), cfg.max_decisions_per_update, replace=False))
+    learner.optimizer.zero_grad(set_to_none=True)
+    loss_total = 0.0
+    for first in range(0, len(chosen), cfg.grad_chunk):
+        part = chosen[first:first + cfg.grad_chunk]
+        outputs = model(torch.from_numpy(windows[part]))[:, ckpt.layout.decision_token]
+        log_prob, entropy = _log_prob(outputs, batch.sampled[part], learner.head, cfg.temperature)
+        adv_part = torch.as_tensor(adv[part], dtype=log_prob.dtype)
+        loss = -(adv_part * log_prob).sum() / len(chosen) - cfg.entropy_weight * entropy.sum() / len(chosen)
+        loss.backward()
+        loss_total += float(loss.detach())
+    torch.nn.utils.clip_grad_norm_(learner.params, cfg.grad_clip)
+    learner.optimizer.step()
+    return loss_total
+
+
+def finish(run: RunFolder, learner: Learner, cfg: FinetuneConfig, progress: Progress, record: dict,
+           seconds: float) -> tuple[Path, dict]:
+    """The best weights into checkpoint/ with the run's metrics and learning curve."""
+    ckpt, curve = learner.ckpt, progress.curve
+    ckpt.model.load_state_dict(progress.best_state)
+    ckpt.model.eval()
+    write_curve(run, curve, ckpt.spec.env_id, ckpt.spec.target_return)
+    greedy = [r for r in curve if r["greedy_return"] is not None]
+    validation = validation_seeds(cfg.eval_episodes)
+    played = finetune_seeds(cfg.seed, 0, cfg.updates * cfg.batch_episodes)
+    metrics = {
+        "updates": cfg.updates,
+        "episodes": cfg.updates * cfg.batch_episodes,
+        "env_steps": curve[-1]["env_steps"],
+        "seconds": seconds,
+        "start_greedy_return": greedy[0]["greedy_return"],
+        "final_greedy_return": greedy[-1]["greedy_return"],
+        "best_greedy_return": progress.best["return"],
+        "best_update": progress.best["update"],
+        "final_action_std": _std_value(learner.head),
+        "validation_seeds": [validation[0], validation[-1]],
+        "finetune_seeds": [played[0], played[-1]],
+    }
+    meta = dict(ckpt.meta)
+    meta["finetune"] = {**record, "metrics": metrics, "learning_curve": run.outputs[0].name}
+    save_checkpoint(run.final, Checkpoint(model=ckpt.model, spec=ckpt.spec, layout=ckpt.layout, norm=ckpt.norm,
+                                          meta=meta))
+    return run.final, metrics
+
+
 def finetune(
     checkpoint: str | Path,
     run_dir: str | Path,
@@ -328,146 +442,53 @@ def finetune(
 ) -> tuple[Path, dict]:
     """Fine-tune (or resume) `checkpoint` in `run_dir`; returns (new checkpoint path, metrics)."""
     cfg.validate()
-    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
+    checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
-    spec, model = ckpt.spec, ckpt.model
-    run = FinetuneRun(run_dir)
+    run = run_folder(run_dir)
     record = {"config": cfg.to_dict(), "parent": _parent_record(checkpoint, ckpt.meta)}
-    status = run.check(record, force)
-    if status == "finished":
-        meta = json.loads((run.final / "checkpoint.json").read_text())
-        return run.final, {**meta.get("finetune", {}).get("metrics", {}), "status": "already finished"}
-    if force:
-        for stale in (run.final, run.resume, run.csv, run.png):
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            elif stale.exists():
-                stale.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.config_path, record)
-
-    torch.manual_seed(cfg.seed)
-    head = None if spec.discrete else GaussianHead(spec, cfg.action_std, cfg.learn_std)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if head is not None and cfg.learn_std:
-        params.append(head.log_std)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    curve: list[dict] = []
-    start_update, elapsed_before = 0, 0.0
-    best = {"return": -np.inf, "update": -1}
-    best_state = None
-    if status == "resume":
-        saved = json.loads((run.resume / "state.json").read_text())
-        model.load_state_dict(load_file(str(run.resume / "model.safetensors")))
-        _load_optimizer_tensors(optimizer, load_file(str(run.resume / "optimizer.safetensors")))
-        if head is not None:
-            head.log_std.data.copy_(torch.tensor(saved["log_std"], dtype=torch.float32))
-        start_update, elapsed_before, curve, best = saved["update"], saved["elapsed"], saved["curve"], saved["best"]
-        best_state = load_file(str(run.resume / "best.safetensors"))
-
-    def save_resume(update: int, elapsed: float) -> None:
-        with atomic_dir(run.resume, overwrite=True) as tmp:
-            save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-            save_file(_optimizer_tensors(optimizer), str(tmp / "optimizer.safetensors"))
-            save_file(best_state, str(tmp / "best.safetensors"))
-            atomic_write_json(tmp / "state.json", {
-                "update": update, "elapsed": elapsed, "curve": curve, "best": best,
-                "log_std": head.log_std.detach().tolist() if head is not None else None})
-
-    def evaluate_greedy(update: int, entry: dict) -> None:
-        nonlocal best, best_state
-        entry["greedy_return"] = greedy_return(ckpt, cfg.eval_episodes, cfg.target_return)
-        if entry["greedy_return"] >= best["return"]:  # ties keep the later, more trained policy
-            best = {"return": entry["greedy_return"], "update": update}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
+    status = run.status(record, force, _changed)
+    if status == FINISHED:
+        return run.final, {**run.finished_meta().get("finetune", {}).get("metrics", {}), "status": "already finished"}
+    run.start(record, force)
+    learner = Learner.build(ckpt, cfg)
+    progress = Progress.resume(run, learner) if status == RESUME else Progress()
     clock = time.perf_counter()
-    if status == "fresh":  # the offline policy's greedy score is the curve's first point
+
+    def elapsed() -> float:
+        return progress.elapsed_before + time.perf_counter() - clock
+
+    if status == FRESH:  # the offline policy's greedy score is the curve's first point
         entry = {"update": 0, "episodes": 0, "env_steps": 0, "sample_return_mean": None, "sample_return_std": None,
-                 "loss": None, "action_std": _std_value(head), "greedy_return": None, "elapsed_s": 0.0}
-        evaluate_greedy(0, entry)
-        entry["elapsed_s"] = elapsed_before + time.perf_counter() - clock
-        curve.append(entry)
-        save_resume(0, elapsed_before + time.perf_counter() - clock)
+                 "loss": None, "action_std": _std_value(learner.head), "greedy_return": None, "elapsed_s": 0.0}
+        progress.evaluate_greedy(learner, cfg, 0, entry)
+        entry["elapsed_s"] = elapsed()
+        progress.curve.append(entry)
+        progress.save(run, learner, 0, elapsed())
         if on_progress:
             on_progress(entry)
 
-    policy_gradient_mode(model)
-    for update in range(start_update + 1, cfg.updates + 1):
+    policy_gradient_mode(ckpt.model)
+    for update in range(progress.update + 1, cfg.updates + 1):
         rng = np.random.default_rng([cfg.seed, update])  # per-update stream: resuming replays it
-        seeds = [FINETUNE_SEED_BASE + cfg.seed * 1_000_000 + (update - 1) * cfg.batch_episodes + i
-                 for i in range(cfg.batch_episodes)]
-        log = _RewardLog()
-        sampler = SamplingPolicy(ckpt, head, rng, env_spec=_recording_spec(spec, log), temperature=cfg.temperature)
-        episode_results = run_episodes(sampler, seeds, cfg.target_return, batch=cfg.batch_episodes)
-        windows = np.concatenate(sampler.windows)
-        sampled = np.concatenate(sampler.sampled)
-        episode = np.asarray(log.episode)
-        if len(episode) != len(windows):
-            raise RuntimeError(f"fine-tuning bookkeeping: {len(windows)} decisions but {len(episode)} env steps")
-        rewards = np.asarray(log.reward)
-        timestep = np.rint(windows[:, ckpt.layout.decision_token, ckpt.layout.time_channel]
-                           * ckpt.norm.max_episode_steps).astype(np.int64)
-        rtg = returns_to_go(rewards, episode, cfg.gamma)
-        adv = advantages(rtg, episode, timestep, cfg.normalize_advantages)
-
-        chosen = np.arange(len(windows))
-        if len(chosen) > cfg.max_decisions_per_update:  # unbiased subsample of the batch's decisions
-            chosen = np.sort(rng.choice(len(windows), cfg.max_decisions_per_update, replace=False))
-        optimizer.zero_grad(set_to_none=True)
-        loss_total = 0.0
-        for first in range(0, len(chosen), cfg.grad_chunk):
-            part = chosen[first:first + cfg.grad_chunk]
-            outputs = model(torch.from_numpy(windows[part]))[:, ckpt.layout.decision_token]
-            log_prob, entropy = _log_prob(outputs, sampled[part], head, cfg.temperature)
-            adv_part = torch.as_tensor(adv[part], dtype=log_prob.dtype)
-            loss = -(adv_part * log_prob).sum() / len(chosen) - cfg.entropy_weight * entropy.sum() / len(chosen)
-            loss.backward()
-            loss_total += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-
-        returns = np.asarray(episode_results.returns)
+        batch = play_batch(learner, cfg, update, rng)
+        loss = policy_gradient_step(learner, cfg, batch, rng)
+        curve = progress.curve
         entry = {"update": update, "episodes": update * cfg.batch_episodes,
-                 "env_steps": (curve[-1]["env_steps"] if curve else 0) + len(windows),
-                 "sample_return_mean": float(returns.mean()), "sample_return_std": float(returns.std()),
-                 "loss": loss_total, "action_std": _std_value(head), "greedy_return": None, "elapsed_s": None}
-        if not np.isfinite(loss_total):
-            raise ConfigError(f"fine-tuning diverged at update {update} (loss {loss_total}); lower --lr")
-        last = update == cfg.updates
-        if update % cfg.eval_every == 0 or last:
-            evaluate_greedy(update, entry)
-        entry["elapsed_s"] = elapsed_before + time.perf_counter() - clock
+                 "env_steps": (curve[-1]["env_steps"] if curve else 0) + len(batch.windows),
+                 "sample_return_mean": float(batch.returns.mean()), "sample_return_std": float(batch.returns.std()),
+                 "loss": loss, "action_std": _std_value(learner.head), "greedy_return": None, "elapsed_s": None}
+        if not np.isfinite(loss):
+            raise ConfigError(f"fine-tuning diverged at update {update} (loss {loss}); lower --lr")
+        if update % cfg.eval_every == 0 or update == cfg.updates:
+            progress.evaluate_greedy(learner, cfg, update, entry)
+        entry["elapsed_s"] = elapsed()
         curve.append(entry)
         if entry["greedy_return"] is not None:
-            save_resume(update, entry["elapsed_s"])
-            write_curve(run, curve, spec.env_id, spec.target_return)
+            progress.save(run, learner, update, entry["elapsed_s"])
+            write_curve(run, curve, ckpt.spec.env_id, ckpt.spec.target_return)
         if on_progress:
             on_progress(entry)
-
-    model.load_state_dict(best_state)
-    model.eval()
-    write_curve(run, curve, spec.env_id, spec.target_return)
-    greedy = [r for r in curve if r["greedy_return"] is not None]
-    metrics = {
-        "updates": cfg.updates,
-        "episodes": cfg.updates * cfg.batch_episodes,
-        "env_steps": curve[-1]["env_steps"],
-        "seconds": elapsed_before + time.perf_counter() - clock,
-        "start_greedy_return": greedy[0]["greedy_return"],
-        "final_greedy_return": greedy[-1]["greedy_return"],
-        "best_greedy_return": best["return"],
-        "best_update": best["update"],
-        "final_action_std": _std_value(head),
-        "validation_seeds": [VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + cfg.eval_episodes - 1],
-        "finetune_seeds": [FINETUNE_SEED_BASE + cfg.seed * 1_000_000,
-                           FINETUNE_SEED_BASE + cfg.seed * 1_000_000 + cfg.updates * cfg.batch_episodes - 1],
-    }
-    meta = dict(ckpt.meta)
-    meta["finetune"] = {**record, "metrics": metrics, "learning_curve": run.csv.name}
-    save_checkpoint(run.final, Checkpoint(model=model, spec=spec, layout=ckpt.layout, norm=ckpt.norm, meta=meta))
-    return run.final, metrics
+    return finish(run, learner, cfg, progress, record, elapsed())
 
 
 def _std_value(head: GaussianHead | None) -> float | None:

@@ -19,7 +19,7 @@ Units: a layer with scale `A` (activation units per float unit) represents a flo
 `x` as `round(x * A)` activation units, a membrane value as `x * A * 64` state units and the
 threshold `theta` as `vth = round(theta * A)`. `A` is at most `4096 / theta` (threshold
 4096, 5 bits of headroom |v| < 32 theta in the 24-bit state); the exporter
-(`export/lava.py: _choose_scale`) picks, per population, the `A <= 4096 / theta` that
+(`export/lava/quantize.py: _choose_scale`) picks, per population, the `A <= 4096 / theta` that
 minimises the summed squared error of every incoming weight, the bias and the threshold
 (rounding and clipping together): a smaller `A` lets a synapse whose weights exceed 255 << 7
 or a bias beyond the 13-bit mantissa fit without clipping.

@@ -10,10 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from spikingmind.errors import RunExistsError
+from spikingmind.errors import RunExistsError, SpikingmindError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def read_text(path: str | Path, error: type[SpikingmindError], missing: str) -> str:
+    """The text of `path`; `error(missing)` (a one-line message naming the file) when it does not exist."""
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise error(missing) from None
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:

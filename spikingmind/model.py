@@ -21,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from snntorch import surrogate
 
-from spikingmind.errors import ConfigError
+from spikingmind.errors import ConfigError, check_known_keys
+from spikingmind.tokens import decision_token_index, window_length
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        check_known_keys(values, (f.name for f in fields(cls)), "unknown model config keys: {keys}")
         values = dict(values)
         if "mix_decay_init" in values:
             values["mix_decay_init"] = tuple(values["mix_decay_init"])
@@ -64,6 +62,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def n_tokens(self) -> int:
+        """L, the tokens of a window: three per environment step (tokens.TokenLayout.n_tokens)."""
+        return window_length(self.context_length)
 
 
 # ---------------------------------------------------------------------------- neuron
@@ -343,8 +346,8 @@ class DecisionTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig, n_features: int, n_out: int):
         super().__init__()
         self.cfg, self.n_features, self.n_out = cfg, n_features, n_out
-        n_tokens = 3 * cfg.context_length
-        self.decision_token = n_tokens - 2  # the last state token (tokens.TokenLayout.decision_token)
+        n_tokens = cfg.n_tokens
+        self.decision_token = decision_token_index(n_tokens)
         self.embed = nn.Linear(n_features, cfg.width)  # real-valued encoder (MACs, not spike ops)
         if cfg.kind == "snn":
             self.blocks = nn.ModuleList(SpikingBlock(cfg, n_tokens) for _ in range(cfg.n_blocks))

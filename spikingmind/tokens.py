@@ -16,6 +16,16 @@ TOKENS_PER_STEP = 3
 RTG, STATE, ACTION = 0, 1, 2
 
 
+def window_length(context_length: int) -> int:
+    """L, the tokens of a window of `context_length` environment steps (three per step)."""
+    return TOKENS_PER_STEP * context_length
+
+
+def decision_token_index(n_tokens: int) -> int:
+    """The last state token of a window of `n_tokens` tokens: its output decodes the next action."""
+    return n_tokens - TOKENS_PER_STEP + STATE
+
+
 @dataclass(frozen=True)
 class TokenLayout:
     """Channel layout of one token. Shapes: window (L, n_features), L = 3 * context_length."""
@@ -27,7 +37,7 @@ class TokenLayout:
 
     @property
     def n_tokens(self) -> int:
-        return TOKENS_PER_STEP * self.context_length
+        return window_length(self.context_length)
 
     @property
     def obs_slice(self) -> slice:
@@ -52,7 +62,7 @@ class TokenLayout:
     @property
     def decision_token(self) -> int:
         """Index of the last state token, whose output decodes the next action."""
-        return self.n_tokens - 2
+        return decision_token_index(self.n_tokens)
 
     def describe(self) -> dict:
         """JSON-able description written into checkpoints and exports."""

@@ -1,11 +1,13 @@
 """Offline training with the Decision Transformer loss, resumable and deterministic.
 
-A run lives in one folder:
+A run lives in one folder (`spikingmind.runs`):
     run.json        the full TrainConfig (a run is reproducible from it + its seed)
     resume/         weights + optimizer moments + history, rewritten atomically at each evaluation
     checkpoint/     the finished policy (see spikingmind.checkpoint); its presence means "done"
 Re-running the same config resumes an interrupted run and leaves a finished one alone;
-a different config in the same folder is refused.
+a different config in the same folder is refused. `train` reads as its steps: `prepare`
+(data, model, optimizer), resume, `train_step` per step, `evaluate_and_save` every
+`eval_every` steps, `finish`.
 """
 
 from __future__ import annotations
@@ -20,22 +22,20 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from spikingmind.checkpoint import Checkpoint, checkpoint_meta, save_checkpoint
 from spikingmind.data import Episodes, load_episodes
-from spikingmind.envs import get_env_spec
-from spikingmind.errors import ConfigError, RunExistsError
-from spikingmind.energy.profiles import load_profile
-from spikingmind.energy.regularizer import layer_spike_rates, spike_energy, spike_energy_table
-from spikingmind.io import atomic_dir, atomic_write_json, atomic_write_text
+from spikingmind.energy.profiles import HardwareProfile, load_profile
+from spikingmind.energy.regularizer import SpikeEnergy, layer_spike_rates, spike_energy, spike_energy_table
+from spikingmind.envs import EnvSpec, get_env_spec
+from spikingmind.errors import ConfigError, check_known_keys
+from spikingmind.io import atomic_write_text, read_text
 from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.rollout import TorchPolicy, run_episodes
+from spikingmind.policy import TorchPolicy
+from spikingmind.rollout import run_episodes
+from spikingmind.runs import FINISHED, RESUME, RunFolder, snapshot
+from spikingmind.seeds import validation_seeds
 from spikingmind.tokens import STATE, Normalization, TokenLayout, step_tokens, window_indices, windows
-
-#: Validation episodes during training use these env seeds: disjoint from training
-#: (data.episode_seed) and from evaluation (rollout.evaluation_seeds).
-VALIDATION_SEED_BASE = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
         values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"{source}: unknown train keys: {', '.join(sorted(unknown))}")
+        check_known_keys(values, (f.name for f in fields(cls)), f"{source}: unknown train keys: {{keys}}")
         if isinstance(values.get("model"), dict):
             values["model"] = ModelConfig.from_dict(values["model"])
         try:
@@ -113,15 +110,13 @@ DATA_KEYS = ("episodes", "mix")  # a config's [data] table: what `make results` 
 
 def _read_config(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
+    text = read_text(path, ConfigError, f"config file {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML ({error})") from None
-    unknown = set(raw) - {"train", "model", "data"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown tables {', '.join(sorted(unknown))} (expected [train], [model], [data])")
+    check_known_keys(raw, ("train", "model", "data"),
+                     f"{path}: unknown tables {{keys}} (expected [train], [model], [data])")
     return path, raw
 
 
@@ -129,9 +124,7 @@ def _data_table(path: Path, table: dict) -> dict:
     """The [data] table, validated: `episodes` an integer >= 1, `mix` a policy mix string."""
     from spikingmind.data import parse_mix
 
-    unknown = set(table) - set(DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown [data] keys {', '.join(sorted(unknown))} (expected {', '.join(DATA_KEYS)})")
+    check_known_keys(table, DATA_KEYS, f"{path}: unknown [data] keys {{keys}} (expected {', '.join(DATA_KEYS)})")
     if "episodes" in table:
         episodes = table["episodes"]
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -225,51 +218,6 @@ def dt_loss(outputs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, l
 # ---------------------------------------------------------------------------- the run
 
 
-class RunState:
-    """Resume files of a run folder."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.resume = run_dir / "resume"
-        self.final = run_dir / "checkpoint"
-        self.config_path = run_dir / "run.json"
-        self.metrics_path = run_dir / "metrics.jsonl"
-
-    def check_config(self, cfg: TrainConfig, force: bool) -> str:
-        """'fresh', 'resume' or 'finished'; refuses a folder holding another config."""
-        if force or not self.config_path.exists():
-            return "fresh"
-        saved = json.loads(self.config_path.read_text())
-        wanted = json.loads(json.dumps(cfg.to_dict()))  # as it reads back from run.json
-        if saved != wanted:
-            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            raise RunExistsError(
-                f"{self.run_dir} holds a run with another config (differs in: {', '.join(changed)}); "
-                "use another --out or pass --force to start over"
-            )
-        if self.final.exists():
-            return "finished"
-        return "resume" if (self.resume / "state.json").exists() else "fresh"
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"{index}.{key}"] = torch.as_tensor(value).clone()
-    return tensors
-
-
-def _load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    state_dict = optimizer.state_dict()
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    state_dict["state"] = state
-    optimizer.load_state_dict(state_dict)
-
-
 def activity_penalty(record: dict, energy_table, cfg: TrainConfig) -> tuple[torch.Tensor | None, dict]:
     """The energy-aware terms of the loss (None when both weights are 0) and what is logged.
 
@@ -291,6 +239,9 @@ def activity_penalty(record: dict, energy_table, cfg: TrainConfig) -> tuple[torc
     return penalty, {"spike_rate": spikes / slots, "energy_uj": float(energy.detach()) / 1e6}
 
 
+METRICS = "metrics.jsonl"  # in the run folder: one line per evaluation step
+
+
 def write_metrics(path: Path, history: list[dict]) -> None:
     """metrics.jsonl: one JSON line per evaluation step of the run so far (rewritten atomically)."""
     atomic_write_text(path, "".join(json.dumps(entry) + "\n" for entry in history))
@@ -305,12 +256,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def validate(model: DecisionTransformer, spec, layout, norm, episodes: int) -> float:
-    from spikingmind.checkpoint import Checkpoint as _Ckpt
-
+    """Mean return of the model (eval mode) on the validation seeds; leaves it in train mode."""
     model.eval()
-    policy = TorchPolicy(_Ckpt(model=model, spec=spec, layout=layout, norm=norm))
-    seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
-    result = run_episodes(policy, seeds)
+    policy = TorchPolicy(Checkpoint(model=model, spec=spec, layout=layout, norm=norm))
+    result = run_episodes(policy, validation_seeds(episodes))
     model.train()
     return float(np.mean(result.returns))
 
@@ -325,22 +274,27 @@ def _reward_threshold(env_id: str) -> float | None:
         return None
 
 
-def train(
-    run_dir: str | Path,
-    cfg: TrainConfig,
-    force: bool = False,
-    on_progress: Callable[[dict], None] | None = None,
-) -> tuple[Path, dict]:
-    """Train (or resume) the run in `run_dir`; returns (checkpoint path, metrics)."""
-    run_dir = Path(run_dir)
-    state = RunState(run_dir)
-    status = state.check_config(cfg, force)
-    if status == "finished":
-        meta = json.loads((state.final / "checkpoint.json").read_text())
-        return state.final, {**meta.get("metrics", {}), "status": "already finished"}
-    if not cfg.dataset:
-        raise ConfigError("no dataset given (--dataset ID, or train.dataset in the config file)")
+@dataclass
+class Setup:
+    """What a run trains on and with: the env, its dataset as token rows, the model and optimizer."""
 
+    spec: EnvSpec
+    episodes: Episodes
+    layout: TokenLayout
+    data: TrainingData
+    model: DecisionTransformer
+    optimizer: torch.optim.Optimizer
+    energy_profile: HardwareProfile | None = None  # prices the spikes the energy term counts (spiking DT)
+    energy_table: SpikeEnergy | None = None
+
+    def refresh_energy_table(self) -> None:
+        """Per-spike energies follow the weights (a weight or BatchNorm gain may reach 0)."""
+        if self.energy_profile is not None:
+            self.energy_table = spike_energy_table(self.model, self.energy_profile)
+
+
+def prepare(cfg: TrainConfig) -> Setup:
+    """Load and tokenise the dataset, then build the model (seeded) and its optimizer."""
     spec = get_env_spec(cfg.env_id)
     episodes = load_episodes(cfg.dataset, cfg.env_id)
     if spec.discrete and (episodes.actions.min() < 0 or episodes.actions.max() >= spec.act_dim):
@@ -348,112 +302,145 @@ def train(
     layout = TokenLayout(spec.obs_dim, spec.act_dim, spec.discrete, cfg.model.context_length)
     gain = spec.return_gain if cfg.return_gain is None else cfg.return_gain
     data = TrainingData.from_episodes(episodes, layout, spec.return_scale, spec.max_episode_steps, gain)
-
     torch.manual_seed(cfg.seed)
     model = DecisionTransformer(cfg.model, layout.n_features, spec.act_dim)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: list[dict] = []
-    start_step, elapsed_before, best = 0, 0.0, {"return": -np.inf, "step": -1}
-    best_state = None
-    if force and run_dir.exists():
-        for stale in (state.final, state.resume):
-            if stale.exists():
-                import shutil
+    setup = Setup(spec, episodes, layout, data, model, optimizer,
+                  energy_profile=load_profile(cfg.energy_profile) if model.spiking else None)
+    setup.refresh_energy_table()
+    return setup
 
-                shutil.rmtree(stale)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(state.config_path, cfg.to_dict())
-    if status == "resume":
-        saved = json.loads((state.resume / "state.json").read_text())
-        model.load_state_dict(load_file(str(state.resume / "model.safetensors")))
-        _load_optimizer_tensors(optimizer, load_file(str(state.resume / "optimizer.safetensors")))
-        start_step, elapsed_before, history, best = saved["step"], saved["elapsed"], saved["history"], saved["best"]
-        if (state.resume / "best.safetensors").exists():
-            best_state = load_file(str(state.resume / "best.safetensors"))
 
-    def save_resume(step: int, elapsed: float) -> None:
-        with atomic_dir(state.resume, overwrite=True) as tmp:
-            save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-            save_file(_optimizer_tensors(optimizer), str(tmp / "optimizer.safetensors"))
-            if best_state is not None:
-                save_file(best_state, str(tmp / "best.safetensors"))
-            atomic_write_json(tmp / "state.json", {"step": step, "elapsed": elapsed, "history": history, "best": best})
+@dataclass
+class Progress:
+    """Where a run stands (what resume/state.json holds) and the best weights so far."""
 
-    energy_profile = load_profile(cfg.energy_profile) if model.spiking else None
-    energy_table = spike_energy_table(model, energy_profile) if model.spiking else None
-    model.train()
-    clock = time.perf_counter()
-    step = start_step
-    time_to_stop = None
-    loss_value = float("nan")
-    while step < cfg.steps:
-        rng = np.random.default_rng([cfg.seed, step])  # per-step stream: resuming replays the same batches
-        tokens, actions, valid = data.batch(rng, cfg.batch_size)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        record = {} if model.spiking else None
-        outputs = model(torch.from_numpy(tokens), record)
-        action_tensor = torch.from_numpy(actions)
-        loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), layout, spec, cfg.continuous_loss)
-        activity = {}
-        if record is not None:
-            penalty, activity = activity_penalty(record, energy_table, cfg)
-            if penalty is not None:
-                loss = loss + penalty
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        loss_value = float(loss.detach())
-        elapsed = elapsed_before + time.perf_counter() - clock
-        entry = {"step": step, "loss": loss_value, "elapsed_s": elapsed, **activity}
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            entry["val_return"] = validate(model, spec, layout, norm=data.norm, episodes=cfg.eval_episodes)
-            elapsed = elapsed_before + time.perf_counter() - clock
-            entry["elapsed_s"] = elapsed
-            history.append(entry)
-            if entry["val_return"] >= best["return"]:
-                best = {"return": entry["val_return"], "step": step}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_resume(step, elapsed)
-            write_metrics(state.metrics_path, history)
-            if model.spiking:  # fan-outs follow the weights (a weight or BatchNorm gain may reach 0)
-                energy_table = spike_energy_table(model, energy_profile)
-            if cfg.stop_at_return is not None and entry["val_return"] >= cfg.stop_at_return:
-                time_to_stop = elapsed
-                if on_progress:
-                    on_progress(entry)
-                break
-        if on_progress:
-            on_progress(entry)
+    step: int = 0
+    elapsed_before: float = 0.0  # seconds trained by earlier, interrupted processes
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"return": -np.inf, "step": -1})
+    best_state: dict | None = None
+    loss: float = float("nan")
+    time_to_stop: float | None = None
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    @classmethod
+    def resume(cls, run: RunFolder, setup: Setup) -> "Progress":
+        state, best_state = run.load_resume(setup.model, setup.optimizer)
+        return cls(state["step"], state["elapsed"], state["history"], state["best"], best_state)
+
+    def state(self, elapsed: float) -> dict:
+        return {"step": self.step, "elapsed": elapsed, "history": self.history, "best": self.best}
+
+
+def train_step(setup: Setup, cfg: TrainConfig, step: int) -> tuple[float, dict]:
+    """One optimizer step on the batch of step `step` (its own RNG stream: resuming replays the
+    same batches); returns the loss and the spiking DT's activity (`activity_penalty`)."""
+    model, optimizer = setup.model, setup.optimizer
+    rng = np.random.default_rng([cfg.seed, step])
+    tokens, actions, valid = setup.data.batch(rng, cfg.batch_size)
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    record = {} if model.spiking else None
+    outputs = model(torch.from_numpy(tokens), record)
+    action_tensor = torch.from_numpy(actions)
+    loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), setup.layout, setup.spec, cfg.continuous_loss)
+    activity = {}
+    if record is not None:
+        penalty, activity = activity_penalty(record, setup.energy_table, cfg)
+        if penalty is not None:
+            loss = loss + penalty
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return float(loss.detach()), activity
+
+
+def evaluate_and_save(run: RunFolder, setup: Setup, cfg: TrainConfig, progress: Progress, entry: dict,
+                      elapsed: Callable[[], float]) -> None:
+    """Validation return into `entry` and the history, the best weights kept, resume/ rewritten."""
+    entry["val_return"] = validate(setup.model, setup.spec, setup.layout, norm=setup.data.norm,
+                                   episodes=cfg.eval_episodes)
+    entry["elapsed_s"] = elapsed()
+    progress.history.append(entry)
+    if entry["val_return"] >= progress.best["return"]:
+        progress.best = {"return": entry["val_return"], "step": progress.step}
+        progress.best_state = snapshot(setup.model)
+    run.save_resume(setup.model, setup.optimizer, progress.best_state, progress.state(entry["elapsed_s"]))
+    write_metrics(run.run_dir / METRICS, progress.history)
+    setup.refresh_energy_table()
+
+
+def finish(run: RunFolder, setup: Setup, cfg: TrainConfig, progress: Progress, seconds: float) -> tuple[Path, dict]:
+    """The best weights into checkpoint/, with the run's metrics; returns (checkpoint, metrics)."""
+    model, history = setup.model, progress.history
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
     model.eval()
     threshold = _reward_threshold(cfg.env_id)
     reached = [h for h in history if threshold is not None and h["val_return"] >= threshold]
+    seeds = validation_seeds(cfg.eval_episodes)
     metrics = {
         "reward_threshold": threshold,
         "time_to_reward_threshold_s": reached[0]["elapsed_s"] if reached else None,
         "steps_to_reward_threshold": reached[0]["step"] if reached else None,
-        "steps": step,
-        "train_seconds": elapsed_before + time.perf_counter() - clock,
-        "final_loss": loss_value,
-        "best_val_return": best["return"],
-        "best_step": best["step"],
-        "time_to_stop_at_return_s": time_to_stop,
-        "validation_seeds": [VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + cfg.eval_episodes - 1],
+        "steps": progress.step,
+        "train_seconds": seconds,
+        "final_loss": progress.loss,
+        "best_val_return": progress.best["return"],
+        "best_step": progress.best["step"],
+        "time_to_stop_at_return_s": progress.time_to_stop,
+        "validation_seeds": [seeds[0], seeds[-1]],
         "history": history,
     }
-    dataset_meta = episodes.metadata
+    dataset_meta = setup.episodes.metadata
     meta = checkpoint_meta(
-        model, spec, layout, data.norm,
+        model, setup.spec, setup.layout, setup.data.norm,
         dataset={"id": dataset_meta["dataset_id"], "content_hash": dataset_meta["content_hash"],
                  "mix": dataset_meta["mix"], "seed": dataset_meta["seed"], "n_episodes": dataset_meta["n_episodes"],
                  "episode_seeds": [e["seed"] for e in dataset_meta["episodes"]]},
         train=cfg.to_dict(),
         metrics=metrics,
     )
-    save_checkpoint(state.final, Checkpoint(model=model, spec=spec, layout=layout, norm=data.norm, meta=meta))
-    return state.final, metrics
+    save_checkpoint(run.final, Checkpoint(model=model, spec=setup.spec, layout=setup.layout, norm=setup.data.norm,
+                                          meta=meta))
+    return run.final, metrics
+
+
+def train(
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    force: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> tuple[Path, dict]:
+    """Train (or resume) the run in `run_dir`; returns (checkpoint path, metrics)."""
+    run = RunFolder(run_dir, "run.json", outputs=(METRICS,))
+    status = run.status(cfg.to_dict(), force)
+    if status == FINISHED:
+        return run.final, {**run.finished_meta().get("metrics", {}), "status": "already finished"}
+    if not cfg.dataset:
+        raise ConfigError("no dataset given (--dataset ID, or train.dataset in the config file)")
+    setup = prepare(cfg)
+    run.start(cfg.to_dict(), force)
+    progress = Progress.resume(run, setup) if status == RESUME else Progress()
+
+    setup.model.train()
+    clock = time.perf_counter()
+
+    def elapsed() -> float:
+        return progress.elapsed_before + time.perf_counter() - clock
+
+    while progress.step < cfg.steps:
+        progress.loss, activity = train_step(setup, cfg, progress.step)
+        progress.step += 1
+        entry = {"step": progress.step, "loss": progress.loss, "elapsed_s": elapsed(), **activity}
+        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps:
+            evaluate_and_save(run, setup, cfg, progress, entry, elapsed)
+            if cfg.stop_at_return is not None and entry["val_return"] >= cfg.stop_at_return:
+                progress.time_to_stop = entry["elapsed_s"]
+                if on_progress:
+                    on_progress(entry)
+                break
+        if on_progress:
+            on_progress(entry)
+    return finish(run, setup, cfg, progress, elapsed())

@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny CartPole dataset and a briefly trained tiny spiking DT.
 
 Everything is small so the suite stays at a few minutes; the real runs live in `make demo`
-and benchmarks/.
+and benchmarks/. Helpers that are not fixtures live in tests/support/.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.support.checkpoints import tiny_train_config
 
 # Tiny models: one thread is fastest, and immune to spin-waiting when the machine is busy.
 torch.set_num_threads(1)
@@ -28,8 +30,6 @@ def _seeded_global_generators():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-
-TINY_MODEL = {"width": 16, "n_blocks": 1, "mlp_ratio": 2, "context_length": 4, "time_steps": 4}
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +52,6 @@ def cartpole_dataset(datasets_root) -> str:
     dataset_id, _ = collect("CartPole-v1", 12, {"expert": 0.5, "capped": 0.25, "random": 0.25}, seed=3,
                             dataset_id="tiny-cartpole-v0", root=datasets_root)
     return dataset_id
-
-
-def tiny_train_config(dataset: str, kind: str = "snn", **overrides):
-    from spikingmind.train import TrainConfig
-
-    values = {"env_id": "CartPole-v1", "dataset": dataset, "model": {**TINY_MODEL, "kind": kind}, "seed": 1,
-              "steps": 40, "batch_size": 8, "eval_every": 20, "eval_episodes": 1, "warmup_steps": 2}
-    values.update(overrides)
-    return TrainConfig.from_dict(values)
 
 
 @pytest.fixture(scope="session")

@@ -97,6 +97,38 @@ def test_event_backend_needs_a_spiking_checkpoint(ann_checkpoint, tmp_path):
                           "--backend event runs a spiking DT checkpoint folder")
 
 
+def test_evaluate_backend_takes_exactly_the_registry_names(snn_checkpoint, tmp_path):
+    from spikingmind.export import BACKENDS, load_backend
+
+    assert set(BACKENDS) == {"pytorch", "event", "reference", "onnxruntime", "lava"}
+    assert all(callable(load_backend(name)) for name in BACKENDS)  # every entry names a real loader
+    assert_one_line_error(invoke("evaluate", snn_checkpoint, "--backend", "nir"),
+                          "--backend 'nir': choose from pytorch, event, reference, onnxruntime, lava")
+    assert_one_line_error(invoke("evaluate", snn_checkpoint, "--backend", "onnxruntime"),
+                          "--backend onnxruntime runs a .onnx graph, not")
+    assert_one_line_error(invoke("evaluate", snn_checkpoint, "--backend", "lava"),
+                          "--backend lava runs a Lava bundle folder (from `export --target lava`), not")
+
+
+def test_reference_backend_runs_a_checkpoint_exported_in_memory(snn_checkpoint, tmp_path):
+    out = tmp_path / "reference.json"
+    result = invoke("evaluate", snn_checkpoint, "--backend", "reference", "--episodes", "1", "--json", out)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["backend"] == "nir-reference" and data["spikes_per_decision"] > 0
+
+
+def test_help_lists_evaluate_backends():
+    """--backend's help is generated from the registry: every name with its description."""
+    from spikingmind.export import BACKENDS
+
+    result = runner.invoke(app, ["evaluate", "--help"], terminal_width=400)
+    assert result.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+    for name, backend in BACKENDS.items():
+        assert f"{name}: {' '.join(backend.description.split())}" in text, name
+
+
 def test_unknown_export_target_lists_targets(snn_checkpoint, tmp_path):
     assert_one_line_error(invoke("export", snn_checkpoint, "--target", "tflite", "-o", tmp_path / "x"),
                           "choose from nir, onnx, lava")

@@ -14,9 +14,11 @@ from spikingmind.checkpoint import load_checkpoint
 from spikingmind.data import collect, load_episodes
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import ConfigError
-from spikingmind.evaluate import evaluate
+from spikingmind.workflows.evaluate import evaluate
 from spikingmind.model import ModelConfig
-from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+from spikingmind.policy import TorchPolicy
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
 from spikingmind.tokens import TokenLayout
 from spikingmind.train import TrainConfig, dt_loss, train
 

@@ -13,9 +13,10 @@ import pytest
 from spikingmind.energy.onnx_counts import OnnxCounts, OnnxNodeCounts, count_onnx
 from spikingmind.energy.profiles import load_profile
 from spikingmind.energy.report import (
-    Accounted, break_even_spike_rate, build_report, plot_energy, render_report,
+    Accounted, break_even_spike_rate, build_report, plot_energy,
 )
 from spikingmind.energy.snn_counts import LayerCounts, SNNCounts, count_snn, decision_cone, merge_counts
+from spikingmind.cli.energy_cmds import render_report
 from spikingmind.errors import GraphError, ProfileError
 
 T, B, C, L = 2, 2, 2, 3
@@ -48,7 +49,7 @@ def tiny_graph() -> nir.NIRGraph:
     }
     edges = [("input", "embed"), ("embed", "lif_a"), ("lif_a", "mix"), ("mix", "lif_b"),
              ("lif_a", "and"), ("lif_b", "and"), ("and", "readout"), ("readout", "output")]
-    return nir.NIRGraph(nodes=nodes, edges=edges)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3})  # valid under spikingmind.graph
 
 
 def spikes(*per_step_batch):
@@ -152,6 +153,7 @@ def test_affine_and_scale_fan_out():
             "output": nir.Output(output_type={"output": np.array([2])}),
         },
         edges=[("input", "fc"), ("fc", "scale"), ("scale", "li"), ("li", "output")],
+        metadata={"dt": 1e-3},
     )
     inputs = np.zeros((1, 2, 3))
     inputs[0, 0] = [1, 1, 1]

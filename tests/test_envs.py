@@ -12,7 +12,7 @@ import pytest
 from spikingmind.data import collect, load_episodes
 from spikingmind.envs import EnvSpec, get_env_spec, register_env, spec_from_gym, supported_envs, unregister_env
 from spikingmind.errors import ConfigError, UnknownEnvError
-from spikingmind.evaluate import evaluate
+from spikingmind.workflows.evaluate import evaluate
 from spikingmind.model import ModelConfig
 from spikingmind.train import TrainConfig, train
 

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from spikingmind.data import expert_evaluation_seeds
+from spikingmind.seeds import expert_evaluation_seeds
 from spikingmind.experts import (
     EXPERTS,
     HEURISTIC_EXPERTS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nir
@@ -12,11 +13,15 @@ from torch import nn
 
 from spikingmind.checkpoint import load_checkpoint
 from spikingmind.errors import GraphError, UnsupportedModuleError
-from spikingmind.export.nir import NIRReferencePolicy, checkpoint_to_graph, model_to_graph, write_graph
-from spikingmind.export.reference import load_graph
+from spikingmind.export.nir import NIRPolicy, checkpoint_to_graph, model_to_graph, write_graph
+from spikingmind.export.reference import ReferenceSimulator, load_graph
 from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
-from tests.graph_checks import assert_same_graph
+from spikingmind.policy import TorchPolicy
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
+from spikingmind.units import DT
+from tests.support import graphs as g
+from tests.support.graph_checks import assert_same_graph
 
 STANDARD = (nir.Input, nir.Output, nir.Conv1d, nir.LIF, nir.Threshold)
 
@@ -52,8 +57,8 @@ def test_reference_spikes_equal_pytorch_exactly_in_float64(exported, snn_checkpo
     record: dict = {}
     with torch.no_grad():
         outputs = ckpt.model(torch.as_tensor(real_windows, dtype=torch.float64), record)
-    policy = NIRReferencePolicy(load_graph(exported), record=True)
-    logits = policy.logits(real_windows)
+    policy = NIRPolicy(load_graph(exported), record=True)
+    logits = policy.outputs(real_windows)
     total_spikes = 0
     for name, spikes in record.items():
         ours = spikes.numpy().transpose(0, 1, 3, 2)  # (T, B, L, C) -> NIR (T, B, C, L)
@@ -67,7 +72,7 @@ def test_reference_spikes_equal_pytorch_exactly_in_float64(exported, snn_checkpo
 
 def test_closed_loop_returns_equal_episode_by_episode(exported, snn_checkpoint):
     seeds = evaluation_seeds(2, 9)
-    from_nir = run_episodes(NIRReferencePolicy.from_file(exported), seeds)
+    from_nir = run_episodes(NIRPolicy.from_file(exported), seeds)
     from_checkpoint = run_episodes(TorchPolicy(load_checkpoint(snn_checkpoint, dtype=torch.float64)), seeds)
     assert from_nir.returns == from_checkpoint.returns
 
@@ -76,7 +81,7 @@ def test_the_return_to_go_encoding_travels_with_the_graph(exported, snn_checkpoi
     """The host builds tokens from the graph's metadata: the gain must come along (else the
     policy would see a return-to-go four times too small)."""
     ckpt = load_checkpoint(snn_checkpoint)
-    policy = NIRReferencePolicy.from_file(exported)
+    policy = NIRPolicy.from_file(exported)
     assert ckpt.norm.return_gain == 4.0  # CartPole's EnvSpec.return_gain
     assert policy.norm == ckpt.norm
 
@@ -200,7 +205,7 @@ def test_a_runner_written_from_the_metadata_alone_builds_the_same_windows(export
     assert meta["token_table"]["channel_ranges"].startswith("half-open")
     assert "unclipped" in meta["return_to_go"]["update"] and "t = 0" in meta["timestep"]["origin"]
     assert meta["gymnasium_version"]
-    policy = NIRReferencePolicy.from_file(exported, record=False)
+    policy = NIRPolicy.from_file(exported, record=False)
     seed = evaluation_seeds(1, 2)[0]
     ours: list[np.ndarray] = []
     run_episodes(policy, [seed], on_decision=ours.append, max_steps=25)
@@ -208,3 +213,37 @@ def test_a_runner_written_from_the_metadata_alone_builds_the_same_windows(export
     assert len(theirs) == len(ours) > 3
     for step, (a, b) in enumerate(zip(ours, theirs)):
         np.testing.assert_allclose(a[0], b, rtol=0, atol=1e-6, err_msg=f"step {step}")  # rollout builds float32
+# ---- the NIR policy on graphs that are not exports --------------------------------------------
+
+
+def test_policy_decodes_mean_over_time_at_the_last_state_token():
+    D, L = 2, 6
+    identity = g.conv(np.eye(D)[:, :, None], n_in=L)  # T = 2 below: (x + x) / 2 == x exactly
+    meta = {"dt": DT, "time_steps": 2, "spikingmind": json.dumps({"action_kind": "discrete"})}
+    graph = g.graph(
+        {"in": nir.Input(np.array([D, L])), "id": identity, "out": nir.Output(np.array([D, L]))},
+        [("in", "id"), ("id", "out")],
+        meta,
+    )
+    policy = NIRPolicy(graph, record=True)
+    assert policy.time_steps == 2 and policy.meta["action_kind"] == "discrete"
+    tokens = np.random.default_rng(3).normal(size=(4, L, D))  # (B, L, D_in) channels-last
+    np.testing.assert_array_equal(policy.outputs(tokens), tokens[:, L - 2, :])
+    np.testing.assert_array_equal(policy.act(tokens), np.argmax(tokens[:, L - 2, :], axis=1))
+    assert policy.last_records["out"].shape == (2, 4, D, L)
+    assert policy.act(tokens[0]) == np.argmax(tokens[0, L - 2])
+
+
+def test_continuous_policy_squashes_into_the_action_box(tmp_path):
+    graph = g.dt_graph(action_kind="continuous", dyadic=False, beta=0.5, blocks=2)
+    path = tmp_path / "policy.nir"
+    nir.write(path, graph)
+    policy = NIRPolicy(path)
+    tokens = np.random.default_rng(4).normal(size=(2, 6, 5))
+    logits = policy.outputs(tokens)
+    out = ReferenceSimulator(graph).run(tokens.transpose(0, 2, 1)).output
+    np.testing.assert_array_equal(logits, out[:, :, :, 4].mean(axis=0))
+    actions = policy.act(tokens)
+    assert actions.dtype == np.float32  # gymnasium Box actions
+    np.testing.assert_allclose(actions, -2.0 + (np.tanh(logits) + 1) / 2 * 3.0, rtol=1e-6)
+    assert np.all((actions >= -2.0) & (actions <= 1.0))

@@ -10,8 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
-from spikingmind.envs import get_env_spec
+from spikingmind.checkpoint import load_checkpoint
 from spikingmind.errors import CheckpointError, ExportError, GraphError, RunExistsError
 from spikingmind.export import export as export_target
 from spikingmind.export.onnx import (
@@ -19,28 +18,21 @@ from spikingmind.export.onnx import (
     OPSET,
     OUTPUT_NAME,
     OnnxPolicy,
-    sample_windows,
     verify_snn_against_torch,
     with_spike_outputs,
 )
-from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.rollout import TorchPolicy, run_episodes
-from spikingmind.tokens import Normalization, TokenLayout
+from spikingmind.model import ModelConfig
+from spikingmind.policy import TorchPolicy
+from spikingmind.rollout import run_episodes
+from spikingmind.verification import sample_windows
+from tests.support.checkpoints import CARTPOLE_OBS_STD, untrained
 
 ENV = "CartPole-v1"
 
 
 def _save_tiny(path, kind: str, n_blocks: int = 1):
-    torch.manual_seed(0)
-    spec = get_env_spec(ENV)
-    layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=True, context_length=4)
-    norm = Normalization(obs_mean=(0.0, 0.1, 0.0, -0.1), obs_std=(0.5, 1.0, 0.1, 1.0),
-                         return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
-    model = DecisionTransformer(ModelConfig(kind=kind, width=16, n_blocks=n_blocks, context_length=4, time_steps=2),
-                                layout.n_features, spec.act_dim)
-    meta = checkpoint_meta(model, spec, layout, norm, dataset={"id": "synthetic", "episode_seeds": []})
-    save_checkpoint(path, Checkpoint(model, spec, layout, norm, meta=meta))
-    return path
+    return untrained(path, ModelConfig(kind=kind, width=16, n_blocks=n_blocks, context_length=4, time_steps=2), ENV,
+                     obs_mean=(0.0, 0.1, 0.0, -0.1), obs_std=CARTPOLE_OBS_STD)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +93,9 @@ def test_policy_acts_like_torch_policy(exported):
     np.testing.assert_array_equal(onnx_policy.act(windows), torch_policy.act(windows))
 
 
-def test_closed_loop_returns_identical(exported):
-    ckpt_dir, path = exported
+@pytest.mark.parametrize("export", ["exported", "exported_snn"])  # the ANN twin and the spiking DT
+def test_closed_loop_returns_identical(export, request):
+    ckpt_dir, path = request.getfixturevalue(export)
     seeds = [11, 12]
     onnx_run = run_episodes(OnnxPolicy(path), seeds, batch=2)
     torch_run = run_episodes(TorchPolicy(load_checkpoint(ckpt_dir)), seeds, batch=2)
@@ -165,14 +158,6 @@ def test_snn_verification_catches_a_wrong_graph(exported_snn):
         verify_snn_against_torch(model, ckpt.model, ckpt, "wrong")
 
 
-def test_snn_closed_loop_returns_identical(exported_snn):
-    ckpt_dir, path = exported_snn
-    seeds = [11, 12]
-    onnx_run = run_episodes(OnnxPolicy(path), seeds, batch=2)
-    torch_run = run_episodes(TorchPolicy(load_checkpoint(ckpt_dir)), seeds, batch=2)
-    assert onnx_run.returns == torch_run.returns and onnx_run.lengths == torch_run.lengths
-
-
 def test_existing_output_needs_force(exported, tmp_path):
     ckpt_dir, _ = exported
     out = tmp_path / "ann.onnx"
@@ -228,7 +213,7 @@ def test_decision_only_graph_acts_like_the_full_one(tmp_path, kind, n_blocks):
 def test_energy_report_tells_the_decision_only_baseline_from_the_full_one(tmp_path):
     """Each accounting takes its own ANN graph: the files say which one they hold, and a
     checkpoint gives both (the same counts as its exported files)."""
-    from spikingmind.energy.measure import baseline_counts
+    from spikingmind.workflows.energy_report import baseline_counts
     from spikingmind.errors import ConfigError
 
     ckpt_dir = _save_tiny(tmp_path / "ann", "ann")

@@ -11,8 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from spikingmind.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
-from spikingmind.envs import get_env_spec
+from spikingmind.checkpoint import load_checkpoint
 from spikingmind.errors import ConfigError, RunExistsError
 from spikingmind.finetune import (
     FinetuneConfig,
@@ -22,20 +21,14 @@ from spikingmind.finetune import (
     returns_to_go,
 )
 from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.tokens import Normalization, TokenLayout
+from tests.support.checkpoints import untrained
 
 TINY = ModelConfig(kind="snn", width=16, n_blocks=1, context_length=2, time_steps=2)
 
 
 def _tiny_checkpoint(path, env_id: str, seed: int = 0):
     """An untrained tiny checkpoint (fine-tuning does not care how the weights came about)."""
-    spec = get_env_spec(env_id)
-    layout = TokenLayout(spec.obs_dim, spec.act_dim, spec.discrete, TINY.context_length)
-    norm = Normalization((0.0,) * spec.obs_dim, (1.0,) * spec.obs_dim, spec.return_scale, spec.max_episode_steps)
-    torch.manual_seed(seed)
-    model = DecisionTransformer(TINY, layout.n_features, spec.act_dim).eval()
-    meta = checkpoint_meta(model, spec, layout, norm, dataset={"id": "none", "episode_seeds": []})
-    return save_checkpoint(path, Checkpoint(model=model, spec=spec, layout=layout, norm=norm, meta=meta))
+    return untrained(path, TINY, env_id, seed=seed, dataset={"id": "none", "episode_seeds": []})
 
 
 def _weights(path) -> dict[str, torch.Tensor]:

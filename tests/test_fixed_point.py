@@ -8,9 +8,10 @@ import pytest
 
 from spikingmind import fixed_point as fxp
 from spikingmind.export import lava
+from spikingmind.export.lava.host import host_currents, host_data, lava_records
 from spikingmind.export.lava_sidecar.plan import emulate
 from spikingmind.export.reference import ReferenceSimulator
-from tests.lava_graphs import decision_inputs, dt_graph
+from tests.support.graphs import decision_inputs, dt_graph
 
 
 @pytest.mark.parametrize("sign", ["mixed", "excitatory", "inhibitory"])
@@ -73,11 +74,11 @@ def _fixed_point_spikes(graph, decisions: int):
     inputs = decision_inputs(graph, decisions)
     reference = ReferenceSimulator(graph).run(inputs, record=True)
     n_steps = plan.total_steps(decisions)
-    currents = lava._host_currents(graph, host_terms, inputs)
-    data = lava._host_data(plan, currents, n_steps, fixed=True)
+    currents = host_currents(graph, host_terms, inputs)
+    data = host_data(plan, currents, n_steps, fixed=True)
     traces, counts = emulate(plan, data, n_steps, fixed=True)
     assert all(c == {"u_wrapped": 0, "v_saturated": 0} for c in counts.values())
-    records = lava._records(plan, {("pop/" + k if k != "readout" else k): v for k, v in traces.items()}, decisions,
+    records = lava_records(plan, {("pop/" + k if k != "readout" else k): v for k, v in traces.items()}, decisions,
                             True)
     spiking = [n for n, node in graph.nodes.items() if isinstance(node, nir.LIF | nir.Threshold)]
     assert set(spiking) <= set(records)
@@ -85,7 +86,7 @@ def _fixed_point_spikes(graph, decisions: int):
 
 
 def test_fixed_point_is_exact_where_quantisation_is_exact():
-    """Dyadic weights, biases, inputs and decays (tests/lava_graphs.py) survive Loihi's
+    """Dyadic weights, biases, inputs and decays (tests/support/graphs.py) survive Loihi's
     8-bit mantissas and 12-bit decays exactly: then every spike of every layer must agree."""
     fixed, reference = _fixed_point_spikes(dt_graph(blocks=1, seed=4, dyadic=True), 6)
     for name, spikes in fixed.items():

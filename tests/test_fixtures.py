@@ -25,7 +25,7 @@ import numpy as np
 
 from spikingmind import units
 from spikingmind.export.reference import ReferenceSimulator, load_graph
-from tests.graph_checks import assert_same_graph, spike_margins
+from tests.support.graph_checks import assert_same_graph, spike_margins
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OUTPUT_RTOL = 1e-12  # real-valued sums: another summation order changes the last bits only

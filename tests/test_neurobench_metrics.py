@@ -48,7 +48,9 @@ def snn_report(snn_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def windows(snn_checkpoint):
-    from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+    from spikingmind.policy import TorchPolicy
+    from spikingmind.rollout import run_episodes
+    from spikingmind.seeds import evaluation_seeds
 
     recorded = []
     run_episodes(TorchPolicy(load_checkpoint(snn_checkpoint)), evaluation_seeds(2, 5), on_decision=recorded.append)

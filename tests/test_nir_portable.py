@@ -1,4 +1,4 @@
-"""The portable NIR export: a verified rewrite of the standard graph (export/nir_portable.py).
+"""The portable NIR export: a verified rewrite of the standard graph (export/nir/portable.py).
 
 The third-party runs of it (nirtorch, snnTorch, norse) are in test_third_party_readers.py.
 """
@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from spikingmind import units
 from spikingmind.cli import app
 from spikingmind.errors import ExportError
-from spikingmind.export import nir_portable
-from spikingmind.export.nir import NIRReferencePolicy, checkpoint_to_graph, graph_metadata, model_to_graph
-from spikingmind.export.nir_portable import (
+from spikingmind.export.nir import portable as nir_portable
+from spikingmind.export.nir import NIRPolicy, checkpoint_to_graph, graph_metadata, model_to_graph
+from spikingmind.export.nir.portable import (
     PORTABLE_DT,
     closed_loop_decisions,
     portable_inputs,
@@ -27,7 +27,8 @@ from spikingmind.export.nir_portable import (
 )
 from spikingmind.export.reference import ReferenceSimulator, load_graph
 from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.rollout import evaluation_seeds, run_episodes
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def test_portable_spikes_equal_the_standard_ones_on_real_decisions(exported, dec
 
 def test_evaluate_runs_the_portable_file_through_the_reference(exported):
     seeds = evaluation_seeds(2, 5)
-    portable = run_episodes(NIRReferencePolicy.from_file(exported[1]), seeds)
-    standard = run_episodes(NIRReferencePolicy.from_file(exported[0]), seeds)
+    portable = run_episodes(NIRPolicy.from_file(exported[1]), seeds)
+    standard = run_episodes(NIRPolicy.from_file(exported[0]), seeds)
     assert portable.returns == standard.returns and portable.lengths == standard.lengths
     result = CliRunner().invoke(app, ["evaluate", str(exported[1]), "--episodes", "1"])
     assert result.exit_code == 0, result.output

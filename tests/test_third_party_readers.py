@@ -8,7 +8,7 @@ docs/THIRD_PARTY_READERS.md has the table and the minimal reproductions. In shor
 - snnTorch 1.0 `import_from_nir`: cannot read the DT (no Threshold in its node map); its
   LIF mapping hard-codes dt = 1e-4 s, ours is 1e-3 s.
 - norse 1.1.0 `from_nir`: cannot read the DT (no Conv1d, no Threshold; ignores LIF `r`).
-- The portable export (`export --target nir --portable`, export/nir_portable.py): nirtorch's
+- The portable export (`export --target nir --portable`, export/nir/portable.py): nirtorch's
   `nir_to_torch` (its own default map, norse's LIF mapping: nirtorch maps no neuron),
   snnTorch's `import_from_nir` and norse's `from_nir`, each given the file as written, run
   real closed-loop decisions of a trained DT with every spike of every LIF and every action
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from spikingmind import units
-from spikingmind.export.nir_readers import (
+from spikingmind.export.nir.readers import (
     READERS,
     agreement,
     build_reader,
@@ -412,12 +412,13 @@ def portable_file(snn_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def portable_reference(portable_file):
     """Recorded decisions (N, D_in, 1, L) and the reference simulator's LIF spikes, outputs and actions."""
-    from spikingmind.export.nir_portable import portable_inputs
+    from spikingmind.export.nir import NIRPolicy
+    from spikingmind.export.nir.portable import portable_inputs
     from spikingmind.export.reference import load_graph
     from spikingmind.rollout import record_decision_inputs
 
     graph = load_graph(portable_file)
-    decisions = portable_inputs(record_decision_inputs(graph, episodes=12, seed=3))
+    decisions = portable_inputs(record_decision_inputs(NIRPolicy(graph), episodes=12, seed=3))
     assert len(decisions) >= 100
     lifs = [name for name, node in graph.nodes.items() if isinstance(node, nir.LIF)]
     result = ReferenceSimulator(graph).run(decisions, record=lifs)
@@ -433,7 +434,7 @@ PORTABLE_RUNS = [("nirtorch", "float64"), ("nirtorch", "float32"), ("snntorch", 
 
 @pytest.mark.parametrize("reader, dtype", PORTABLE_RUNS, ids=[f"{r}-{d}" for r, d in PORTABLE_RUNS])
 def test_third_party_reader_runs_the_portable_export_spike_for_spike(portable_file, portable_reference, reader, dtype):
-    """Each importer as its library ships it (export/nir_readers.py: nirtorch.nir_to_torch with its
+    """Each importer as its library ships it (export/nir/readers.py: nirtorch.nir_to_torch with its
     default map and norse's LIF mapping, as nirtorch maps no neuron; snntorch.import_nir.import_from_nir,
     float32 only, its spikes are float32 whatever the module's dtype; norse.torch.from_nir with the
     graph's dt). Every LIF's spikes and every action must equal the reference simulator's."""

@@ -11,11 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import tiny_train_config
+from tests.support.checkpoints import tiny_train_config
 from spikingmind.checkpoint import load_checkpoint
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import CheckpointError, ConfigError, RunExistsError
-from spikingmind.rollout import TorchPolicy, evaluation_seeds, run_episodes
+from spikingmind.policy import TorchPolicy
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
 from spikingmind.train import TrainConfig, load_config_file, load_data_config, train
 
 
@@ -70,7 +72,7 @@ def test_checkpoint_round_trip_in_a_fresh_process_gives_identical_actions(snn_ch
     script = (
         "import sys, numpy as np\n"
         "from spikingmind.checkpoint import load_checkpoint\n"
-        "from spikingmind.rollout import TorchPolicy\n"
+        "from spikingmind.policy import TorchPolicy\n"
         f"policy = TorchPolicy(load_checkpoint(r'{snn_checkpoint}'))\n"
         f"np.save(r'{tmp_path / 'theirs.npy'}', policy.outputs(np.load(r'{tmp_path / 'windows.npy'}')))\n"
     )

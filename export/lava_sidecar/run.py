@@ -1,11 +1,13 @@
 """Lava sidecar: runs a spikingmind Lava plan inside the Python 3.10 venv (no torch).
 
-Started by `spikingmind.export.lava` as a subprocess in its own process group. Talks to
-its parent only through JSON and npz files (never pickle):
+Started by `spikingmind.export.lava` as a subprocess in its own process group, as
+`python -m spikingmind.export.lava_sidecar.run` (spikingmind is installed into the Lava venv
+without dependencies, see `spikingmind.export.lava_env`). Talks to its parent only through
+JSON and npz files (never pickle):
 
-    python run.py --job JOB.json       one run: JOB = {plan_dir, mode, host_data, n_steps,
+    ... run --job JOB.json             one run: JOB = {plan_dir, mode, host_data, n_steps,
                                        period, record, out}; writes `out` (npz) + `out`.json
-    python run.py --serve PLAN_DIR MODE    persistent: one JSON job per stdin line, one JSON
+    ... run --serve PLAN_DIR MODE      persistent: one JSON job per stdin line, one JSON
                                        reply per stdout line; the network is reused
 
 mode is "float" (Lava floating_pt models) or "fixed" (Loihi bit-accurate fixed_pt models).
@@ -26,12 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-_HERE = Path(__file__).resolve().parent
-# plan.py sits next to this file; spikingmind.fixed_point (numpy only) lives in the repo root
-sys.path.insert(0, str(_HERE))
-sys.path.insert(0, str(_HERE.parent.parent))
-
-from plan import Plan  # noqa: E402
+from spikingmind.export.lava_sidecar.plan import Plan
 
 
 def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_steps: int,
@@ -39,7 +36,7 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
     """Lava processes for the plan; returns (any process, sources, sinks, readout_sink).
 
     Sinks are NpySinks writing `<sink_dir>/<name>.npy` at the end of every n_steps."""
-    from npy_sink import NpySink, NpySource
+    from spikingmind.export.lava_sidecar.npy_sink import NpySink, NpySource
     from lava.proc.lif.process import LIFReset
     from lava.proc.sparse.process import Sparse
     from scipy.sparse import csr_matrix

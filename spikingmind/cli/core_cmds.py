@@ -14,7 +14,8 @@ from rich.table import Table
 console = Console()
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
+    """The commands' progress bar: description, bar, n/total, a live info field, times."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console, transient=False)
@@ -62,7 +63,7 @@ def collect_cmd(
         return
     new_dataset_dir(dataset_id, root)  # refuse before any work is done
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"collect {env}", total=episodes, info=f"{workers} worker{'s' * (workers > 1)}")
             dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
                                     progress=lambda done, total: progress.update(task, completed=done), workers=workers)
@@ -89,7 +90,7 @@ def train_cmd(
     force: bool = typer.Option(False, "--force", help="discard an existing run in --out"),
 ) -> None:
     """Train a spiking DT (or its ANN twin) offline with the Decision Transformer loss."""
-    from spikingmind.envs import get_env_spec
+    from spikingmind.envs import env_slug, get_env_spec
     from spikingmind.train import TrainConfig, load_config_file, train
 
     get_env_spec(env)
@@ -100,8 +101,8 @@ def train_cmd(
     overrides = {"env_id": env, "dataset": dataset, "steps": steps, "seed": seed, "stop_at_return": stop_at_return}
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = TrainConfig.from_dict(values, source=str(config or "options"))
-    run_dir = out or Path("runs") / f"{env.split('-v')[0].lower()}-{model}-s{cfg.seed}"
-    with _progress() as progress:
+    run_dir = out or Path("runs") / f"{env_slug(env)}-{model}-s{cfg.seed}"
+    with progress_bar() as progress:
         task = progress.add_task(f"train {model}", total=cfg.steps, info="")
 
         def show(entry: dict) -> None:
@@ -120,28 +121,36 @@ def train_cmd(
                   f"at step {metrics['best_step']}, {metrics['train_seconds']:.0f} s")
 
 
+def _backend_help() -> str:
+    from spikingmind.export import BACKENDS, SOURCES
+
+    defaults = ", ".join(f"{kind} -> {name}" for kind, name in SOURCES.items())
+    listed = "; ".join(f"{name}: {backend.description}" for name, backend in BACKENDS.items())
+    return f"{listed} (default: from the source, {defaults})"
+
+
 def evaluate_cmd(
     source: Path = typer.Argument(..., help="checkpoint folder, model.nir, ann.onnx or a Lava bundle folder"),
     episodes: int = typer.Option(20, "--episodes", "-n"),
     seed: int = typer.Option(0, "--seed", help="evaluation seed offset (seeds are disjoint from training data)"),
     target_return: Optional[float] = typer.Option(None, "--target-return", help="return-to-go asked of the policy"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="lava, for a Lava bundle; event, the event-driven CPU runtime of a spiking DT checkpoint (default: from the source)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=_backend_help()),
     fixed_point: bool = typer.Option(False, "--fixed-point", help="Lava: run Loihi fixed-point arithmetic"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="truncate episodes after N steps (slow backends)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results JSON here"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ) -> None:
     """Run closed-loop episodes on unseen seeds and report returns (and spikes for SNNs)."""
-    from spikingmind.evaluate import evaluate, load_policy
     from spikingmind.io import atomic_write_json, refuse_overwrite
+    from spikingmind.workflows.evaluate import evaluate, load_policy
 
     if json_out is not None:
         refuse_overwrite(json_out, force)
-    loaded = load_policy(source, backend, fixed_point)
-    with _progress() as progress:
+    policy = load_policy(source, backend, fixed_point)  # fails before the progress bar shows
+    with progress_bar() as progress:
         task = progress.add_task("evaluate", total=episodes, info="")
         result = evaluate(source, episodes=episodes, seed=seed, target_return=target_return, backend=backend,
-                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n), loaded=loaded,
+                          fixed_point=fixed_point, progress=lambda n: progress.advance(task, n), policy=policy,
                           max_steps=max_steps)
     table = Table(title=f"{result['env_id']} · {result['model']} · {result['backend']}")
     for column in ("episodes", "target return", "mean return", "std", "min", "max", "ms/decision"):

@@ -36,8 +36,8 @@ def export_cmd(
     from spikingmind.errors import ConfigError
     from spikingmind.export import export
 
-    # the Lava target verifies the bundle in Lava and prints its agreement table here
-    options = {"console": console, "verify_decisions": verify_decisions} if target == "lava" else {}
+    # the Lava target verifies the bundle in Lava; its agreement table is shown here
+    options = {"on_agreement": show_agreement, "verify_decisions": verify_decisions} if target == "lava" else {}
     if portable:
         if target != "nir":
             raise ConfigError(f"--portable applies to --target nir, not {target}")
@@ -57,6 +57,40 @@ def export_cmd(
         console.print(f"verified against the standard graph on {check['decisions']} closed-loop decisions: "
                       f"{check['spike_mismatches']} of {check['spike_values']:,} spike values differ, "
                       f"{check['action_mismatches']} actions; weights {note['weights']['ratio']}x the standard's")
+
+
+def agreement_table(agreement, title: str = "Lava agreement"):
+    """A rich Table of a Lava agreement (a LavaAgreement or its JSON): mismatches per layer, actions."""
+    from rich.table import Table
+
+    data = agreement if isinstance(agreement, dict) else agreement.to_json()
+    table = Table(title=title, caption=(
+        f"{data.get('decisions', '?')} decisions, latency {data['latency_steps']} Lava steps; actions: "
+        f"float == reference {data['action_float_vs_reference']:.1%}, "
+        f"fixed == float {data.get('action_fixed_vs_float', float('nan')):.1%}, "
+        f"fixed == reference {data['action_fixed_vs_reference']:.1%}"))
+    for column in ("node", "kind", "values", "float≠ref", "fixed≠emu", "fixed≠float", "rate ref", "rate fixed"):
+        table.add_column(column, justify="left" if column in ("node", "kind") else "right",
+                         no_wrap=column == "node", min_width=22 if column == "node" else None)
+
+    def count(value):
+        return "-" if value < 0 else (f"[red]{value}[/]" if value else "0")
+
+    for row in data["layers"]:
+        rates = [("" if rate != rate else f"{rate:.3f}") for rate in (row["rate_reference"], row["rate_fixed"])]
+        table.add_row(row["node"], row["kind"], str(row["total"]), count(row["float_vs_reference"]),
+                      count(row["fixed_vs_emulation"]), str(row["fixed_vs_float"]), *rates)
+    return table
+
+
+def show_agreement(agreement, out: Path) -> None:
+    """The Lava export's agreement table and its timing per mode, on the console."""
+    console.print(agreement_table(agreement, title=f"Lava agreement · {out}"))
+    for mode, label in (("float", "floating_pt"), ("fixed", "fixed_pt")):
+        t = agreement.timing.get(mode) or {}
+        if t:
+            console.print(f"{label}: {1000 * t['run_s'] / t['decisions']:.1f} ms per decision pipelined "
+                          f"({t['n_steps'] / t['run_s']:.0f} Lava steps/s), network build {t['build_s']:.1f} s")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from spikingmind.cli.core_cmds import _progress, console
+from spikingmind.cli.core_cmds import console, progress_bar
 
 
 def finetune_cmd(
@@ -39,7 +39,7 @@ def finetune_cmd(
         parent = checkpoint.resolve()
         base = parent.parent if parent.name == "checkpoint" else parent
         run_dir = base.with_name(base.name + "-finetune")
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"finetune {algo}", total=cfg.updates, info="")
 
         def show(entry: dict) -> None:

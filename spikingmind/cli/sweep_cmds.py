@@ -1,4 +1,4 @@
-"""CLI: `ablate`, the T x K ablation sweep (spikingmind.sweep), locally or on Ray."""
+"""CLI: `ablate`, the T x K ablation sweep (spikingmind.workflows.sweep), locally or on Ray."""
 
 from __future__ import annotations
 
@@ -15,10 +15,6 @@ console = Console()
 def register(app) -> None:
     """Add this module's commands to the app."""
     app.command("ablate")(ablate_cmd)
-
-
-def _env_slug(env_id: str) -> str:
-    return env_id.split("-v")[0].lower()
 
 
 def ablate_cmd(
@@ -46,13 +42,13 @@ def ablate_cmd(
 ) -> None:
     """Ablation over T and K: manifest of runs (config x seed), resumable, CSV + plots."""
     from spikingmind.data import parse_mix
-    from spikingmind.envs import get_env_spec
-    from spikingmind.sweep import SweepConfig, parse_int_list, run_sweep
+    from spikingmind.envs import env_slug, get_env_spec
     from spikingmind.train import load_config_file
+    from spikingmind.workflows.sweep import SweepConfig, parse_int_list, run_sweep
 
     get_env_spec(env)
-    if config is None and Path(f"configs/{_env_slug(env)}.toml").exists():
-        config = Path(f"configs/{_env_slug(env)}.toml")
+    if config is None and Path(f"configs/{env_slug(env)}.toml").exists():
+        config = Path(f"configs/{env_slug(env)}.toml")
     train_values = load_config_file(config) if config else {}
     if steps is not None:
         train_values["steps"] = steps
@@ -62,7 +58,7 @@ def ablate_cmd(
         train=train_values, dataset_episodes=dataset_episodes, dataset_mix=parse_mix(mix) if mix else None,
         eval_episodes=episodes,
     )
-    sweep_dir = out or Path("runs") / "ablate" / _env_slug(env)
+    sweep_dir = out or Path("runs") / "ablate" / env_slug(env)
     t0, k0 = cfg.defaults()
     console.print(f"sweep [bold]{sweep_dir}[/]: {env}, grid {grid} (defaults T={t0}, K={k0}), {seeds} seed(s), "
                   f"config {config or 'built-in defaults'}, executor {executor}"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from spikingmind.errors import ProfileError
+from spikingmind.errors import ProfileError, check_known_keys
 
 import tomllib
 
@@ -312,10 +312,8 @@ def _parse(path: Path) -> HardwareProfile:
     raw_acc = data.get("accounting", {})
     if not isinstance(raw_acc, dict):
         raise ProfileError(f"{path}: [accounting] must be a table")
-    known = {f.name for f in fields(Accounting)}
-    unknown = set(raw_acc) - known
-    if unknown:
-        raise ProfileError(f"{path}: accounting: unknown key(s) {', '.join(sorted(unknown))}")
+    check_known_keys(raw_acc, (f.name for f in fields(Accounting)), f"{path}: accounting: unknown key(s) {{keys}}",
+                     ProfileError)
     for key, value in raw_acc.items():
         if key in _OP_ROLES + _MEMORY_ROLES + ("mac_host_profile",) and not isinstance(value, str):
             raise ProfileError(f"{path}: accounting.{key}: must be a string, got {value!r}")

@@ -36,6 +36,7 @@ from spikingmind.energy.onnx_counts import OnnxCounts
 from spikingmind.energy.profiles import HardwareProfile, Price
 from spikingmind.energy.snn_counts import SNNCounts
 from spikingmind.errors import ProfileError
+from spikingmind.io import atomic_path
 
 ASSUMPTIONS = (
     "Estimate, not a measurement: counted operations x published per-operation energies.",
@@ -90,7 +91,7 @@ class BaselineComparison:
 
 @dataclass
 class EnergyReport:
-    """Everything `energy-report` prints, writes as JSON and plots."""
+    """Everything `energy-report` shows (rendered by the CLI), writes as JSON and plots."""
 
     kind: str
     snn_profile: str
@@ -250,8 +251,8 @@ def break_even_spike_rate(spike_rate: float, fixed_pj: float, spike_driven_pj: f
                           ) -> tuple[float | None, str]:
     """Spike rate r* with F + V * r*/r0 = E_ann (module docstring); None when there is none."""
     if baseline_pj <= fixed_pj:
-        return None, (f"none: the SNN's fixed cost alone ({_pj(fixed_pj)}) exceeds the baseline ({_pj(baseline_pj)}), "
-                      "so the SNN costs more even at zero spikes")
+        return None, (f"none: the SNN's fixed cost alone ({format_pj(fixed_pj)}) exceeds the baseline "
+                      f"({format_pj(baseline_pj)}), so the SNN costs more even at zero spikes")
     if spike_driven_pj <= 0 or spike_rate <= 0:
         return None, "none: no spike-driven energy was recorded, the SNN costs less at any rate that was measured"
     rate = spike_rate * (baseline_pj - fixed_pj) / spike_driven_pj
@@ -414,79 +415,12 @@ def _shares(lines: list[EnergyLine]) -> None:
         line.share = line.total_pj / total if total > 0 else 0.0
 
 
-def _pj(value: float) -> str:
-    """Human-readable energy from pJ."""
+def format_pj(value: float) -> str:
+    """Human-readable energy from pJ ("86.2 uJ"): the one formatter of the report, CLI and README."""
     for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
         if abs(value) >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value:.3g} pJ"
-
-
-def render_report(report: EnergyReport, console=None) -> None:
-    """Print the report as rich tables (every constant with its citation)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    console.print(f"[bold]Energy estimate[/] per decision ({report.accounting.replace('_', '-')} accounting) — SNN on "
-                  f"[bold]{report.snn_profile}[/] ({report.technology}), "
-                  f"T={report.time_steps} steps, {report.decisions} recorded decisions, "
-                  f"mean spike rate {report.spike_rate:.2%} (activation sparsity {report.activation_sparsity:.2%})",
-                  highlight=False)
-    snn = Table(title=f"SNN per layer (estimate, {report.snn_profile})")
-    for col in ("layer", "type", "ACs", "MACs", "neuron upd.", "spike rate", "compute", "memory", "total", "share"):
-        snn.add_column(col, justify="left" if col in ("layer", "type") else "right")
-    layers = {l["name"]: l for l in report.counts["snn"]["layers"]}
-    for line in report.snn_layers:
-        c = layers[line.name]
-        rate = "" if c["spike_rate"] is None else f"{c['spike_rate']:.2%}"
-        snn.add_row(line.name, line.op_type, f"{c['effective_acs']:.4g}", f"{c['effective_macs']:.4g}",
-                    f"{c['neuron_updates']:.4g}", rate, _pj(line.compute_pj), _pj(line.memory_pj),
-                    _pj(line.total_pj), f"{line.share:.1%}")
-    snn.add_row("total", "", "", "", "", f"{report.spike_rate:.2%}", _pj(report.snn_compute_pj),
-                _pj(report.snn_memory_pj), _pj(report.snn_total_pj), "100%", style="bold")
-    console.print(snn)
-    if report.baselines:
-        cmp_table = Table(title="SNN vs ANN twin (estimate, per decision)")
-        for col in ("baseline", "ANN compute", "ANN memory", "ANN total", "SNN/ANN", "ANN/SNN", "break-even spike rate"):
-            cmp_table.add_column(col, justify="left" if col == "baseline" else "right")
-        for b in report.baselines:
-            rate = "none" if b.break_even_spike_rate is None else f"{b.break_even_spike_rate:.2%}"
-            cmp_table.add_row(b.profile, _pj(b.ann_compute_pj), _pj(b.ann_memory_pj), _pj(b.ann_total_pj),
-                              f"{b.snn_over_ann:.3g}", f"{b.ann_over_snn:.3g}", rate)
-        console.print(cmp_table)
-        for b in report.baselines:
-            console.print(f"- {b.verdict}; break-even: {b.break_even_note}.", highlight=False, markup=False)
-    if len(report.profiles) > 1 or report.other_accountings:
-        by_profile = Table(title="Every SNN profile (SNN / ANN per baseline)")
-        by_profile.add_column("accounting")
-        by_profile.add_column("SNN profile")
-        by_profile.add_column("technology")
-        by_profile.add_column("SNN total", justify="right")
-        names = [b.profile for b in report.baselines]
-        for name in names:
-            by_profile.add_column(f"/ {name}", justify="right")
-        sections = [(report.accounting, report.profiles)] + [(k, v["profiles"]) for k, v in report.other_accountings.items()]
-        for accounting, summaries in sections:
-            for summary in summaries:
-                ratios = {b["profile"]: b["snn_over_ann"] for b in summary["baselines"]}
-                by_profile.add_row(accounting.replace("_", "-"), summary["profile"], summary["technology"],
-                                   _pj(summary["snn_total_pj"]), *(f"{ratios[n]:.3g}" if n in ratios else "" for n in names))
-        console.print(by_profile)
-    for verdict in report.verdicts:
-        console.print(f"[bold]verdict[/] vs {verdict['ann_profile']}: ", end="")
-        console.print(verdict["statement"], highlight=False, markup=False)
-    else:
-        console.print("No ANN baseline given (--baseline): no comparison.")
-    consts = Table(title="Constants used (every figure cited)")
-    for col in ("profile", "constant", "value", "source", "where", "note"):
-        consts.add_column(col, overflow="fold")
-    for c in report.constants:
-        consts.add_row(c["profile"], c["key"], f"{c['value']:g} {c['unit']}", c["source"], c["where"], c["note"])
-    console.print(consts)
-    console.print("[bold]Assumptions[/]")
-    for line in report.assumptions + report.notes:
-        console.print(f"- {line}", highlight=False)
 
 
 def _ann_group(name: str) -> str:
@@ -546,8 +480,6 @@ def plot_energy(report: EnergyReport, path: str | Path) -> Path:
     ax.set_title("ANN twin per module (estimate)")
     fig.suptitle("Energy estimate per decision: counted ops x cited per-op energies (see the report for sources)")
     fig.tight_layout()
-    from spikingmind.io import atomic_path
-
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

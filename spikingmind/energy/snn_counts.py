@@ -6,6 +6,10 @@ recorded decisions. Every count is a per-decision average over those B decisions
 sum over the T steps of a decision. Names follow NeuroBench (Yik et al. 2025):
 `effective_acs`, `effective_macs`, `dense_ops`, `activation_sparsity`.
 
+The graph must be valid under `spikingmind.graph` (the rule the reference simulator applies:
+GraphError otherwise); layers are counted in its evaluation order, and Conv1d positions follow
+its one Conv1d geometry.
+
 Conventions (the "why" of each number):
 - A weighted node (Conv1d, Affine, Linear, Scale) is *binary-driven* when every recorded
   value of every source is 0 or 1 (checked on the records, not guessed from node types).
@@ -44,6 +48,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from spikingmind.errors import GraphError
+from spikingmind.graph import conv_geometry, plan_graph
 
 WEIGHTED_NODES = ("Conv1d", "Affine", "Linear", "Scale")
 #: Neuron node type -> number of state variables read and written per update.
@@ -134,8 +139,10 @@ def count_snn(graph, records: Mapping[str, np.ndarray], needed: Mapping[str, np.
     `records[node]`: array (T, B, *output_shape) for every node that feeds a counted node.
     `needed[node]`: bool mask of the node's output shape, the elements a deployment computes
     (`decision_cone`); None counts every element.
-    Raises GraphError on a missing record, inconsistent T/B, or an unsupported weighted node.
+    Raises GraphError on an invalid graph, a missing record, inconsistent T/B, or an
+    unsupported weighted node.
     """
+    order = plan_graph(graph).order
     sources: dict[str, list[str]] = {name: [] for name in graph.nodes}
     for src, dst in graph.edges:
         sources.setdefault(dst, []).append(src)
@@ -154,7 +161,7 @@ def count_snn(graph, records: Mapping[str, np.ndarray], needed: Mapping[str, np.
         return np.asarray(records[name])
 
     counts = SNNCounts(time_steps=int(time_steps), decisions=int(decisions))
-    for name in _topological_order(graph):
+    for name in order:
         node = graph.nodes[name]
         node_type = type(node).__name__
         if node_type not in WEIGHTED_NODES and node_type not in NEURON_STATE_VARIABLES:
@@ -174,25 +181,6 @@ def count_snn(graph, records: Mapping[str, np.ndarray], needed: Mapping[str, np.
             setattr(layer, attr, float(getattr(layer, attr)) / decisions)
         counts.layers.append(layer)
     return counts
-
-
-def _topological_order(graph) -> list[str]:
-    """Node names sources-first (graph order among equals; nodes on a cycle keep graph order)."""
-    names = list(graph.nodes)
-    pending = {name: 0 for name in names}
-    for src, dst in graph.edges:
-        if dst in pending and src != dst:
-            pending[dst] += 1
-    order, ready = [], [name for name in names if pending[name] == 0]
-    while ready:
-        name = ready.pop(0)
-        order.append(name)
-        for src, dst in graph.edges:
-            if src == name and dst != src and dst in pending:
-                pending[dst] -= 1
-                if pending[dst] == 0:
-                    ready.append(dst)
-    return order + [name for name in names if name not in order]
 
 
 def _is_binary(values: np.ndarray) -> bool:
@@ -290,24 +278,9 @@ def _conv1d_fanout(name, node, in_shape, mask=None) -> tuple[np.ndarray, int, tu
     if len(in_shape) != 2:
         raise GraphError(f"node {name!r}: Conv1d input must be (C_in, N), got {in_shape}")
     c_in, n_in = in_shape
-    c_out, c_group, kernel = weight.shape
-    groups, stride, dilation = int(node.groups), int(_scalar(node.stride)), int(_scalar(node.dilation))
-    if c_group * groups != c_in:
-        raise GraphError(f"node {name!r}: weight {weight.shape} with groups={groups} does not take {c_in} channels")
-    padding = node.padding
-    if isinstance(padding, str):
-        if padding == "valid":
-            pad_left = pad_right = 0
-        elif padding == "same":
-            total = dilation * (kernel - 1)
-            pad_left, pad_right = total // 2, total - total // 2
-        else:
-            raise GraphError(f"node {name!r}: unknown Conv1d padding {padding!r}")
-    else:
-        pad_left = pad_right = int(_scalar(padding))
-    n_out = (n_in + pad_left + pad_right - dilation * (kernel - 1) - 1) // stride + 1
-    if n_out <= 0:
-        raise GraphError(f"node {name!r}: Conv1d produces no output for input {in_shape}")
+    c_out, _, kernel, stride, dilation, groups, pad, n_out = conv_geometry(node, n_in)  # the graph's geometry
+    c_group = weight.shape[1]
+    pad_left = pad[0]
     wanted = np.ones((c_out, n_out), dtype=np.int64) if mask is None else \
         _checked_mask(name, mask, (c_out, n_out)).astype(np.int64)
     # input n feeds output p through tap k iff n = p*stride - pad_left + k*dilation, 0 <= p < n_out
@@ -325,13 +298,6 @@ def _conv1d_fanout(name, node, in_shape, mask=None) -> tuple[np.ndarray, int, tu
             rows = slice(g * per_out, (g + 1) * per_out)
             fanout[g * c_group:(g + 1) * c_group, valid] += nonzero[rows, :, k].T @ reached[rows]
     return fanout, c_group * kernel, (c_out, n_out)
-
-
-def _scalar(value) -> Any:
-    array = np.asarray(value).reshape(-1)
-    if array.size != 1:
-        raise GraphError(f"expected a scalar Conv1d parameter, got {value!r}")
-    return array[0]
 
 
 def _count_neuron(name, node_type, inputs, weighted_sources, own, binary, mask=None) -> LayerCounts:
@@ -385,7 +351,7 @@ def decision_cone(graph, token: int, shapes: Mapping[str, tuple[int, ...]],
     sources: dict[str, list[str]] = {}
     for src, dst in graph.edges:
         sources.setdefault(dst, []).append(src)
-    order = _topological_order(graph)
+    order = plan_graph(graph).order
     changed = True
     while changed:  # a single backward pass for a DAG; recurrent graphs repeat until nothing changes
         changed = False

@@ -6,15 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from spikingmind import event_runtime as er
+from spikingmind.export import event as er
+from spikingmind.export.event import kernels
 from spikingmind.checkpoint import load_checkpoint
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import ConfigError, ExportError
-from spikingmind.export.nir import fold_batch_norm
-from spikingmind.export.onnx import sample_windows
+from spikingmind.folding import fold_batch_norm
 from spikingmind.model import CausalDecayMix, DecisionTransformer, ModelConfig, lif_no_grad
-from spikingmind.rollout import TorchPolicy, decode_for_env, evaluation_seeds, run_episodes
+from spikingmind.metadata import DecodeRule
+from spikingmind.policy import TorchPolicy, decode_actions
+from spikingmind.rollout import run_episodes
+from spikingmind.seeds import evaluation_seeds
 from spikingmind.tokens import Normalization, TokenLayout
+from spikingmind.verification import sample_windows
 
 BETA, THRESHOLD = np.float32(0.5), np.float32(1.0)
 
@@ -45,7 +49,7 @@ def _model(env_id: str, n_blocks: int, time_steps: int, seed: int = 0):
 def test_lif_kernel_equals_the_pytorch_lif_bit_for_bit():
     currents = torch.randn(4, 5000, generator=torch.Generator().manual_seed(0)) * 1.5 + 0.5
     expected = lif_no_grad(currents, float(BETA), float(THRESHOLD)).numpy().astype(np.uint8)
-    actual = er._lif(currents.numpy(), BETA, THRESHOLD, np.empty(currents.shape, np.uint8))
+    actual = kernels._lif(currents.numpy(), BETA, THRESHOLD, np.empty(currents.shape, np.uint8))
     assert 0.1 < expected.mean() < 0.6  # spikes and resets both happen
     np.testing.assert_array_equal(actual, expected)
 
@@ -54,7 +58,7 @@ def test_synapses_add_the_weight_rows_of_the_inputs_that_spiked():
     spikes = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]], np.uint8)
     weight_t = np.array([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]], np.float32)  # (C_in, C_out)
     bias = np.array([0.5, -0.5], np.float32)
-    out = er._synapses(spikes, weight_t, bias, np.full((3, 2), np.nan, np.float32))
+    out = kernels._synapses(spikes, weight_t, bias, np.full((3, 2), np.nan, np.float32))
     np.testing.assert_array_equal(out, [[101.5, 201.5], [0.5, -0.5], [10.5, 19.5]])
 
 
@@ -68,7 +72,7 @@ def test_causal_mix_recurrence_equals_the_mixing_matrix():
         expected = mix(spikes).numpy()
     scale, shift = fold_batch_norm(np.ones(8), np.zeros(8), mix.norm)
     decay = torch.sigmoid(mix.decay_logit.detach().double()).numpy()
-    actual = er._causal_mix(spikes.numpy().astype(np.uint8), decay.astype(np.float32), scale.astype(np.float32),
+    actual = kernels._causal_mix(spikes.numpy().astype(np.uint8), decay.astype(np.float32), scale.astype(np.float32),
                             shift.astype(np.float32), np.empty((3, 12, 8), np.float32))
     np.testing.assert_allclose(actual, expected, atol=2e-6)
 
@@ -94,12 +98,13 @@ def test_decide_equals_model_decide(env_id, n_blocks, time_steps):
         expected64 = model.decide(torch.from_numpy(windows).double()).numpy()
     model.float()
     np.testing.assert_allclose(exact, expected64, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(decode_for_env(exact, spec), decode_for_env(expected64, spec))
+    rule = DecodeRule.for_env(spec, layout)
+    np.testing.assert_array_equal(decode_actions(exact, rule), decode_actions(expected64, rule))
     # float32 (the runtime as deployed), another summation order than BLAS: a membrane within
     # float32 rounding of its threshold may flip a spike, hence the verification's criteria
     error = np.abs(actual - expected).max(axis=1)
     assert (error <= 1e-4).mean() >= 0.95, error.max()
-    np.testing.assert_allclose(decode_for_env(actual, spec)[error <= 1e-4], decode_for_env(expected, spec)[error <= 1e-4],
+    np.testing.assert_allclose(decode_actions(actual, rule)[error <= 1e-4], decode_actions(expected, rule)[error <= 1e-4],
                                atol=1e-4)
     if spec.discrete:
         np.testing.assert_array_equal(actual.argmax(1), expected.argmax(1))

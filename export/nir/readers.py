@@ -1,4 +1,4 @@
-"""The portable export (export/nir_portable.py) run by third-party NIR readers, each through
+"""The portable export (export/nir/portable.py) run by third-party NIR readers, each through
 its own importer and entry point: what tests/test_third_party_readers.py asserts and
 benchmarks/portable_readers.py measures (docs/THIRD_PARTY_READERS.md).
 

@@ -1,4 +1,5 @@
-"""Small NIR graphs of SEMANTICS.md's "Model shape" for the Lava and fixed-point tests.
+"""Small NIR graphs for the tests: node builders, chains, and graphs of SEMANTICS.md's "Model
+shape" (the Lava, fixed-point and reference tests).
 
 `dyadic=True` draws every weight, bias and input as a multiple of 2**-6 with few bits, so
 all float64 sums are exact in any order: Lava's floating_pt run must then agree with the
@@ -17,15 +18,36 @@ from spikingmind import units
 DT = units.DT
 
 
-def _lif(shape, beta=0.5, threshold=1.0) -> nir.LIF:
+def graph(nodes, edges, metadata=None) -> nir.NIRGraph:
+    """A graph as given (NIR's own type inference off), metadata dt and T = 4 by default."""
+    meta = {"dt": DT, "time_steps": 4} if metadata is None else metadata
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def lif(shape, beta=0.5, threshold=1.0) -> nir.LIF:
+    """A LIF of our exports' form (v = beta v + I, zero reset) with the given decay and threshold."""
     p = units.lif_parameters(np.full(shape, beta))
     return nir.LIF(tau=p["tau"], r=p["r"], v_leak=p["v_leak"],
                    v_threshold=np.full(shape, threshold), v_reset=np.zeros(shape))
 
 
-def _conv(weight, bias, n_in, padding=0) -> nir.Conv1d:
-    return nir.Conv1d(input_shape=n_in, weight=weight, stride=1, padding=padding,
-                      dilation=1, groups=1, bias=bias)
+def conv(weight, bias=None, n_in=None, stride=1, padding=0, dilation=1, groups=1) -> nir.Conv1d:
+    bias = np.zeros(weight.shape[0]) if bias is None else bias
+    return nir.Conv1d(input_shape=n_in, weight=weight, stride=stride, padding=padding,
+                      dilation=dilation, groups=groups, bias=bias)
+
+
+def chain(*middle, shape=(3,), metadata=None, extra_edges=()) -> nir.NIRGraph:
+    """Input -> the (name, node) pairs in order -> Output, plus `extra_edges`."""
+    nodes = {"in": nir.Input(np.array(shape))}
+    names = ["in"]
+    for name, node in middle:
+        nodes[name] = node
+        names.append(name)
+    nodes["out"] = nir.Output(np.array(shape))
+    names.append("out")
+    edges = list(zip(names[:-1], names[1:])) + list(extra_edges)
+    return graph(nodes, edges, metadata)
 
 
 def dt_graph(channels=8, tokens=6, features=5, n_out=2, blocks=1, time_steps=4, seed=0,
@@ -40,14 +62,14 @@ def dt_graph(channels=8, tokens=6, features=5, n_out=2, blocks=1, time_steps=4, 
         return np.round(values * 64) / 64 if dyadic else values
 
     def pointwise(c_out, c_in):
-        return _conv(draw(0.6, (c_out, c_in, 1)), draw(0.3, c_out), L)
+        return conv(draw(0.6, (c_out, c_in, 1)), draw(0.3, c_out), L)
 
     def causal_mix():
         weight = np.zeros((C, C, 2 * L - 1))
         decay = rng.choice([0.5, 0.75, 0.875], C) if dyadic else rng.uniform(0.5, 0.9, C)
         for d in range(L):
             weight[np.arange(C), np.arange(C), L - 1 - d] = decay ** d
-        return _conv(weight, draw(0.1, C), L, padding=L - 1)
+        return conv(weight, draw(0.1, C), L, padding=L - 1)
 
     nodes = {"input": nir.Input(np.array([features, L])), "embed": pointwise(C, features)}
     edges = [("input", "embed")]
@@ -59,23 +81,23 @@ def dt_graph(channels=8, tokens=6, features=5, n_out=2, blocks=1, time_steps=4, 
 
     for b in range(blocks):
         a = f"b{b}.attn"
-        add(f"{a}.lif_in", _lif(grid, beta), *residual)
+        add(f"{a}.lif_in", lif(grid, beta), *residual)
         for proj in "qkv":
             add(f"{a}.{proj}", pointwise(C, C), f"{a}.lif_in")
-            add(f"{a}.{proj}_lif", _lif(grid, beta), f"{a}.{proj}")
+            add(f"{a}.{proj}_lif", lif(grid, beta), f"{a}.{proj}")
         add(f"{a}.kv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.k_lif", f"{a}.v_lif")
         add(f"{a}.mix", causal_mix(), f"{a}.kv_and")
-        add(f"{a}.kv_lif", _lif(grid, beta), f"{a}.mix")
+        add(f"{a}.kv_lif", lif(grid, beta), f"{a}.mix")
         add(f"{a}.qkv_and", nir.Threshold(np.full(grid, 1.5)), f"{a}.q_lif", f"{a}.kv_lif")
         add(f"{a}.out_proj", pointwise(C, C), f"{a}.qkv_and")
         residual.append(f"{a}.out_proj")
         m = f"b{b}.mlp"
-        add(f"{m}.lif_in", _lif(grid, beta), *residual)
+        add(f"{m}.lif_in", lif(grid, beta), *residual)
         add(f"{m}.fc1", pointwise(2 * C, C), f"{m}.lif_in")
-        add(f"{m}.hidden_lif", _lif((2 * C, L), beta), f"{m}.fc1")
+        add(f"{m}.hidden_lif", lif((2 * C, L), beta), f"{m}.fc1")
         add(f"{m}.fc2", pointwise(C, 2 * C), f"{m}.hidden_lif")
         residual.append(f"{m}.fc2")
-    add("head.lif", _lif(grid, beta), *residual)
+    add("head.lif", lif(grid, beta), *residual)
     add("head.readout", pointwise(n_out, C), "head.lif")
     add("output", nir.Output(np.array([n_out, L])), "head.readout")
     extra = {"action_kind": action_kind, "context_length": L // 3, "token_features": features}

@@ -1,12 +1,24 @@
 """From a policy to an energy report: record the spikes it fires on real closed-loop
-decisions (reference simulator), count them, price them. Shared by `energy-report` and
-the ablation sweep."""
+decisions (reference simulator), count them under both accountings, count the ANN baseline's
+graphs, price both. Shared by `energy-report` and the ablation sweep."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from spikingmind.checkpoint import load_checkpoint
+from spikingmind.energy.onnx_counts import count_onnx, load_onnx
+from spikingmind.energy.profiles import load_profile
+from spikingmind.energy.report import Accounted, EnergyReport, build_report
+from spikingmind.energy.snn_counts import count_snn, decision_cone, merge_counts
+from spikingmind.errors import ConfigError
+from spikingmind.export.nir import NIRPolicy, graph_metadata, load_or_export_graph
+from spikingmind.export.onnx import METADATA_KEY, export_metadata, model_to_onnx
+from spikingmind.export.reference import ReferenceSimulator
+from spikingmind.metadata import parse_metadata
+from spikingmind.rollout import record_decision_inputs
 
 #: Decisions simulated per chunk: bounds the memory that full per-node records need.
 RECORD_CHUNK = 64
@@ -15,10 +27,6 @@ RECORD_CHUNK = 64
 def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only", "full_window")) -> dict:
     """SNN counts of `graph` over decision inputs (N, D_in, L), simulated in chunks, for each
     accounting: {"decision_only": SNNCounts (the decision token's cone), "full_window": ...}."""
-    from spikingmind.energy.snn_counts import count_snn, decision_cone, merge_counts
-    from spikingmind.export.nir import graph_metadata
-    from spikingmind.export.reference import ReferenceSimulator
-
     simulator = ReferenceSimulator(graph)
     input_names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
     token = int(graph_metadata(graph)["decode"]["token_index"])
@@ -40,25 +48,17 @@ def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only",
 
 def _onnx_is_decision_only(model) -> bool:
     """Whether an ONNX file of ours holds the decision token's graph alone (foreign files: no)."""
-    import json
-
-    from spikingmind.export.onnx import METADATA_KEY
-
-    raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY, "{}")
+    raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)
     try:
-        return bool(json.loads(raw).get("decode", {}).get("decision_only"))
-    except (json.JSONDecodeError, AttributeError):  # foreign or damaged metadata
+        decode = parse_metadata(raw, "onnx", ConfigError).get("decode")
+    except ConfigError:  # foreign or damaged metadata: a full graph of someone else's
         return False
+    return bool(isinstance(decode, dict) and decode.get("decision_only"))
 
 
 def baseline_counts(baselines) -> dict:
     """ANN counts per accounting from `baselines`: ONNX files (full or --decision-only, told
     apart by their metadata) or ANN checkpoint folders (both graphs exported in memory)."""
-    from spikingmind.checkpoint import load_checkpoint
-    from spikingmind.energy.onnx_counts import count_onnx, load_onnx
-    from spikingmind.errors import ConfigError
-    from spikingmind.export.onnx import export_metadata, model_to_onnx
-
     counts: dict = {}
     for baseline in baselines:
         path = Path(baseline)
@@ -81,18 +81,13 @@ def baseline_counts(baselines) -> dict:
 
 def estimate_energy(source, profiles=("loihi",), baselines=(),
                     baseline_profiles: list[str] | tuple[str, ...] = ("cmos45nm-fp32", "cmos45nm-int8"),
-                    episodes: int = 5, seed: int = 0, max_decisions: int | None = None):
+                    episodes: int = 5, seed: int = 0, max_decisions: int | None = None) -> EnergyReport:
     """The energy report of a checkpoint or .nir (SNN) against its ANN twin (ONNX files or its checkpoint).
 
     Decisions come from closed-loop episodes of the exported graph on evaluation seeds. The
     verdict's accounting is decision-only when a decision-only ANN graph is given (or the ANN
     checkpoint), else full-window; both are reported where both sides have them.
     """
-    from spikingmind.energy.profiles import load_profile
-    from spikingmind.energy.report import Accounted, build_report
-    from spikingmind.export.nir import graph_metadata, load_or_export_graph
-    from spikingmind.rollout import record_decision_inputs
-
     if isinstance(profiles, str):
         profiles = [profiles]
     if isinstance(baselines, (str, Path)):
@@ -101,7 +96,7 @@ def estimate_energy(source, profiles=("loihi",), baselines=(),
     ann_counts = baseline_counts(baselines)
     ann_profiles = [load_profile(name) for name in baseline_profiles] if ann_counts else []
     graph = load_or_export_graph(source)
-    inputs = np.asarray(record_decision_inputs(graph, episodes, seed))  # (N, D_in, L)
+    inputs = np.asarray(record_decision_inputs(NIRPolicy(graph), episodes, seed))  # (N, D_in, L)
     if max_decisions is not None:
         inputs = inputs[:max_decisions]
     snn_counts = count_snn_on_inputs(graph, inputs)

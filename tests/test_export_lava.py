@@ -19,9 +19,11 @@ import pytest
 
 from spikingmind.errors import LavaError, RunExistsError, UnsupportedModuleError
 from spikingmind.export import lava, lava_env
+from spikingmind.export.lava.host import host_currents, host_data, lava_records
 from spikingmind.export.lava_sidecar.plan import emulate
-from spikingmind.export.reference import NIRPolicy, ReferenceSimulator
-from tests.lava_graphs import decision_inputs, dt_graph
+from spikingmind.export.nir import NIRPolicy
+from spikingmind.export.reference import ReferenceSimulator
+from tests.support.graphs import decision_inputs, dt_graph
 
 BLOCKS = 2
 
@@ -69,9 +71,9 @@ def test_plan_emulation_matches_reference_with_documented_latency(graph):
     inputs = decision_inputs(graph, 3)
     reference = ReferenceSimulator(graph).run(inputs, record=True)
     n_steps = plan.total_steps(3)
-    data = lava._host_data(plan, lava._host_currents(graph, host_terms, inputs), n_steps, fixed=False)
+    data = host_data(plan, host_currents(graph, host_terms, inputs), n_steps, fixed=False)
     traces, _ = emulate(plan, data, n_steps, fixed=False)
-    records = lava._records(plan, {("pop/" + k if k != "readout" else k): v for k, v in traces.items()}, 3, False)
+    records = lava_records(plan, {("pop/" + k if k != "readout" else k): v for k, v in traces.items()}, 3, False)
     for name, got in records.items():
         want = reference.records[name] if name in reference.records else reference.outputs[name]
         np.testing.assert_array_equal(got, want, err_msg=name)
@@ -100,7 +102,7 @@ def test_lava_policy_acts_like_the_reference_policy(lava_python, graph, bundle):
     with lava.LavaPolicy(bundle, timeout=120) as policy:
         for seed, batch in ((5, 3), (6, 3), (7, 1)):  # the second call reuses the network
             tokens = decision_inputs(graph, batch, seed=seed).transpose(0, 2, 1)
-            np.testing.assert_array_equal(policy.logits(tokens), reference.logits(tokens))
+            np.testing.assert_array_equal(policy.outputs(tokens), reference.outputs(tokens))
             np.testing.assert_array_equal(policy.act(tokens), reference.act(tokens))
         assert policy.timings[1]["rebuilt"] is False
 
@@ -113,7 +115,7 @@ def test_exception_inside_a_lava_process_is_a_clear_error_and_leaves_no_process(
     plan.save(tmp_path)
     inputs = decision_inputs(graph, 1)
     n_steps = plan.total_steps(1)
-    data = lava._host_data(plan, lava._host_currents(graph, host_terms, inputs), n_steps, fixed=False)
+    data = host_data(plan, host_currents(graph, host_terms, inputs), n_steps, fixed=False)
     start = time.monotonic()
     with pytest.raises(LavaError, match="exit code.*broadcast"):
         lava.run_sidecar(tmp_path, "float", data, n_steps, timeout=60)

@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from spikingmind.checkpoint import Checkpoint, checkpoint_meta, save_checkpoint
 from spikingmind.cli import app
-from spikingmind.envs import get_env_spec
 from spikingmind.errors import RunExistsError
-from spikingmind.evaluate import evaluate
-from spikingmind.model import DecisionTransformer, ModelConfig
-from spikingmind.tokens import Normalization, TokenLayout
+from spikingmind.model import ModelConfig
+from spikingmind.workflows.evaluate import evaluate
+from tests.support.checkpoints import CARTPOLE_OBS_STD, untrained
 
 ENV = "CartPole-v1"
 runner = CliRunner()
@@ -23,15 +20,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    spec = get_env_spec(ENV)
-    layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=True, context_length=2)
-    norm = Normalization(obs_mean=(0.0, 0.0, 0.0, 0.0), obs_std=(0.5, 1.0, 0.1, 1.0),
-                         return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
-    model = DecisionTransformer(ModelConfig(width=8, n_blocks=1, context_length=2, time_steps=4),
-                                layout.n_features, spec.act_dim)
-    meta = checkpoint_meta(model, spec, layout, norm, dataset={"id": "synthetic", "episode_seeds": []})
-    return save_checkpoint(tmp_path_factory.mktemp("lava-cli") / "ckpt", Checkpoint(model, spec, layout, norm, meta=meta))
+    return untrained(tmp_path_factory.mktemp("lava-cli") / "ckpt",
+                     ModelConfig(width=8, n_blocks=1, context_length=2, time_steps=4), ENV, obs_std=CARTPOLE_OBS_STD)
 
 
 @pytest.fixture(scope="module")

@@ -303,7 +303,7 @@ def to_portable(standard: nir.NIRGraph, source: str = "graph") -> tuple[nir.NIRG
     """The portable rewrite of a standard export (Input, Conv1d, LIF, Threshold, Output nodes):
     returns the graph (metadata "dt" = PORTABLE_DT, spikingmind metadata not yet attached) and
     the note of what was rewritten. ExportError names any node it cannot rewrite."""
-    from spikingmind.export.reference import validate_graph
+    from spikingmind.graph import validate_graph
 
     try:
         shapes = validate_graph(standard, source)
@@ -431,7 +431,7 @@ def verify_portable(standard: nir.NIRGraph, portable: nir.NIRGraph, decisions: n
     counterpart's output divided by its folded factor; `counterparts` as in the note, default:
     the portable graph's metadata), the outputs and the actions. ExportError (one line) unless
     spikes and actions are identical and currents and outputs within CURRENT_TOLERANCE / OUTPUT_TOLERANCE."""
-    from spikingmind.export.nir import graph_metadata
+    from spikingmind.export.nir.metadata import graph_metadata
     from spikingmind.export.reference import ReferenceSimulator
 
     names = spiking_nodes(standard)
@@ -493,11 +493,12 @@ def closed_loop_decisions(standard: nir.NIRGraph, episodes: int = VERIFY_EPISODE
                           seed: int = 0) -> np.ndarray:
     """The decision inputs (N, D_in, L) of closed-loop episodes of the standard graph in the reference
     simulator (evaluation seeds, the env and target return of its metadata), each cut at `max_steps`."""
-    from spikingmind.export.nir import NIRReferencePolicy
-    from spikingmind.rollout import evaluation_seeds, run_episodes
+    from spikingmind.export.nir.policy import NIRPolicy
+    from spikingmind.rollout import run_episodes
+    from spikingmind.seeds import evaluation_seeds
 
     windows: list[np.ndarray] = []
-    run_episodes(NIRReferencePolicy(standard), evaluation_seeds(episodes, seed), on_decision=windows.append,
+    run_episodes(NIRPolicy(standard), evaluation_seeds(episodes, seed), on_decision=windows.append,
                  max_steps=max_steps)
     return np.concatenate(windows).transpose(0, 2, 1).astype(np.float64)
 
@@ -521,7 +522,7 @@ def portable_metadata(meta: dict, note: dict) -> dict:
 
 def portable_export_graph(standard: nir.NIRGraph, source: str = "graph", decisions: np.ndarray | None = None) -> nir.NIRGraph:
     """Rewrite and verify: the portable graph with the spikingmind metadata and the measured agreement."""
-    from spikingmind.export.nir import graph_metadata
+    from spikingmind.export.nir.metadata import graph_metadata
 
     meta = graph_metadata(standard, source)
     graph, note = to_portable(standard, source)

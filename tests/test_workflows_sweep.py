@@ -9,7 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from spikingmind.sweep import TIMING_COLUMNS, SweepConfig, plan_runs, run_sweep
+from spikingmind.workflows.sweep import SweepConfig, plan_runs, run_sweep
+from spikingmind.workflows.sweep_results import TIMING_COLUMNS
 
 TINY_TRAIN = {"steps": 80, "batch_size": 16, "lr": 3e-3, "eval_every": 80, "eval_episodes": 1, "warmup_steps": 2,
               "model": {"width": 16, "n_blocks": 1, "mlp_ratio": 2}}

@@ -9,6 +9,7 @@ A sweep lives in one folder:
     runs.csv            one row per run (failed runs keep empty metric cells, never zeros)
     summary.csv         one row per (model, T, K): mean and std over the seeds that finished
     plots/*.png         return, spikes per decision, latency and energy against T and against K
+                        (tables and plots: `sweep_results`)
 
 A run id is a hash of everything that determines its result (the full TrainConfig, seed
 included, and the evaluation settings), so re-running a sweep skips runs that are done,
@@ -19,43 +20,25 @@ in a process pool, the Ray executor as a `ray.remote` task, with no other differ
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from spikingmind.errors import ConfigError
-from spikingmind.io import atomic_write_json, atomic_write_text
+from spikingmind.io import atomic_write_json
+from spikingmind.workflows.sweep_results import aggregate, plot_sweep, write_tables
 
 MANIFEST_FORMAT = 1
 STATUSES = ("pending", "running", "done", "failed")
 EXECUTORS = ("local", "ray")
 GRIDS = ("axes", "full")
-
-#: Per-run metrics that depend on the machine's load, not on the run's config and seed.
-TIMING_COLUMNS = ("latency_ms", "latency_ort_ms", "ms_per_decision_batch", "train_seconds", "wall_seconds")
-#: Per-run metrics written to runs.csv and aggregated in summary.csv, in column order.
-METRIC_COLUMNS = (
-    "mean_return", "std_return", "spikes_per_decision", "mean_spike_rate", "latency_ms", "latency_ort_ms",
-    "ms_per_decision_batch", "energy_pj_loihi", "energy_pj_cmos45nm-fp32", "energy_pj_cmos45nm-int8",
-    "best_val_return", "train_seconds", "wall_seconds",
-)
-#: (column, axis label) of the figures.
-PLOTTED = (
-    ("mean_return", "return (mean over seeds)"),
-    ("spikes_per_decision", "spikes per decision"),
-    ("latency_ms", "latency per decision, batch 1 (ms)"),
-    ("energy_pj", "energy per decision, estimate (pJ)"),
-)
-
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -213,8 +196,8 @@ def _median_latency_ms(act: Callable[[np.ndarray], Any], windows: np.ndarray, ca
 def _snn_energy(run_dir: Path, checkpoint: Path, evaluation: dict) -> dict[str, float]:
     """SNN energy per decision under each SNN profile, as `spikingmind energy-report` counts it
     (spikes recorded by the reference simulator on closed-loop decisions)."""
-    from spikingmind.energy.measure import estimate_energy
     from spikingmind.export.nir import export as export_nir
+    from spikingmind.workflows.energy_report import estimate_energy
 
     graph_path = export_nir(checkpoint, run_dir / "model.nir", force=True)
     energy = {}
@@ -273,10 +256,11 @@ def execute_run(entry: dict, sweep_dir: str, datasets_root: str | None = None) -
 
 def _run(entry: dict, run_dir: Path) -> dict:
     from spikingmind.checkpoint import load_checkpoint
-    from spikingmind.evaluate import evaluate
-    from spikingmind.export.onnx import OnnxPolicy, sample_windows
-    from spikingmind.rollout import TorchPolicy
+    from spikingmind.export.onnx import OnnxPolicy
+    from spikingmind.policy import TorchPolicy
     from spikingmind.train import TrainConfig, train
+    from spikingmind.verification import sample_windows
+    from spikingmind.workflows.evaluate import evaluate
 
     evaluation = entry["evaluation"]
     cfg = TrainConfig.from_dict(entry["train"], source=f"run {entry['run_id']}")
@@ -453,109 +437,3 @@ def _finished_outcome(sweep_dir: Path, rid: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return outcome if outcome.get("status") == "done" and outcome.get("run_id") == rid else None
-
-
-# ---------------------------------------------------------------------------- tables and plots
-
-
-def run_rows(entries: Iterable[dict]) -> list[dict]:
-    """One row per run; metrics of unfinished or failed runs stay empty (None), never 0."""
-    rows = []
-    for entry in entries:
-        result = entry.get("result") or {}
-        row = {"run_id": entry["run_id"], "model": entry["model"], "time_steps": entry["time_steps"],
-               "context": entry["context"], "seed": entry["seed"], "status": entry["status"],
-               "error": entry.get("error") or ""}
-        row.update({column: result.get(column) for column in METRIC_COLUMNS})
-        rows.append(row)
-    return sorted(rows, key=lambda r: (r["model"] != "snn", r["time_steps"], r["context"], r["seed"]))
-
-
-def aggregate(entries: Iterable[dict]) -> list[dict]:
-    """One row per (model, T, K): mean and std over finished seeds of every metric."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in run_rows(entries):
-        groups.setdefault((row["model"], row["time_steps"], row["context"]), []).append(row)
-    out = []
-    for (model, t, k), rows in groups.items():
-        done = [r for r in rows if r["status"] == "done"]
-        summary = {"model": model, "time_steps": t, "context": k, "runs": len(rows), "done": len(done),
-                   "failed": sum(r["status"] == "failed" for r in rows)}
-        for column in METRIC_COLUMNS:
-            values = [r[column] for r in done if r[column] is not None]
-            summary[f"{column}_mean"] = float(np.mean(values)) if values else None
-            summary[f"{column}_std"] = float(np.std(values)) if values else None
-        out.append(summary)
-    return out
-
-
-def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
-    return buffer.getvalue()
-
-
-def write_tables(sweep_dir: Path, entries: list[dict]) -> tuple[Path, Path]:
-    runs_csv, summary_csv = sweep_dir / "runs.csv", sweep_dir / "summary.csv"
-    atomic_write_text(runs_csv, _csv_text(run_rows(entries)))
-    atomic_write_text(summary_csv, _csv_text(aggregate(entries)))
-    return runs_csv, summary_csv
-
-
-def plot_sweep(plot_dir: Path, summary: list[dict], cfg: SweepConfig) -> list[Path]:
-    """One PNG per metric: against T (one line per K) and against K (one line per T, plus the
-    ANN twin where the metric applies to it); error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from spikingmind.io import atomic_path
-
-    paths = []
-    for metric, label in PLOTTED:
-        figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for axis, (x_key, line_key, x_label) in zip(axes, (("time_steps", "context", "T (SNN steps per decision)"),
-                                                            ("context", "time_steps", "K (context, env steps)"))):
-            for model in ("snn", "ann"):
-                columns = [f"{metric}_{p}" for p in (cfg.snn_profiles if model == "snn" else cfg.ann_profiles)] \
-                    if metric == "energy_pj" else [metric]
-                rows = [r for r in summary if r["model"] == model]
-                if model == "ann":
-                    if x_key != "context":
-                        continue
-                    lines = {None: rows}
-                else:
-                    lines = {}
-                    for row in rows:
-                        lines.setdefault(row[line_key], []).append(row)
-                for column in columns:
-                    for fixed, members in sorted(lines.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
-                        members = sorted((r for r in members if r.get(f"{column}_mean") is not None),
-                                         key=lambda r: r[x_key])
-                        if len(members) < (1 if model == "ann" else 2):
-                            continue
-                        name = column.removeprefix("energy_pj_") if metric == "energy_pj" else ""
-                        tag = f"{model.upper()}" + (f" {'K' if line_key == 'context' else 'T'}={fixed}" if fixed is not None else "")
-                        axis.errorbar([r[x_key] for r in members], [r[f"{column}_mean"] for r in members],
-                                      yerr=[r[f"{column}_std"] for r in members], marker="o", capsize=3,
-                                      label=f"{tag} {name}".strip())
-            axis.set_xlabel(x_label)
-            axis.set_ylabel(label)
-            axis.set_xscale("log", base=2)
-            if metric == "energy_pj":
-                axis.set_yscale("log")
-            if axis.get_legend_handles_labels()[0]:
-                axis.legend(fontsize=7)
-            axis.grid(alpha=0.3)
-        figure.suptitle(f"{cfg.env_id}: {label} (mean +- std over {cfg.seeds} seed(s))", fontsize=10)
-        figure.tight_layout()
-        path = plot_dir / f"{metric}.png"
-        with atomic_path(path, suffix=".png") as tmp:
-            figure.savefig(tmp, dpi=110)
-        plt.close(figure)
-        paths.append(path)
-    return paths

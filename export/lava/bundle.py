@@ -1,0 +1,111 @@
+"""Bundle files: `model.nir`, `lava_plan.json`, `params_float.npz`, `params_fixed.npz`,
+`manifest.json` (+ `agreement.json` from `export`), written atomically, read back as a plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from spikingmind import fixed_point as fxp
+from spikingmind.errors import LavaError
+from spikingmind.export.lava.plan import HostTerm, build_plan
+from spikingmind.export.lava_sidecar.plan import PLAN_VERSION, Plan, Population, Readout, Synapse
+from spikingmind.export.reference import load_graph
+from spikingmind.io import atomic_dir, atomic_write_json
+
+LAVA_VERSION = "0.10.0"
+BUNDLE_VERSION = 1
+
+# Bundle
+
+
+_FIXED_KEYS = ("bias_mant/", "w_mant/", "w_group/", "readout_w_mant", "readout_w_group")
+
+
+def _save_plan(plan: Plan, folder: Path) -> None:
+    plan.save(folder)
+    # split the arrays into the float and fixed-point parameter files named in the manifest
+    with np.load(folder / "lava_plan.npz", allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    (folder / "lava_plan.npz").unlink()
+    np.savez(folder / "params_float.npz", **{k: v for k, v in arrays.items() if not k.startswith(_FIXED_KEYS)})
+    np.savez(folder / "params_fixed.npz", **{k: v for k, v in arrays.items() if k.startswith(_FIXED_KEYS)})
+
+
+def load_plan(bundle: str | Path) -> Plan:
+    """The plan of a bundle (a scratch copy with the merged npz the sidecar reads)."""
+    bundle = Path(bundle)
+    meta = json.loads((bundle / "lava_plan.json").read_text())
+    if meta.get("plan_version") != PLAN_VERSION:
+        raise LavaError(f"{bundle}: Lava plan version {meta.get('plan_version')}, this spikingmind reads "
+                        f"{PLAN_VERSION}; re-export it with `spikingmind export --target lava --force`")
+    arrays = {}
+    for part in ("params_float.npz", "params_fixed.npz"):
+        with np.load(bundle / part, allow_pickle=False) as data:
+            arrays.update({key: data[key] for key in data.files})
+    return Plan(int(meta["time_steps"]), float(meta["dt"]), [Population(**p) for p in meta["populations"]],
+                [Synapse(**s) for s in meta["synapses"]],
+                Readout(**meta["readout"]) if meta["readout"] else None, arrays)
+
+
+def export_lava_bundle(graph: nir.NIRGraph | str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
+    """Write a Lava bundle for `graph` (a NIRGraph or a .nir path) into `out_dir`, atomically.
+
+    Contents: model.nir, lava_plan.json (populations, synapses, offsets), params_float.npz,
+    params_fixed.npz (8-bit weight mantissas + exponents, 13-bit biases, 12-bit decays,
+    17-bit thresholds), manifest.json (Lava version, latency, dt, T, scales, saturation).
+    Raises RunExistsError when out_dir exists and not force.
+    """
+    if isinstance(graph, (str, Path)):
+        graph = load_graph(graph)
+    plan_parts = build_plan(graph)
+    with atomic_dir(out_dir, overwrite=force) as tmp:
+        write_bundle(graph, tmp, plan_parts)
+    return Path(out_dir)
+
+
+def write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
+    """The bundle's files into the (temporary) folder `tmp`."""
+    plan, host_terms, notes = plan_parts or build_plan(graph)
+    report: fxp.QuantizationReport = notes["quantization_report"]
+    nir.write(tmp / "model.nir", graph)
+    _save_plan(plan, tmp)
+    manifest = {
+        "bundle_version": BUNDLE_VERSION,
+        "target": "lava",
+        "lava_nc_version": LAVA_VERSION,
+        "time_steps": plan.time_steps,
+        "dt": plan.dt,
+        "period_steps": plan.time_steps,
+        "latency_steps": plan.latency,
+        "output_latency_steps": plan.readout.offset(plan) if plan.readout else None,
+        "timing": ("decision k, SNN step t of population n runs at Lava step k*period + offset[n] + t "
+                   "(0-based); the Output of step t appears output_latency_steps later"),
+        "encoder": "host: Conv1d nodes reading the Input are computed on the host and injected as "
+                   "graded currents (NpySource) into the populations they feed",
+        "host_terms": [{"population": h.population, "conv": h.conv} for h in host_terms],
+        "populations": [
+            {"name": p.name, "kind": p.kind, "size": p.size, "offset": p.offset, "stateless": p.stateless,
+             "float": {"dv": p.dv, "vth": p.vth},
+             "fixed": {"scale": p.scale, "dv": p.dv_int, "vth": p.vth_int, "bias_exp": p.bias_exp}}
+            for p in plan.populations
+        ],
+        "synapses": [{"name": s.name, "src": s.src, "dst": s.dst, "fixed_weight_exps": s.weight_exps}
+                     for s in plan.synapses],
+        "readout": None if plan.readout is None else {
+            "output": plan.readout.name, "src": plan.readout.src, "scale": plan.readout.scale,
+            "fixed_weight_exps": plan.readout.weight_exps},
+        "inexact_float_decays": notes["inexact_decays"],
+        "quantization_report": report.to_json(),
+    }
+    atomic_write_json(tmp / "manifest.json", manifest)
+
+
+def bundle_host_terms(bundle: Path) -> list[HostTerm]:
+    """The host terms a bundle's manifest lists."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return [HostTerm(h["population"], h["conv"]) for h in manifest["host_terms"]]
+

@@ -1,0 +1,87 @@
+"""The host side of a Lava run: the real-valued encoder's currents in, aligned records out."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+from spikingmind import fixed_point as fxp
+from spikingmind import units
+from spikingmind.errors import ExportError
+from spikingmind.export.lava.plan import HostTerm
+from spikingmind.export.lava_sidecar.plan import Plan, align_records, schedule_host_currents
+from spikingmind.export.reference import ReferenceSimulator
+from spikingmind.graph import conv_geometry
+
+
+class HostEncoder:
+    """The real-valued Conv1d terms that read the Input, computed on the host.
+
+    Each is run by the reference simulator itself on a two-node probe graph (Input -> Conv1d;
+    the Input is constant over the T steps of a decision), so the graded currents are exactly
+    the reference's numbers, at the cost of the encoder alone.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, host_terms: list[HostTerm]):
+        self.host_terms = host_terms
+        features, tokens = input_shape(graph)
+        self.simulators = {}
+        for conv in sorted({h.conv for h in host_terms}):
+            node = graph.nodes[conv]
+            c_out, *_, n_out = conv_geometry(node, tokens)
+            probe = nir.NIRGraph(
+                nodes={"input": nir.Input(np.array([features, tokens])), "conv": node,
+                       "output": nir.Output(np.array([c_out, n_out]))},
+                edges=[("input", "conv"), ("conv", "output")], metadata={"dt": units.DT, "time_steps": 1},
+                type_check=False)
+            self.simulators[conv] = ReferenceSimulator(probe)
+
+    def currents(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """inputs (B, D_in, L) -> per host-fed population (B, size), summed in edge order."""
+        values = {conv: sim.run(inputs, time_steps=1).outputs["output"][0].reshape(inputs.shape[0], -1)
+                  for conv, sim in self.simulators.items()}
+        currents: dict[str, np.ndarray] = {}
+        for term in self.host_terms:
+            value = values[term.conv]
+            currents[term.population] = value if term.population not in currents else currents[term.population] + value
+        return currents
+
+
+def host_currents(graph: nir.NIRGraph, host_terms: list[HostTerm], inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per host-fed population: (B, size) float current = sum of its Input Conv1d outputs."""
+    return HostEncoder(graph, host_terms).currents(np.asarray(inputs, dtype=np.float64))
+
+
+def host_data(plan: Plan, currents: dict[str, np.ndarray], n_steps: int, fixed: bool,
+               report: fxp.QuantizationReport | None = None) -> dict[str, np.ndarray]:
+    scaled = {}
+    for pop in plan.populations:
+        if pop.host_input:
+            current = currents[pop.name]
+            scaled[pop.name] = (fxp.quantize_activation(current, pop.scale, layer=pop.name, report=report)
+                                if fixed else current)
+    return schedule_host_currents(plan, scaled, n_steps)
+
+
+def lava_records(plan: Plan, traces: dict[str, np.ndarray], n: int, fixed: bool) -> dict[str, np.ndarray]:
+    """Lava traces -> {node: (T, N, *shape)} on the reference time axis (Output included)."""
+    out = {}
+    for pop in plan.populations:
+        if pop.record and (f"pop/{pop.name}" in traces or pop.name in traces):
+            raw = traces.get(f"pop/{pop.name}", traces.get(pop.name))
+            out[pop.name] = align_records(raw, pop.offset, n, plan.time_steps, pop.shape).astype(np.float64)
+    if plan.readout is not None and "readout" in traces:
+        ro = plan.readout
+        raw = traces["readout"].astype(np.float64)
+        if fixed:
+            raw = raw / (ro.scale)
+        raw = raw + plan.arrays["readout_bias"][:, None]
+        out[ro.name] = align_records(raw, ro.offset(plan), n, plan.time_steps, ro.shape)
+    return out
+
+
+def input_shape(graph: nir.NIRGraph) -> tuple[int, int]:
+    for node in graph.nodes.values():
+        if isinstance(node, nir.Input):
+            return tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))).reshape(-1))
+    raise ExportError("the graph has no Input node")

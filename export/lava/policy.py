@@ -1,0 +1,134 @@
+"""A Lava bundle as a closed-loop policy: every action computed by Lava in one persistent sidecar."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spikingmind import fixed_point as fxp
+from spikingmind.errors import LavaError
+from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
+from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records
+from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer
+from spikingmind.export.reference import load_graph
+from spikingmind.metadata import read_policy_metadata
+from spikingmind.policy import Policy
+
+
+class LavaPolicy(Policy):
+    """A Lava bundle as a closed-loop policy: every action is computed by Lava (one persistent
+    sidecar, floating_pt or fixed_pt), the encoder Conv1d on the host.
+
+    act(windows (B, L, D_in)) / outputs(...) as `export.nir.NIRPolicy`; the B windows of one
+    call are pipelined through the network (one every T Lava steps). `spec`, `layout`, `norm`,
+    `meta`, `decode` come from the graph's spikingmind metadata (no env: None).
+    `timings` holds one entry per call; `decision_stats()` summarises them. Use as a context
+    manager or call close(); the sidecar's process group is killed on close, error, timeout.
+    """
+
+    model_kind = "snn"
+
+    def __init__(self, bundle: str | Path, fixed_point: bool = False, *, timeout: float = DEFAULT_TIMEOUT_S):
+        self.bundle = Path(bundle)
+        if not (self.bundle / "manifest.json").exists():
+            raise LavaError(f"{self.bundle} is not a Lava bundle (no manifest.json); "
+                            "write one with `spikingmind export --target lava`")
+        self._server: SidecarServer | None = None
+        self._plan_dir: Path | None = None
+        self.mode = "fixed" if fixed_point else "float"
+        self.backend = "lava-fixed_pt" if fixed_point else "lava-floating_pt"
+        self.graph = load_graph(self.bundle / "model.nir")
+        self.token_features, self.context_tokens = input_shape(self.graph)
+        metadata = read_policy_metadata((self.graph.metadata or {}).get("spikingmind"),
+                                        str(self.bundle / "model.nir"), require_env=False, n_tokens=self.context_tokens)
+        self.meta, self.decode = metadata.raw, metadata.decode
+        self.spec, self.layout, self.norm = metadata.spec, metadata.layout, metadata.norm
+        self.plan = load_plan(self.bundle)
+        self.encoder = HostEncoder(self.graph, bundle_host_terms(self.bundle))
+        self.timeout = timeout
+        self._plan_dir = Path(tempfile.mkdtemp(prefix="spikingmind-lava-plan-"))
+        self.plan.save(self._plan_dir)
+        self._capacity = 1
+        self.timings: list[dict] = []
+        self.quantization = fxp.QuantizationReport()
+
+    def _ensure_server(self) -> SidecarServer:
+        if self._server is None or self._server.proc is None:
+            self._server = SidecarServer(self._plan_dir, self.mode, self.timeout)
+        return self._server
+
+    def outputs(self, tokens: np.ndarray) -> np.ndarray:
+        """tokens (B, L, D_in) or (L, D_in) -> decision-token outputs (B, n_out) or (n_out,)."""
+        tokens = np.asarray(tokens, dtype=np.float64)
+        single = tokens.ndim == 2
+        batch = tokens[None] if single else tokens
+        expected = (self.context_tokens, self.token_features)
+        if batch.ndim != 3 or batch.shape[1:] != expected:
+            raise ValueError(f"tokens have shape {tokens.shape}; expected (B, {expected[0]}, {expected[1]})")
+        inputs = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
+        n = inputs.shape[0]
+        # the sidecar keeps its network while jobs have the same length: pad to the largest
+        # batch seen, and to whole periods so that every job starts at the same phase
+        self._capacity = max(self._capacity, n)
+        period = self.plan.time_steps
+        n_steps = -(-self.plan.total_steps(self._capacity) // period) * period
+        fixed = self.mode == "fixed"
+        t0 = time.perf_counter()
+        data = host_data(self.plan, self.encoder.currents(inputs), n_steps, fixed,
+                          self.quantization if fixed else None)
+        t1 = time.perf_counter()
+        try:
+            traces, timing = self._ensure_server().request(data, n_steps, record=[])
+        except LavaError:
+            self._server = None
+            raise
+        out = lava_records(self.plan, traces, n, fixed)[self.plan.readout.name]  # (T, B, n_out, L)
+        self.timings.append({**timing, "host_s": t1 - t0, "wall_s": time.perf_counter() - t0, "decisions": n})
+        outputs = self.decode.decision_outputs(out)
+        return outputs[0] if single else outputs
+
+    def decision_stats(self) -> dict:
+        """Lava time per decision over every call so far (the first call builds the network,
+        so `lava_ms_per_decision_warm` leaves out calls that (re)built it)."""
+        if not self.timings:
+            return {}
+        decisions = sum(t["decisions"] for t in self.timings)
+        warm = [t for t in self.timings if not t.get("rebuilt")]
+        run_s = sum(t["run_s"] for t in self.timings)
+        steps = sum(t["n_steps"] for t in self.timings)
+        stats = {
+            "lava_mode": "fixed_pt" if self.mode == "fixed" else "floating_pt",
+            "lava_decisions": decisions,
+            "lava_ms_per_decision": 1000.0 * sum(t["wall_s"] for t in self.timings) / decisions,
+            "lava_run_ms_per_decision": 1000.0 * run_s / decisions,
+            "lava_steps_per_s": steps / run_s if run_s > 0 else float("nan"),
+            "lava_build_s": sum(t["build_s"] for t in self.timings if t.get("rebuilt")),
+        }
+        if warm:
+            stats["lava_ms_per_decision_warm"] = 1000.0 * sum(t["wall_s"] for t in warm) / sum(
+                t["decisions"] for t in warm)
+        return stats
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._plan_dir is not None:
+            shutil.rmtree(self._plan_dir, ignore_errors=True)
+            self._plan_dir = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def load_policy(path: Path, fixed_point: bool = False) -> LavaPolicy:
+    """Registry loader (`spikingmind.export.BACKENDS["lava"]`): a Lava bundle folder run by Lava,
+    floating_pt or (`fixed_point`) Loihi's fixed_pt."""
+    return LavaPolicy(path, fixed_point=fixed_point)
