@@ -13,19 +13,15 @@ from spikingmind.energy.snn_counts import count_snn
 from spikingmind.export.nir import model_to_graph
 from spikingmind.export.reference import ReferenceSimulator
 from spikingmind.model import DecisionTransformer, ModelConfig
+from tests.support.checkpoints import randomise_batch_norms
 
 
 def _firing_model(seed: int = 0) -> DecisionTransformer:
     """A tiny float64 spiking DT whose every layer fires (random BatchNorm statistics and gains)."""
     torch.manual_seed(seed)
     model = DecisionTransformer(ModelConfig(width=6, n_blocks=2, context_length=3, time_steps=3), 7, 2).double()
-    generator = torch.Generator().manual_seed(seed)
+    randomise_batch_norms(model, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):
-            norm.running_mean.uniform_(-0.3, 0.3, generator=generator)
-            norm.running_var.uniform_(0.5, 2.0, generator=generator)
-            norm.weight.uniform_(2.0, 4.0, generator=generator)
-            norm.bias.uniform_(0.0, 1.0, generator=generator)
         model.blocks[0].attn.q.linear.weight[:, 1] = 0.0  # a zero weight column: that fan-out must shrink
     return model.eval()
 

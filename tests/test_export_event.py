@@ -19,19 +19,9 @@ from spikingmind.rollout import run_episodes
 from spikingmind.seeds import evaluation_seeds
 from spikingmind.tokens import Normalization, TokenLayout
 from spikingmind.verification import sample_windows
+from tests.support.checkpoints import randomise_batch_norms
 
 BETA, THRESHOLD = np.float32(0.5), np.float32(1.0)
-
-
-def _randomise_batch_norms(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial running statistics, and gains and shifts that make every layer of a random
-    model fire (a silent layer would test nothing)."""
-    with torch.no_grad():
-        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):
-            norm.running_mean.uniform_(-0.3, 0.3, generator=generator)
-            norm.running_var.uniform_(0.5, 2.0, generator=generator)
-            norm.weight.uniform_(2.0, 4.0, generator=generator)
-            norm.bias.uniform_(0.0, 1.0, generator=generator)
 
 
 def _model(env_id: str, n_blocks: int, time_steps: int, seed: int = 0):
@@ -42,7 +32,7 @@ def _model(env_id: str, n_blocks: int, time_steps: int, seed: int = 0):
                          return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
     cfg = ModelConfig(kind="snn", width=16, n_blocks=n_blocks, context_length=5, time_steps=time_steps)
     model = DecisionTransformer(cfg, layout.n_features, spec.act_dim)
-    _randomise_batch_norms(model, torch.Generator().manual_seed(seed))
+    randomise_batch_norms(model, torch.Generator().manual_seed(seed))
     return model.eval(), spec, layout, norm
 
 
@@ -65,7 +55,7 @@ def test_synapses_add_the_weight_rows_of_the_inputs_that_spiked():
 def test_causal_mix_recurrence_equals_the_mixing_matrix():
     generator = torch.Generator().manual_seed(1)
     mix = CausalDecayMix(8, 12, (0.5, 0.95))
-    _randomise_batch_norms(mix, generator)
+    randomise_batch_norms(mix, generator)
     mix.eval()
     spikes = (torch.rand(3, 12, 8, generator=generator) < 0.3).float()  # (T, L, C)
     with torch.inference_mode():

@@ -34,3 +34,16 @@ def untrained(path: Path, cfg: ModelConfig, env_id: str = "CartPole-v1", *, obs_
     """An untrained checkpoint folder of `cfg` on `env_id` (torch seeded with `seed` first)."""
     return untrained_checkpoint(path, env_id, cfg, obs_mean=obs_mean, obs_std=obs_std, seed=seed,
                                 dataset=SYNTHETIC if dataset is None else dataset)
+
+
+def randomise_batch_norms(model, generator) -> None:
+    """Non-trivial running statistics, and gains and shifts that make every layer of a random
+    spiking DT fire (a silent layer would test nothing)."""
+    import torch
+
+    with torch.no_grad():
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):
+            norm.running_mean.uniform_(-0.3, 0.3, generator=generator)
+            norm.running_var.uniform_(0.5, 2.0, generator=generator)
+            norm.weight.uniform_(2.0, 4.0, generator=generator)
+            norm.bias.uniform_(0.0, 1.0, generator=generator)
