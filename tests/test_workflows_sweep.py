@@ -9,6 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from spikingmind.errors import ConfigError
 from spikingmind.workflows.sweep import SweepConfig, plan_runs, run_sweep
 from spikingmind.workflows.sweep_results import TIMING_COLUMNS
 
@@ -65,7 +66,13 @@ def test_failing_run_is_recorded_as_failed_and_the_others_finish(local_sweep):
     assert float(by_model(rows, "ann", 2)["mean_return"]) >= LEARNED_RETURN
     assert float(snn["spikes_per_decision"]) > 0
     assert float(snn["energy_pj_loihi"]) > 0 and snn["energy_pj_cmos45nm-fp32"] == ""
-    assert float(by_model(rows, "ann", 2)["energy_pj_cmos45nm-fp32"]) > 0
+    # decision-only below the whole window, on both sides, under every profile
+    assert 0 < float(snn["energy_pj_loihi-sanafe"]) < float(snn["energy_full_pj_loihi-sanafe"])
+    ann = by_model(rows, "ann", 2)
+    assert 0 < float(ann["energy_pj_cmos45nm-int8"]) < float(ann["energy_full_pj_cmos45nm-int8"])
+    front = json.loads((folder / "front.json").read_text())
+    assert front["env_id"] == "CartPole-v1" and front["accounting"] == "decision_only"
+    assert (folder / "plots" / "pareto.png").stat().st_size > 0
     aggregated = read_rows(summary.summary_csv)
     assert {(r["model"], r["time_steps"], r["done"], r["failed"]) for r in aggregated} == {
         ("snn", "2", "1", "0"), ("snn", "0", "0", "1"), ("ann", "2", "1", "0")}
@@ -104,12 +111,54 @@ def test_ray_executor_gives_the_same_table_as_the_local_one(local_sweep, tmp_pat
 def test_axes_grid_crosses_at_the_defaults_and_run_ids_follow_the_config():
     cfg = SweepConfig(time_steps=(1, 2, 4, 8), context=(1, 5, 10, 20), seeds=3, default_time_steps=4,
                       default_context=20)
-    assert cfg.points() == [(1, 20), (2, 20), (4, 20), (8, 20), (4, 1), (4, 5), (4, 10)]
+    # (T, K, width, energy weight): without width or weight axes both stay at the config's (64, 0)
+    assert cfg.points() == [(t, k, 64, 0.0) for t, k in ((1, 20), (2, 20), (4, 20), (8, 20), (4, 1), (4, 5), (4, 10))]
     runs = plan_runs(cfg, "some-data-v0")
     assert len(runs) == (7 + 4) * 3 and len({r["run_id"] for r in runs}) == len(runs)
     assert plan_runs(cfg, "some-data-v0") == runs  # stable ids: a re-run finds its runs
     full = SweepConfig(time_steps=(1, 2), context=(1, 5), grid="full", ann=False)
-    assert full.points() == [(1, 1), (1, 5), (2, 1), (2, 5)]
+    assert [(t, k) for t, k, _, _ in full.points()] == [(1, 1), (1, 5), (2, 1), (2, 5)]
+
+
+def test_energy_axes_and_the_ann_family():
+    """The issue's grid: T x energy weight x width for the SNN, widths x K for the ANN family."""
+    cfg = SweepConfig(time_steps=(1, 2, 4), context=(5,), widths=(32, 64), energy_weights=(0, 0.5, 2, 8),
+                      ann_widths=(16, 32, 64), ann_context=(1, 5), grid="full", seeds=3)
+    points = cfg.points()
+    assert len(points) == 3 * 2 * 4 and (4, 5, 64, 8.0) in points and (1, 5, 32, 0.0) in points
+    assert cfg.ann_points() == [(1, 16), (1, 32), (1, 64), (5, 16), (5, 32), (5, 64)]
+    runs = plan_runs(cfg, "some-data-v0")
+    assert len(runs) == (24 + 6) * 3
+    snn = next(r for r in runs if r["model"] == "snn" and r["energy_weight"] == 2.0 and r["width"] == 32)
+    assert snn["train"]["energy_weight"] == 2.0 and snn["train"]["model"]["width"] == 32
+    assert all(r["train"]["energy_weight"] == 0.0 for r in runs if r["model"] == "ann")
+    axes = SweepConfig(time_steps=(1, 2, 4), context=(5,), widths=(32, 64), energy_weights=(0, 0.5, 2, 8),
+                       default_time_steps=2, default_context=5)
+    assert axes.points() == [(1, 5, 32, 0.0), (2, 5, 32, 0.0), (4, 5, 32, 0.0), (2, 5, 64, 0.0),
+                             (2, 5, 32, 0.5), (2, 5, 32, 2.0), (2, 5, 32, 8.0)]
+    with pytest.raises(ConfigError, match="energy-weights"):
+        SweepConfig(energy_weights=(-1.0,))
+
+
+def test_front_picks_the_cheapest_config_of_each_family_that_reaches_the_target():
+    from spikingmind.workflows.sweep_results import front
+
+    def row(model, w, ret, energies):
+        return {"model": model, "time_steps": 2, "context": 1, "width": w, "energy_weight": 0.0, "done": 3,
+                "mean_return_mean": ret, "mean_return_std": 1.0, "returns_by_seed": {"0": ret},
+                **{f"energy_pj_{p}_mean": e for p, e in energies.items()}}
+    snn_profiles, ann_profiles = ("a", "b"), ("fp32", "int8")
+    summary = [row("snn", 64, 480, {"a": 5e6, "b": 9e6}), row("snn", 32, 476, {"a": 3e6, "b": 10e6}),
+               row("snn", 16, 400, {"a": 1e6, "b": 1e6}),  # cheap but below the target
+               row("ann", 64, 500, {"fp32": 8e6, "int8": 4e6}), row("ann", 8, 490, {"fp32": 1e6, "int8": 2e6})]
+    chosen = front(summary, snn_profiles, ann_profiles, target=475, seeds=3)
+    # the SNN is ranked by its most expensive profile: width 64 (max 9 uJ) beats width 32 (max 10 uJ)
+    assert chosen["snn"]["cheapest_reaching_target"]["width"] == 64
+    assert chosen["ann"]["cheapest_reaching_target"]["width"] == 8
+    assert chosen["ratio_snn_over_int8"] == pytest.approx({"a": 2.5, "b": 4.5})
+    none = front(summary, snn_profiles, ann_profiles, target=499, seeds=3)
+    assert none["snn"]["cheapest_reaching_target"] is None and none["ratio_snn_over_int8"] is None
+    assert none["snn"]["closest_to_target"]["mean_return"] == 480
 
 
 def test_cli_rejects_a_bad_value_list_in_one_line(tmp_path):

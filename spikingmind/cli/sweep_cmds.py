@@ -21,9 +21,16 @@ def ablate_cmd(
     env: str = typer.Option("CartPole-v1", "--env", help="environment id (see `spikingmind envs`)"),
     time_steps: str = typer.Option("1,2,4,8", "--time-steps", help="T values (SNN steps per decision)"),
     context: str = typer.Option("1,5,10,20", "--context", help="K values (context, env steps)"),
+    widths: Optional[str] = typer.Option(None, "--widths", help="SNN widths (default: the config's)"),
+    energy_weights: Optional[str] = typer.Option(None, "--energy-weights",
+                                                 help="SNN train.energy_weight values (default: the config's)"),
+    ann_widths: Optional[str] = typer.Option(None, "--ann-widths", help="ANN family widths (default: the SNN's)"),
+    ann_context: Optional[str] = typer.Option(None, "--ann-context", help="ANN family K values (default: the SNN's)"),
+    target_return: Optional[float] = typer.Option(None, "--target-return",
+                                                  help="return the front's cheapest configs must reach (default: the env's)"),
     seeds: int = typer.Option(3, "--seeds", help="training seeds per config (0..N-1)"),
-    grid: str = typer.Option("axes", "--grid", help="axes: vary T at the default K and K at the default T; "
-                             "full: every (T, K) pair"),
+    grid: str = typer.Option("axes", "--grid", help="axes: vary each SNN axis (T, K, width, energy weight) at the "
+                             "others' defaults (the first value listed, or the config's); full: every combination"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config (train and model tables) shared by every run "
                                           "(default configs/<env>.toml when it exists); its T and K are the defaults"),
     default_time_steps: Optional[int] = typer.Option(None, "--default-time-steps", help="T where the K axis runs"),
@@ -44,7 +51,7 @@ def ablate_cmd(
     from spikingmind.data import parse_mix
     from spikingmind.envs import env_slug, get_env_spec
     from spikingmind.train import load_config_file
-    from spikingmind.workflows.sweep import SweepConfig, parse_int_list, run_sweep
+    from spikingmind.workflows.sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep
 
     get_env_spec(env)
     if config is None and Path(f"configs/{env_slug(env)}.toml").exists():
@@ -54,6 +61,11 @@ def ablate_cmd(
         train_values["steps"] = steps
     cfg = SweepConfig(
         env_id=env, time_steps=parse_int_list(time_steps, "--time-steps"), context=parse_int_list(context, "--context"),
+        widths=parse_int_list(widths, "--widths") if widths else (),
+        energy_weights=parse_float_list(energy_weights, "--energy-weights") if energy_weights else (),
+        ann_widths=parse_int_list(ann_widths, "--ann-widths") if ann_widths else (),
+        ann_context=parse_int_list(ann_context, "--ann-context") if ann_context else (),
+        target_return=target_return,
         seeds=seeds, grid=grid, default_time_steps=default_time_steps, default_context=default_context, ann=ann,
         train=train_values, dataset_episodes=dataset_episodes, dataset_mix=parse_mix(mix) if mix else None,
         eval_episodes=episodes,
@@ -65,7 +77,8 @@ def ablate_cmd(
                   + (f" x{workers}" if executor == "local" else ""))
 
     def show(kind: str, entry: dict) -> None:
-        label = f"{entry['model']} T={entry['time_steps']} K={entry['context']} seed={entry['seed']} ({entry['run_id']})"
+        label = (f"{entry['model']} T={entry['time_steps']} K={entry['context']} w={entry.get('width')} "
+                 f"e={entry.get('energy_weight')} seed={entry['seed']} ({entry['run_id']})")
         if kind == "skip":
             console.print(f"  skip   {label}: already {entry['status']}")
         elif kind == "start":
@@ -83,7 +96,8 @@ def ablate_cmd(
     console.print(f"{summary.done}/{summary.planned} runs done ({summary.skipped} skipped as finished), "
                   f"{summary.failed} failed, {summary.seconds:.0f} s")
     console.print(f"wrote {summary.runs_csv}, {summary.summary_csv}, {summary.plots[0].parent}/*.png, "
-                  f"{sweep_dir / 'manifest.json'}")
+                  f"{sweep_dir / 'front.json'}, {sweep_dir / 'manifest.json'}")
+    _print_front(sweep_dir / "front.json")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -95,8 +109,8 @@ def _print_summary(path: Path) -> None:
     table = Table(title="ablation summary (mean +- std over finished seeds)")
     columns = (("return", "mean_return"), ("spikes/decision", "spikes_per_decision"),
                ("latency ms", "latency_ms"), ("loihi pJ", "energy_pj_loihi"),
-               ("fp32 pJ", "energy_pj_cmos45nm-fp32"))
-    for name in ("model", "T", "K", "done", "failed", *(c for c, _ in columns)):
+               ("int8 pJ", "energy_pj_cmos45nm-int8"))
+    for name in ("model", "T", "K", "width", "e", "done", "failed", *(c for c, _ in columns)):
         table.add_column(name, justify="left" if name == "model" else "right")
 
     def cell(row: dict, key: str) -> str:
@@ -104,6 +118,29 @@ def _print_summary(path: Path) -> None:
         return "-" if not mean else f"{float(mean):.4g} +- {float(std):.2g}"
 
     for row in rows:
-        table.add_row(row["model"], row["time_steps"] if row["model"] == "snn" else "-", row["context"],
-                      row["done"], row["failed"], *(cell(row, key) for _, key in columns))
+        snn = row["model"] == "snn"
+        table.add_row(row["model"], row["time_steps"] if snn else "-", row["context"], row["width"],
+                      row["energy_weight"] if snn else "-", row["done"], row["failed"],
+                      *(cell(row, key) for _, key in columns))
     console.print(table)
+
+
+def _print_front(path: Path) -> None:
+    """The cheapest config of each family that reaches the target, and the SNN / int8 ratios."""
+    import json
+
+    data = json.loads(path.read_text())
+    for family in ("snn", "ann"):
+        best = data[family]["cheapest_reaching_target"]
+        if best is None:
+            closest = data[family]["closest_to_target"]
+            console.print(f"{family.upper()}: no config reaches {data['target_return']:g}"
+                          + (f" (best: {closest['config']}, {closest['mean_return']:.1f})" if closest else ""),
+                          markup=False, highlight=False)
+        else:
+            energy = ", ".join(f"{p} {v:.3g} uJ" for p, v in best["energy_uj"].items())
+            console.print(f"{family.upper()} cheapest reaching {data['target_return']:g}: {best['config']}, return "
+                          f"{best['mean_return']:.1f}, {energy}", markup=False, highlight=False)
+    if data["ratio_snn_over_int8"]:
+        ratios = ", ".join(f"{p} {r:.3g}x" for p, r in data["ratio_snn_over_int8"].items())
+        console.print(f"SNN / cheapest int8 ANN (decision-only): {ratios}", markup=False, highlight=False)

@@ -1,4 +1,5 @@
-"""Ablation sweeps over time steps T and context K: a manifest of runs, executed locally or on Ray.
+"""Ablation sweeps over time steps T, context K, width and the energy weight, SNN and ANN family:
+a manifest of runs, executed locally or on Ray, and the return/energy front they draw.
 
 A sweep lives in one folder:
     manifest.json       the sweep settings and one entry per run (config x seed): run id, status
@@ -7,9 +8,18 @@ A sweep lives in one folder:
     runs/<run id>/      train() run folder (resumable) + eval.json, model.nir / ann.onnx,
                         energy.json and result.json of that run
     runs.csv            one row per run (failed runs keep empty metric cells, never zeros)
-    summary.csv         one row per (model, T, K): mean and std over the seeds that finished
-    plots/*.png         return, spikes per decision, latency and energy against T and against K
-                        (tables and plots: `sweep_results`)
+    summary.csv         one row per config (model, T, K, width, energy weight): mean and std
+                        over the seeds that finished
+    plots/*.png         return, spikes per decision, latency and energy against T and against K,
+                        and pareto.png: return against energy per decision, SNN (every Loihi
+                        profile) and the ANN family (fp32 and int8), the cheapest config of each
+                        family that reaches the target return marked
+    front.json          those cheapest configs, their returns by seed and energies per profile
+                        (tables, plots and the front: `sweep_results`)
+
+Energy is counted as deployed (decision-only accounting on both sides: the SNN's decision
+cone, the ANN's --decision-only graph) and over the whole window, under every SNN and ANN
+profile (`energy_pj_<profile>` and `energy_full_pj_<profile>` in the tables).
 
 A run id is a hash of everything that determines its result (the full TrainConfig, seed
 included, and the evaluation settings), so re-running a sweep skips runs that are done,
@@ -33,12 +43,15 @@ import numpy as np
 
 from spikingmind.errors import ConfigError
 from spikingmind.io import atomic_write_json
-from spikingmind.workflows.sweep_results import aggregate, plot_sweep, write_tables
+from spikingmind.envs import get_env_spec
+from spikingmind.workflows.sweep_results import aggregate, front, plot_front, plot_sweep, write_tables
 
 MANIFEST_FORMAT = 1
 STATUSES = ("pending", "running", "done", "failed")
 EXECUTORS = ("local", "ray")
 GRIDS = ("axes", "full")
+#: Every cited parameterisation of Loihi: the front's verdict must hold under all of them.
+LOIHI_PROFILES = ("loihi", "loihi-sanafe", "loihi-kerasspiking")
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -48,11 +61,16 @@ class SweepConfig:
     env_id: str = "CartPole-v1"
     time_steps: tuple[int, ...] = (1, 2, 4, 8)
     context: tuple[int, ...] = (1, 5, 10, 20)
+    widths: tuple[int, ...] = ()  # SNN widths; empty: the train config's model.width only
+    energy_weights: tuple[float, ...] = ()  # SNN train.energy_weight values; empty: the config's only
     seeds: int = 3
-    grid: str = "axes"  # axes: vary T at the default K and K at the default T; full: every (T, K)
+    grid: str = "axes"  # axes: vary each SNN axis at the others' defaults; full: every combination
     default_time_steps: int | None = None  # None: the train config's model.time_steps
     default_context: int | None = None  # None: the train config's model.context_length
-    ann: bool = True  # also train the ANN twin at every K (it has no T) for the latency/energy ratios
+    ann: bool = True  # also train the ANN family: every width of ann_widths at every K of ann_context
+    ann_widths: tuple[int, ...] = ()  # empty: the SNN's widths
+    ann_context: tuple[int, ...] = ()  # empty: the SNN runs' K values
+    target_return: float | None = None  # the return the front's cheapest configs must reach; None: the env's
     train: dict = field(default_factory=dict)  # TrainConfig values shared by every run
     dataset_episodes: int = 100
     dataset_mix: dict | None = None  # None: the env's default mix
@@ -62,10 +80,15 @@ class SweepConfig:
     energy_episodes: int = 1  # closed-loop episodes whose decisions the energy counts use
     energy_max_decisions: int = 128
     latency_calls: int = 50  # batch-1 calls timed per run (median reported)
-    snn_profiles: tuple[str, ...] = ("loihi",)
+    snn_profiles: tuple[str, ...] = LOIHI_PROFILES
     ann_profiles: tuple[str, ...] = ("cmos45nm-fp32", "cmos45nm-int8")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "energy_weights", tuple(float(w) for w in self.energy_weights))
+        if any(not w >= 0 for w in self.energy_weights):
+            raise ConfigError(f"--energy-weights: values must be >= 0, got {list(self.energy_weights)}")
+        if any(w < 1 for w in (*self.widths, *self.ann_widths, *self.ann_context)):
+            raise ConfigError("--widths, --ann-widths and --ann-context take values >= 1")
         if self.grid not in GRIDS:
             raise ConfigError(f"--grid must be one of {', '.join(GRIDS)}, not {self.grid!r}")
         if self.seeds < 1:
@@ -86,13 +109,44 @@ class SweepConfig:
         k = self.default_context or model.get("context_length") or 20
         return int(t), int(k)
 
-    def points(self) -> list[tuple[int, int]]:
-        """(T, K) pairs of the spiking runs, in a stable order."""
+    def default_width_and_weight(self) -> tuple[int, float]:
+        """(width, energy weight) of the crossing point: the first listed, else the config's."""
+        width = self.widths[0] if self.widths else int(self.train.get("model", {}).get("width", 64))
+        weight = self.energy_weights[0] if self.energy_weights else float(self.train.get("energy_weight", 0.0))
+        return width, weight
+
+    def points(self) -> list[tuple[int, int, int, float]]:
+        """(T, K, width, energy weight) of the spiking runs, in a stable order."""
+        w0, e0 = self.default_width_and_weight()
+        widths, weights = self.widths or (w0,), self.energy_weights or (e0,)
         if self.grid == "full":
-            return [(t, k) for t in self.time_steps for k in self.context]
+            return [(t, k, w, e) for t in self.time_steps for k in self.context for w in widths for e in weights]
         t0, k0 = self.defaults()
-        points = [(t, k0) for t in self.time_steps] + [(t0, k) for k in self.context]
+        points = ([(t, k0, w0, e0) for t in self.time_steps] + [(t0, k, w0, e0) for k in self.context]
+                  + [(t0, k0, w, e0) for w in widths] + [(t0, k0, w0, e) for e in weights])
         return list(dict.fromkeys(points))
+
+    def ann_points(self) -> list[tuple[int, int]]:
+        """(K, width) of the ANN family's runs."""
+        ks = self.ann_context or tuple(dict.fromkeys(k for _, k, _, _ in self.points()))
+        widths = self.ann_widths or self.widths or (self.default_width_and_weight()[0],)
+        return [(k, w) for k in ks for w in widths]
+
+
+def parse_float_list(text: str, option: str) -> tuple[float, ...]:
+    """'0,0.5,2' -> (0.0, 0.5, 2.0): finite values >= 0; ConfigError naming the option otherwise."""
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"{option}: {part!r} is not a number (e.g. {option} 0,0.5,2)") from None
+        if not (np.isfinite(value) and value >= 0):
+            raise ConfigError(f"{option}: values must be finite and >= 0, got {part}")
+        values.append(value)
+    if not values:
+        raise ConfigError(f"{option}: no values given (e.g. {option} 0,0.5,2)")
+    return tuple(dict.fromkeys(values))
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:
@@ -127,20 +181,21 @@ def plan_runs(cfg: SweepConfig, dataset_id: str) -> list[dict]:
     base = json.loads(json.dumps(cfg.train))
     base_model = {**ModelConfig().to_dict(), **base.pop("model", {})}
     t0, _ = cfg.defaults()
-    models = [("snn", t, k) for t, k in cfg.points()]
-    if cfg.ann:  # the ANN has no T: one twin per K, recorded at the default T
-        models += [("ann", t0, k) for k in dict.fromkeys(k for _, k in cfg.points())]
+    models = [("snn", t, k, w, e) for t, k, w, e in cfg.points()]
+    if cfg.ann:  # the ANN has no T and no spikes: recorded at the default T, energy weight 0
+        models += [("ann", t0, k, w, 0.0) for k, w in cfg.ann_points()]
     evaluation = {"episodes": cfg.eval_episodes, "seed": cfg.eval_seed, "energy_episodes": cfg.energy_episodes,
                   "energy_max_decisions": cfg.energy_max_decisions, "snn_profiles": list(cfg.snn_profiles),
                   "ann_profiles": list(cfg.ann_profiles), "latency_calls": cfg.latency_calls}
     runs = []
-    for kind, t, k in models:
+    for kind, t, k, w, e in models:
         for seed in range(cfg.seeds):
-            model = {**base_model, "kind": kind, "time_steps": t, "context_length": k}
-            train_config = {**base, "env_id": cfg.env_id, "dataset": dataset_id, "seed": seed, "model": model}
+            model = {**base_model, "kind": kind, "time_steps": t, "context_length": k, "width": w}
+            train_config = {**base, "env_id": cfg.env_id, "dataset": dataset_id, "seed": seed, "model": model,
+                            "energy_weight": e}
             runs.append({"run_id": run_id(train_config, evaluation), "model": kind, "time_steps": t, "context": k,
-                         "seed": seed, "status": "pending", "error": None, "train": train_config,
-                         "evaluation": evaluation, "result": None})
+                         "width": w, "energy_weight": e, "seed": seed, "status": "pending", "error": None,
+                         "train": train_config, "evaluation": evaluation, "result": None})
     return runs
 
 
@@ -195,33 +250,39 @@ def _median_latency_ms(act: Callable[[np.ndarray], Any], windows: np.ndarray, ca
 
 def _snn_energy(run_dir: Path, checkpoint: Path, evaluation: dict) -> dict[str, float]:
     """SNN energy per decision under each SNN profile, as `spikingmind energy-report` counts it
-    (spikes recorded by the reference simulator on closed-loop decisions)."""
+    (spikes recorded by the reference simulator on closed-loop decisions): decision-only
+    (`energy_pj_<profile>`) and over the whole window (`energy_full_pj_<profile>`)."""
     from spikingmind.export.nir import export as export_nir
     from spikingmind.workflows.energy_report import estimate_energy
 
     graph_path = export_nir(checkpoint, run_dir / "model.nir", force=True)
-    energy = {}
-    for profile in evaluation["snn_profiles"]:
-        report = estimate_energy(graph_path, [profile], (), (), evaluation["energy_episodes"], evaluation["seed"],
-                                 evaluation["energy_max_decisions"]).to_dict()
-        atomic_write_json(run_dir / f"energy-{profile}.json", report)
-        energy[f"energy_pj_{profile}"] = report["snn_total_pj"]
-        energy["spike_rate_energy_decisions"] = report["spike_rate"]
+    report = estimate_energy(graph_path, list(evaluation["snn_profiles"]), (), (), evaluation["energy_episodes"],
+                             evaluation["seed"], evaluation["energy_max_decisions"]).to_dict()
+    atomic_write_json(run_dir / "energy.json", report)
+    full = report["other_accountings"]["full_window"]
+    energy = {f"energy_pj_{p['profile']}": p["snn_total_pj"] for p in report["profiles"]}
+    energy.update({f"energy_full_pj_{p['profile']}": p["snn_total_pj"] for p in full["profiles"]})
+    energy["spike_rate_energy_decisions"] = report["spike_rate"]  # the decision cone's neurons
     return energy
 
 
 def _ann_energy(run_dir: Path, checkpoint: Path, evaluation: dict) -> tuple[dict[str, float], Path]:
-    """ANN-twin energy per decision (batch 1) under each ANN profile, counted from its ONNX graph."""
-    from spikingmind.energy.onnx_counts import count_onnx
+    """ANN energy per decision (batch 1) under each ANN profile, counted from its ONNX graphs:
+    the --decision-only one (`energy_pj_<profile>`) and the full window (`energy_full_pj_<profile>`)."""
     from spikingmind.energy.profiles import load_profile
     from spikingmind.energy.report import price_ann
     from spikingmind.export.onnx import export as export_onnx
+    from spikingmind.workflows.energy_report import baseline_counts
 
     onnx_path = export_onnx(checkpoint, run_dir / "ann.onnx", force=True)
-    counts = count_onnx(onnx_path)
-    energy = {f"energy_pj_{name}": sum(line.total_pj for line in price_ann(counts, load_profile(name)))
-              for name in evaluation["ann_profiles"]}
-    atomic_write_json(run_dir / "energy.json", {"kind": "estimate", "counts": counts.to_dict(), **energy})
+    counts = baseline_counts([checkpoint])
+    energy = {}
+    for name in evaluation["ann_profiles"]:
+        profile = load_profile(name)
+        energy[f"energy_pj_{name}"] = sum(line.total_pj for line in price_ann(counts["decision_only"], profile))
+        energy[f"energy_full_pj_{name}"] = sum(line.total_pj for line in price_ann(counts["full_window"], profile))
+    atomic_write_json(run_dir / "energy.json", {"kind": "estimate", **energy, "parameters": counts["full_window"].parameters,
+                                                "counts": {k: c.to_dict() for k, c in counts.items()}})
     return energy, onnx_path
 
 
@@ -351,7 +412,6 @@ def _run_ray(pending: list[dict], sweep_dir: Path, datasets_root: str, address: 
 def prepare_dataset(cfg: SweepConfig, progress=None) -> str:
     """Collect the sweep's dataset once (shared by every run), or reuse an identical one."""
     from spikingmind.data import collect, default_dataset_id, existing_dataset_matches
-    from spikingmind.envs import get_env_spec
 
     mix = cfg.dataset_mix or get_env_spec(cfg.env_id).dataset_mix()
     dataset_id = default_dataset_id(cfg.env_id, mix, cfg.dataset_episodes, cfg.dataset_seed)
@@ -422,7 +482,13 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
             _run_local(pending, sweep_dir, root, workers, on_outcome, on_start)
     entries = [manifest.runs[entry["run_id"]] for entry in planned]
     runs_csv, summary_csv = write_tables(sweep_dir, entries)
-    plots = plot_sweep(sweep_dir / "plots", aggregate(entries), cfg)
+    summary = aggregate(entries)
+    plots = plot_sweep(sweep_dir / "plots", summary, cfg)
+    target = cfg.target_return if cfg.target_return is not None else get_env_spec(cfg.env_id).target_return
+    chosen = front(summary, cfg.snn_profiles, cfg.ann_profiles, target, cfg.seeds)
+    atomic_write_json(sweep_dir / "front.json", {"env_id": cfg.env_id, **chosen})
+    plots.append(plot_front(sweep_dir / "plots" / "pareto.png", summary, cfg.snn_profiles, cfg.ann_profiles, target,
+                            chosen, f"{cfg.env_id}: return against energy per decision ({cfg.seeds} seed(s) a config)"))
     return SweepSummary(planned=len(planned), skipped=skipped,
                         done=sum(e["status"] == "done" for e in entries),
                         failed=sum(e["status"] == "failed" for e in entries),

@@ -1,4 +1,5 @@
-"""The ablation sweep's tables and plots: one row per run, mean and std over seeds, figures."""
+"""The ablation sweep's tables and plots: one row per run, mean and std over seeds, figures,
+and the return/energy front (the cheapest config of each family that reaches the target)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,24 @@ from spikingmind.io import atomic_path, atomic_write_text
 
 #: Per-run metrics that depend on the machine's load, not on the run's config and seed.
 TIMING_COLUMNS = ("latency_ms", "latency_ort_ms", "ms_per_decision_batch", "train_seconds", "wall_seconds")
-#: Per-run metrics written to runs.csv and aggregated in summary.csv, in column order.
+#: Per-run metrics written to runs.csv and aggregated in summary.csv, in column order; the
+#: energy columns of the sweep's profiles (`energy_columns`) follow them.
 METRIC_COLUMNS = (
-    "mean_return", "std_return", "spikes_per_decision", "mean_spike_rate", "latency_ms", "latency_ort_ms",
-    "ms_per_decision_batch", "energy_pj_loihi", "energy_pj_cmos45nm-fp32", "energy_pj_cmos45nm-int8",
-    "best_val_return", "train_seconds", "wall_seconds",
+    "mean_return", "std_return", "spikes_per_decision", "mean_spike_rate", "spike_rate_energy_decisions",
+    "latency_ms", "latency_ort_ms", "ms_per_decision_batch", "best_val_return", "train_seconds", "wall_seconds",
 )
+#: A config's identity in the tables: the columns every run of it shares.
+CONFIG_COLUMNS = ("model", "time_steps", "context", "width", "energy_weight")
+
+
+def energy_columns(entries: Iterable[dict]) -> tuple[str, ...]:
+    """energy_pj_<profile> (decision-only) and energy_full_pj_<profile> of every profile the runs name."""
+    profiles: dict[str, None] = {}
+    for entry in entries:
+        evaluation = entry.get("evaluation") or {}
+        for name in (*evaluation.get("snn_profiles", ()), *evaluation.get("ann_profiles", ())):
+            profiles.setdefault(name, None)
+    return tuple(f"energy_{kind}_{name}" for kind in ("pj", "full_pj") for name in profiles)
 #: (column, axis label) of the figures.
 PLOTTED = (
     ("mean_return", "return (mean over seeds)"),
@@ -30,31 +43,38 @@ PLOTTED = (
 
 def run_rows(entries: Iterable[dict]) -> list[dict]:
     """One row per run; metrics of unfinished or failed runs stay empty (None), never 0."""
+    entries = list(entries)
+    columns = METRIC_COLUMNS + energy_columns(entries)
     rows = []
     for entry in entries:
         result = entry.get("result") or {}
         row = {"run_id": entry["run_id"], "model": entry["model"], "time_steps": entry["time_steps"],
-               "context": entry["context"], "seed": entry["seed"], "status": entry["status"],
-               "error": entry.get("error") or ""}
-        row.update({column: result.get(column) for column in METRIC_COLUMNS})
+               "context": entry["context"], "width": entry.get("width"), "energy_weight": entry.get("energy_weight"),
+               "seed": entry["seed"], "status": entry["status"], "error": entry.get("error") or ""}
+        row.update({column: result.get(column) for column in columns})
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["model"] != "snn", r["time_steps"], r["context"], r["seed"]))
+    return sorted(rows, key=lambda r: (r["model"] != "snn", r["time_steps"], r["context"], r["width"] or 0,
+                                       r["energy_weight"] or 0.0, r["seed"]))
 
 
 def aggregate(entries: Iterable[dict]) -> list[dict]:
-    """One row per (model, T, K): mean and std over finished seeds of every metric."""
+    """One row per config (model, T, K, width, energy weight): mean and std over finished seeds of
+    every metric, and each seed's mean return (`returns_by_seed`)."""
+    entries = list(entries)
+    columns = METRIC_COLUMNS + energy_columns(entries)
     groups: dict[tuple, list[dict]] = {}
     for row in run_rows(entries):
-        groups.setdefault((row["model"], row["time_steps"], row["context"]), []).append(row)
+        groups.setdefault(tuple(row[c] for c in CONFIG_COLUMNS), []).append(row)
     out = []
-    for (model, t, k), rows in groups.items():
+    for key, rows in groups.items():
         done = [r for r in rows if r["status"] == "done"]
-        summary = {"model": model, "time_steps": t, "context": k, "runs": len(rows), "done": len(done),
+        summary = {**dict(zip(CONFIG_COLUMNS, key)), "runs": len(rows), "done": len(done),
                    "failed": sum(r["status"] == "failed" for r in rows)}
-        for column in METRIC_COLUMNS:
+        for column in columns:
             values = [r[column] for r in done if r[column] is not None]
             summary[f"{column}_mean"] = float(np.mean(values)) if values else None
             summary[f"{column}_std"] = float(np.std(values)) if values else None
+        summary["returns_by_seed"] = {str(r["seed"]): r["mean_return"] for r in done}
         out.append(summary)
     return out
 
@@ -71,7 +91,8 @@ def _csv_text(rows: list[dict]) -> str:
 def write_tables(sweep_dir: Path, entries: list[dict]) -> tuple[Path, Path]:
     runs_csv, summary_csv = sweep_dir / "runs.csv", sweep_dir / "summary.csv"
     atomic_write_text(runs_csv, _csv_text(run_rows(entries)))
-    atomic_write_text(summary_csv, _csv_text(aggregate(entries)))
+    rows = [{k: v for k, v in row.items() if k != "returns_by_seed"} for row in aggregate(entries)]
+    atomic_write_text(summary_csv, _csv_text(rows))
     return runs_csv, summary_csv
 
 
@@ -83,6 +104,9 @@ def plot_sweep(plot_dir: Path, summary: list[dict], cfg) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    w0, e0 = cfg.default_width_and_weight()
+    # the T and K axes run at the default width and energy weight (the ANN: at every width)
+    summary = [r for r in summary if r["model"] == "ann" or (r["width"] == w0 and r["energy_weight"] == e0)]
     paths = []
     for metric, label in PLOTTED:
         figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -95,7 +119,7 @@ def plot_sweep(plot_dir: Path, summary: list[dict], cfg) -> list[Path]:
                 if model == "ann":
                     if x_key != "context":
                         continue
-                    lines = {None: rows}
+                    lines = {None: [r for r in rows if r["width"] == w0]}
                 else:
                     lines = {}
                     for row in rows:
@@ -127,3 +151,97 @@ def plot_sweep(plot_dir: Path, summary: list[dict], cfg) -> list[Path]:
         plt.close(figure)
         paths.append(path)
     return paths
+
+
+# ---------------------------------------------------------------------------- the front
+
+
+def _cost(row: dict, profiles) -> float | None:
+    """The row's energy per decision (decision-only) under its worst profile, or None."""
+    values = [row.get(f"energy_pj_{p}_mean") for p in profiles]
+    return None if any(v is None for v in values) else max(values)
+
+
+def config_label(row: dict) -> str:
+    if row["model"] == "snn":
+        return f"SNN T={row['time_steps']} K={row['context']} w={row['width']} e={row['energy_weight']:g}"
+    return f"ANN K={row['context']} w={row['width']}"
+
+
+def front(summary: list[dict], snn_profiles, ann_profiles, target: float, seeds: int) -> dict:
+    """The cheapest SNN config (by its energy under the most expensive SNN profile) and the cheapest
+    ANN config (by int8, the last ANN profile) whose mean return over every seed reaches `target`,
+    with their returns by seed, energies per profile and the SNN / ANN ratios per SNN profile.
+    A family with no config there gets None and the config closest to the target instead."""
+
+    def reaches(row) -> bool:
+        return row["done"] == seeds and row["mean_return_mean"] is not None and row["mean_return_mean"] >= target
+
+    def pick(model: str, profiles) -> dict:
+        rows = [r for r in summary if r["model"] == model and _cost(r, profiles) is not None]
+        good = [r for r in rows if reaches(r)]
+        best = min(good, key=lambda r: _cost(r, profiles)) if good else None
+        closest = max(rows, key=lambda r: r["mean_return_mean"] or -np.inf) if rows else None
+        def describe(row):
+            if row is None:
+                return None
+            return {"config": config_label(row), "model": model, "time_steps": row["time_steps"],
+                    "context": row["context"], "width": row["width"], "energy_weight": row["energy_weight"],
+                    "mean_return": row["mean_return_mean"], "std_over_seeds": row["mean_return_std"],
+                    "returns_by_seed": row["returns_by_seed"],
+                    "spike_rate": row.get("spike_rate_energy_decisions_mean"),
+                    "energy_uj": {p: row[f"energy_pj_{p}_mean"] / 1e6 for p in profiles},
+                    "energy_full_window_uj": {p: (None if row.get(f"energy_full_pj_{p}_mean") is None
+                                                  else row[f"energy_full_pj_{p}_mean"] / 1e6) for p in profiles}}
+        return {"cheapest_reaching_target": describe(best), "closest_to_target": describe(closest)}
+
+    snn, ann = pick("snn", snn_profiles), pick("ann", ann_profiles)
+    ratio = None
+    if snn["cheapest_reaching_target"] and ann["cheapest_reaching_target"]:
+        int8 = ann["cheapest_reaching_target"]["energy_uj"][ann_profiles[-1]]
+        ratio = {p: e / int8 for p, e in snn["cheapest_reaching_target"]["energy_uj"].items()}
+    return {"target_return": target, "accounting": "decision_only", "seeds": seeds, "snn": snn, "ann": ann,
+            "ratio_snn_over_int8": ratio, "int8_profile": ann_profiles[-1]}
+
+
+def plot_front(path: Path, summary: list[dict], snn_profiles, ann_profiles, target: float, chosen: dict,
+               title: str) -> Path:
+    """Return (mean +- std over seeds) against energy per decision (log, decision-only): every SNN
+    config under every SNN profile, every ANN config under every ANN profile; the target return as a
+    line, the cheapest config of each family that reaches it circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8.5, 5.2))
+    markers = dict(zip((*snn_profiles, *ann_profiles), "osD^vP*X"))
+    for model, profiles, colour in (("snn", snn_profiles, "tab:blue"), ("ann", ann_profiles, "tab:orange")):
+        rows = [r for r in summary if r["model"] == model and r["mean_return_mean"] is not None]
+        for index, profile in enumerate(profiles):
+            points = [(r[f"energy_pj_{profile}_mean"] / 1e6, r["mean_return_mean"], r["mean_return_std"] or 0.0)
+                      for r in rows if r.get(f"energy_pj_{profile}_mean")]
+            if not points:
+                continue
+            x, y, e = zip(*points)
+            axis.errorbar(x, y, yerr=e, fmt=markers[profile], color=colour, alpha=0.45 + 0.55 * (index == 0),
+                          capsize=2, label=f"{model.upper()} ({profile})")
+        best = chosen[model]["cheapest_reaching_target"]
+        if best is not None:
+            for profile in profiles:
+                axis.scatter([best["energy_uj"][profile]], [best["mean_return"]], s=220, facecolors="none",
+                             edgecolors=colour, linewidths=1.6)
+            axis.annotate(best["config"], (min(best["energy_uj"].values()), best["mean_return"]),
+                          textcoords="offset points", xytext=(6, -14), fontsize=7, color=colour)
+    axis.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target return {target:g}")
+    axis.set_xscale("log")
+    axis.set_xlabel("energy per decision, decision-only accounting (uJ, estimate)")
+    axis.set_ylabel("return (mean +- std over seeds)")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    return path
