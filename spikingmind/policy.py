@@ -48,6 +48,7 @@ class Policy:
 
     backend: str = "policy"
     model_kind: str = "snn"
+    streaming: bool = False  # decides with begin() / step() on new tokens, not act() on windows
     spec: EnvSpec | None = None
     layout: TokenLayout | None = None
     norm: Normalization | None = None
@@ -62,6 +63,19 @@ class Policy:
     def act(self, windows: np.ndarray) -> np.ndarray:
         """windows (B, L, F) -> actions (B,) ints or (B, act_dim) float32."""
         return decode_actions(self.outputs(windows), self.decode)
+
+    def begin(self, batch: int) -> None:
+        """A streaming policy: `batch` new episodes start (their carried state is reset)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def step_outputs(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A streaming policy: the tokens (B', n, F) that arrived for episodes `rows` (B',) of the
+        batch since their last decision -> the outputs of the last token (B', n_out), float64."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def step(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A streaming policy's decision: `step_outputs` decoded into actions."""
+        return decode_actions(self.step_outputs(tokens, rows), self.decode)
 
     @property
     def dataset(self) -> Mapping[str, Any]:
@@ -126,6 +140,27 @@ class TorchPolicy(Policy):
         self.dtype = next(self.model.parameters()).dtype
         self.record_spikes = record_spikes and self.model.spiking
         self.tally = SpikeTally()
+        self.streaming = ckpt.model.cfg.streaming
+        self.state: list | None = None
+
+    def begin(self, batch: int) -> None:
+        self.state = self.model.initial_state(batch)
+
+    def step_outputs(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        tokens = self.torch.as_tensor(tokens, dtype=self.dtype)
+        rows = self.torch.as_tensor(rows)
+        record = {} if self.record_spikes else None
+        with self.torch.inference_mode():
+            selected = [s[:, rows] if self.model.spiking else s.select(rows) for s in self.state]
+            out, after = self.model.step(tokens, selected, record)
+            for held, new in zip(self.state, after):
+                if self.model.spiking:
+                    held[:, rows] = new
+                else:
+                    held.keys[rows], held.values[rows], held.valid[rows] = new.keys, new.values, new.valid
+        if record is not None:
+            self.tally.add(record, len(tokens))
+        return out.double().numpy()
 
     def outputs(self, windows: np.ndarray) -> np.ndarray:
         tokens = self.torch.as_tensor(windows, dtype=self.dtype)

@@ -2,7 +2,11 @@
 ONNX Runtime, the event runtime, Lava) driving gymnasium episodes through the same token windows.
 
 A backend only implements `act(windows (B, L, F)) -> actions`; this module owns the
-return-to-go bookkeeping, the history of tokens and the lockstep batching of episodes.
+return-to-go bookkeeping, the history of tokens and the lockstep batching of episodes. A
+streaming backend (`policy.streaming`) gets no windows: `begin(batch)` at the start of a
+batch of episodes, then at every step `step(tokens, rows)` with only the tokens that arrived
+since its last decision (the previous action, the new return-to-go and state; the first step
+has no action), for the rows of the batch still running.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def run_episodes(
     Return-to-go starts at `target_return` (default: the env's) and drops by each reward,
     as in the Decision Transformer. `on_decision(windows)` sees every batch of windows.
     `max_steps` truncates every episode early (for slow backends; the env's own limit otherwise).
+    A streaming policy's `on_decision` sees the new tokens of each step, (B, n, F).
     """
     if max_steps is not None and max_steps < 1:
         raise ConfigError(f"--max-steps must be >= 1, got {max_steps}")
@@ -73,23 +78,29 @@ def run_episodes(
         chunk = list(range(first, min(first + batch, len(seeds))))
         envs = [spec.make_env() for _ in chunk]
         obs = [env.reset(seed=seeds[i])[0] for env, i in zip(envs, chunk)]
-        histories = [np.zeros((k, 3, layout.n_features), dtype=np.float32) for _ in chunk]  # last K steps
+        # the last K steps (a streaming policy reads the last two: the previous action, the new step)
+        histories = [np.zeros((max(k, 2), 3, layout.n_features), dtype=np.float32) for _ in chunk]
         returns = [0.0] * len(chunk)
         active = list(range(len(chunk)))
         t = 0
+        if policy.streaming:
+            policy.begin(len(chunk))
         while active:
-            windows = np.empty((len(active), layout.n_tokens, layout.n_features), dtype=np.float32)
-            for row, j in enumerate(active):
+            for j in active:
                 current = step_tokens(layout, norm, np.asarray(obs[j], dtype=np.float32)[None], None,
                                       np.asarray([target - returns[j]]), np.asarray([t]))[0]
                 history = histories[j]
                 history[:-1] = history[1:]
                 history[-1] = current
-                windows[row] = history.reshape(-1, layout.n_features)
+            if policy.streaming:  # only what arrived since the last decision: the action of t - 1, rtg and state of t
+                new = slice(-3, -1) if t == 0 else slice(-4, -1)
+                windows = np.stack([histories[j][-2:].reshape(-1, layout.n_features)[new] for j in active])
+            else:
+                windows = np.stack([histories[j][-k:].reshape(-1, layout.n_features) for j in active])
             if on_decision is not None:
                 on_decision(windows)
             start = time.perf_counter()
-            actions = policy.act(windows)
+            actions = policy.step(windows, np.asarray(active)) if policy.streaming else policy.act(windows)
             results.policy_seconds += time.perf_counter() - start
             results.decisions += len(active)
             still = []
@@ -123,5 +134,8 @@ def record_decision_inputs(policy: Policy, episodes: int, seed: int = 0,
     input, (N, F, L) channels first as the NIR Input node (what energy counts and the Lava
     checks run on)."""
     windows: list[np.ndarray] = []
+    if policy.streaming:
+        raise ConfigError(f"{type(policy).__name__} streams: its decisions are not windows (record them with "
+                          "run_episodes' on_decision)")
     run_episodes(policy, evaluation_seeds(episodes, seed), target_return, on_decision=windows.append)
     return np.concatenate(windows).transpose(0, 2, 1)

@@ -341,7 +341,10 @@ def train_step(setup: Setup, cfg: TrainConfig, step: int) -> tuple[float, dict]:
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
     record = {} if model.spiking else None
-    outputs = model(torch.from_numpy(tokens), record)
+    if model.cfg.streaming:  # left padding must reach no real token: nothing precedes an episode's start
+        outputs = model(torch.from_numpy(tokens), record, valid=torch.from_numpy(np.repeat(valid, 3, axis=1)))
+    else:
+        outputs = model(torch.from_numpy(tokens), record)
     action_tensor = torch.from_numpy(actions)
     loss = dt_loss(outputs, action_tensor, torch.from_numpy(valid), setup.layout, setup.spec, cfg.continuous_loss)
     activity = {}

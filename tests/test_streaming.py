@@ -1,0 +1,148 @@
+"""Streaming models (model.history = "stream"): token by token from carried state equals the
+windowless forward over the whole episode, and the future never reaches the past."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikingmind.model import DecisionTransformer, ModelConfig, normalize
+from tests.support.checkpoints import randomise_batch_norms
+
+F = 7  # token features; the last one is the timestep
+
+
+def _model(kind: str, seed: int = 0, **overrides) -> DecisionTransformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(kind=kind, width=8, n_blocks=2, context_length=4, time_steps=3, history="stream", **overrides)
+    model = DecisionTransformer(cfg, F, 2).double()
+    if kind == "snn":
+        randomise_batch_norms(model, torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+def _episode(steps: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    """(B, 3 * steps - 1, F): (rtg, state, action) per step, the last action not taken yet."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(batch, 3 * steps, F, generator=generator, dtype=torch.float64) * 1.5
+    tokens[..., -1] = torch.arange(3 * steps, dtype=torch.float64).div(3).floor() / 500  # t / max_steps
+    return tokens[:, :-1]
+
+
+def _stream(model, tokens):
+    """The episode fed as a deployment does: (rtg, state) first, then (action, rtg, state) per step."""
+    state, outputs, records = model.initial_state(tokens.shape[0]), [], []
+    chunks = [tokens[:, :2]] + [tokens[:, i:i + 3] for i in range(2, tokens.shape[1], 3)]
+    for chunk in chunks:
+        record = {} if model.spiking else None
+        output, state = model.step(chunk, state, record)
+        outputs.append(output)
+        records.append(record)
+    return torch.stack(outputs, dim=1), records
+
+
+@pytest.mark.parametrize("steps", [1, 9])  # 9 steps = 26 tokens: beyond the 12-token training segment
+def test_spiking_stream_equals_the_windowless_forward_spike_for_spike(steps):
+    model, tokens = _model("snn"), _episode(steps)
+    record: dict = {}
+    with torch.no_grad():
+        batch = model(tokens, record)
+        streamed, step_records = _stream(model, tokens)
+    if steps > 1:  # two tokens are too few for every layer to fire
+        assert all(0 < float(s.mean()) < 1 for s in record.values()), "a silent or saturated layer"
+    for name, spikes in record.items():  # (T, B, L, C): the steps' records side by side along L
+        np.testing.assert_array_equal(torch.cat([r[name] for r in step_records], dim=2).numpy(), spikes.numpy(),
+                                      err_msg=name)
+    np.testing.assert_allclose(streamed.numpy(), batch[:, 1::3].numpy(), rtol=0, atol=1e-12)
+
+
+def test_ann_cache_equals_its_banded_full_recompute():
+    """The twin's cache of the last 3K - 1 tokens is the banded attention over the whole episode."""
+    model, tokens = _model("ann"), _episode(9)
+    with torch.no_grad():
+        batch = model(tokens)
+        streamed, _ = _stream(model, tokens)
+    np.testing.assert_allclose(streamed.numpy(), batch[:, 1::3].numpy(), rtol=0, atol=1e-10)
+    with torch.no_grad():  # and the band matters: a longer span would read more of the past
+        wider = DecisionTransformer(ModelConfig(kind="ann", width=8, n_blocks=2, context_length=9, time_steps=3,
+                                                history="stream"), F, 2).double().eval()
+        wider.load_state_dict(model.state_dict())
+        assert not torch.allclose(wider(tokens)[:, -2], batch[:, -2])
+
+
+@pytest.mark.parametrize("kind", ["snn", "ann"])
+def test_future_tokens_never_change_the_past(kind):
+    model, tokens = _model(kind), _episode(6)
+    changed = tokens.clone()
+    changed[:, 10:] += 3.0
+    record_a, record_b = {}, {}
+    with torch.no_grad():
+        a = model(tokens, record_a if kind == "snn" else None)
+        b = model(changed, record_b if kind == "snn" else None)
+    torch.testing.assert_close(a[:, :10], b[:, :10], rtol=0, atol=0)
+    assert not torch.equal(a[:, 10:], b[:, 10:])
+    for name in record_a:
+        assert torch.equal(record_a[name][:, :, :10], record_b[name][:, :, :10]), name
+
+
+@pytest.mark.parametrize("kind", ["snn", "ann"])
+def test_left_padding_of_a_training_segment_reaches_no_real_token(kind):
+    """A segment at an episode's start is left-padded in a training batch: with the mask, its real
+    tokens compute exactly what the unpadded episode does (eval mode: fixed statistics)."""
+    model, tokens = _model(kind), _episode(3, batch=1)
+    padded = torch.cat([torch.randn(1, 4, F, dtype=torch.float64) * 5, tokens], dim=1)
+    valid = torch.zeros(1, padded.shape[1], dtype=torch.bool)
+    valid[:, 4:] = True
+    with torch.no_grad():
+        np.testing.assert_allclose(model(padded, valid=valid)[:, 4:].numpy(), model(tokens).numpy(), rtol=0,
+                                   atol=1e-12)
+        assert not torch.allclose(model(padded)[:, 4:], model(tokens))  # without the mask it would
+
+
+def test_padding_rows_stay_out_of_the_batch_statistics():
+    norm = torch.nn.BatchNorm1d(3).double().train()
+    y = torch.randn(10, 3, dtype=torch.float64)
+    rows = torch.tensor([True] * 6 + [False] * 4)
+    y_padded = y.clone()
+    y_padded[~rows] = 1e6  # what padding holds must not matter
+    out = normalize(norm, y_padded, rows)
+    reference = torch.nn.BatchNorm1d(3).double().train()
+    torch.testing.assert_close(out[rows], reference(y[rows]))
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    assert torch.equal(out[~rows], torch.zeros(4, 3, dtype=torch.float64))
+
+
+def test_a_window_model_carries_no_state():
+    model = DecisionTransformer(ModelConfig(kind="snn", width=8, n_blocks=1, context_length=2), F, 2)
+    with pytest.raises(ValueError, match="streaming"):
+        model.initial_state(1)
+    stream = _model("snn")
+    with pytest.raises(ValueError, match="step"):
+        stream.decide(_episode(2))
+
+
+@pytest.mark.parametrize("kind", ["snn", "ann"])
+def test_a_streaming_model_trains_and_streams_closed_loop(cartpole_dataset, tmp_path, kind):
+    """train() validates a streaming model by streaming it; the PyTorch policy then drives whole
+    episodes token by token, longer than the 4-step training segment, and replays exactly."""
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.policy import TorchPolicy
+    from spikingmind.rollout import run_episodes
+    from spikingmind.seeds import evaluation_seeds
+    from spikingmind.train import train
+    from tests.support.checkpoints import tiny_train_config
+
+    cfg = tiny_train_config(cartpole_dataset, kind, model={"width": 16, "n_blocks": 1, "context_length": 4,
+                                                           "time_steps": 2, "kind": kind, "history": "stream"})
+    checkpoint, metrics = train(tmp_path / kind, cfg)
+    assert np.isfinite(metrics["final_loss"])
+    policy = TorchPolicy(load_checkpoint(checkpoint), record_spikes=True)
+    assert policy.streaming
+    seen: list = []
+    first = run_episodes(policy, evaluation_seeds(3, 0), on_decision=seen.append)
+    assert {chunk.shape[1] for chunk in seen} == {2, 3} and max(first.lengths) > 4
+    again = run_episodes(TorchPolicy(load_checkpoint(checkpoint)), evaluation_seeds(3, 0))
+    assert again.returns == first.returns
+    if kind == "snn":
+        assert policy.spike_stats()["spikes_per_decision"] > 0
