@@ -62,9 +62,15 @@ def test_causal_mix_recurrence_equals_the_mixing_matrix():
         expected = mix(spikes).numpy()
     scale, shift = fold_batch_norm(np.ones(8), np.zeros(8), mix.norm)
     decay = torch.sigmoid(mix.decay_logit.detach().double()).numpy()
-    actual = kernels._causal_mix(spikes.numpy().astype(np.uint8), decay.astype(np.float32), scale.astype(np.float32),
-                            shift.astype(np.float32), np.empty((3, 12, 8), np.float32))
+    args = (decay.astype(np.float32), scale.astype(np.float32), shift.astype(np.float32))
+    trace = np.zeros((3, 8), np.float32)
+    actual = kernels._causal_mix(spikes.numpy().astype(np.uint8), *args, trace, np.empty((3, 12, 8), np.float32))
     np.testing.assert_allclose(actual, expected, atol=2e-6)
+    # the trace it leaves continues the recurrence: 5 tokens, then 7 more, is all 12 at once
+    trace = np.zeros((3, 8), np.float32)
+    first = kernels._causal_mix(spikes[:, :5].numpy().astype(np.uint8), *args, trace, np.empty((3, 5, 8), np.float32))
+    rest = kernels._causal_mix(spikes[:, 5:].numpy().astype(np.uint8), *args, trace, np.empty((3, 7, 8), np.float32))
+    np.testing.assert_array_equal(np.concatenate([first, rest], axis=1), actual)
 
 
 @pytest.mark.parametrize("env_id,n_blocks,time_steps", [
@@ -142,3 +148,50 @@ def test_event_policy_drives_episodes_like_pytorch(snn_checkpoint):
     event = run_episodes(er.EventPolicy(ckpt), seeds, max_steps=60)
     torch_run = run_episodes(TorchPolicy(ckpt), seeds, max_steps=60)
     assert event.returns == torch_run.returns and event.lengths == torch_run.lengths
+
+
+# ---- streaming models -------------------------------------------------------------------------
+
+
+def _stream_model(env_id: str, seed: int = 0):
+    torch.manual_seed(seed)
+    spec = get_env_spec(env_id)
+    layout = TokenLayout(obs_dim=spec.obs_dim, act_dim=spec.act_dim, discrete=spec.discrete, context_length=4)
+    norm = Normalization(obs_mean=(0.0,) * spec.obs_dim, obs_std=(1.0,) * spec.obs_dim,
+                         return_scale=spec.return_scale, max_episode_steps=spec.max_episode_steps)
+    cfg = ModelConfig(kind="snn", width=16, n_blocks=2, context_length=4, time_steps=3, history="stream")
+    model = DecisionTransformer(cfg, layout.n_features, spec.act_dim)
+    randomise_batch_norms(model, torch.Generator().manual_seed(seed))
+    return model.eval(), spec, layout, norm
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_stream_step_equals_the_models_step(env_id):
+    """Token by token over 12 steps (beyond the 4-step training segment) from the carried traces:
+    in float64 the runtime's outputs are PyTorch's at every step."""
+    from spikingmind.export.event.weights import initial_traces, step
+
+    model, spec, layout, norm = _stream_model(env_id)
+    episode = sample_windows(layout.__class__(layout.obs_dim, layout.act_dim, layout.discrete, 12), norm, spec, 5,
+                             seed=2)  # (5, 36, F)
+    model = model.double()
+    weights = er.EventWeights.from_model(model, np.float64)
+    traces, state, rows = initial_traces(weights, 5), model.initial_state(5), np.arange(5)
+    for chunk in [slice(0, 2)] + [slice(i, i + 3) for i in range(2, 35, 3)]:
+        ours = step(weights, episode[:, chunk], rows, traces)
+        with torch.inference_mode():
+            theirs, state = model.step(torch.from_numpy(episode[:, chunk]).double(), state)
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-9)
+    for k, trace in enumerate(state):  # and the state they carry is the same
+        np.testing.assert_allclose(traces[:, k].transpose(1, 0, 2), trace.numpy(), rtol=0, atol=1e-9)
+
+
+def test_event_policy_streams_episodes_like_pytorch():
+    from spikingmind.checkpoint import Checkpoint
+
+    model, spec, layout, norm = _stream_model("CartPole-v1", seed=3)
+    ckpt = Checkpoint(model=model, spec=spec, layout=layout, norm=norm)
+    event = er.EventPolicy(ckpt)
+    assert event.streaming and event.verification["action_mismatches"] == 0
+    seeds = evaluation_seeds(3, 1)
+    assert run_episodes(event, seeds).returns == run_episodes(TorchPolicy(ckpt), seeds).returns

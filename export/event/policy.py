@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spikingmind.export.event.verification import verify_against_torch
-from spikingmind.export.event.weights import EventWeights, decide
+from spikingmind.export.event.weights import EventWeights, decide, initial_traces, step
 from spikingmind.metadata import DecodeRule
 from spikingmind.policy import Policy
 
@@ -28,10 +28,19 @@ class EventPolicy(Policy):
         self.decode = DecodeRule.for_env(ckpt.spec, ckpt.layout, ckpt.model.cfg.time_steps)
         self.weights = EventWeights.from_model(ckpt.model)
         self.verification = verify_against_torch(self.weights, ckpt, source)
+        self.streaming = ckpt.model.cfg.streaming
+        self.traces: np.ndarray | None = None
 
     def outputs(self, windows: np.ndarray) -> np.ndarray:
         """windows (B, L, F) -> decision-token outputs (B, n_out), float64."""
         return decide(self.weights, windows).astype(np.float64)
+
+    def begin(self, batch: int) -> None:
+        self.traces = initial_traces(self.weights, batch)
+
+    def step_outputs(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The new tokens (B', n, F) of episodes `rows`: the runtime's work is theirs alone."""
+        return step(self.weights, tokens, rows, self.traces).astype(np.float64)
 
     def spike_stats(self) -> dict:
         return {"spikes_per_decision": None,

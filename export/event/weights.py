@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spikingmind.errors import ConfigError, ExportError
-from spikingmind.export.event.kernels import decide_windows
+from spikingmind.export.event.kernels import decide_windows, stream_step
 
 # ---------------------------------------------------------------------------- weights
 
@@ -105,3 +105,22 @@ def decide(weights: EventWeights, tokens: np.ndarray) -> np.ndarray:
                    w.fc1_t, w.fc1_b, w.fc2_t, w.fc2_b, w.last_q_t, w.last_q_b, w.last_kv_t, w.last_kv_b,
                    w.head_t, w.head_b, outputs)
 
+
+
+def initial_traces(weights: EventWeights, batch: int) -> np.ndarray:
+    """A streaming model's carried state at the start of `batch` episodes: every block's mix
+    trace, zeros (B, n_blocks, T, C)."""
+    n_blocks, width = weights.qkv_t.shape[0], weights.qkv_t.shape[1]
+    return np.zeros((batch, n_blocks, weights.time_steps, width), weights.embed_t.dtype)
+
+
+def step(weights: EventWeights, tokens: np.ndarray, rows: np.ndarray, traces: np.ndarray) -> np.ndarray:
+    """A streaming model's decision: new tokens (B', n, F) of episodes `rows` after their
+    `traces` (B, n_blocks, T, C), updated in place -> outputs of the last token (B', n_out)."""
+    w = weights
+    tokens = np.ascontiguousarray(tokens, dtype=w.embed_t.dtype)
+    outputs = np.empty((tokens.shape[0], w.head_t.shape[1]), w.embed_t.dtype)
+    return stream_step(tokens, np.asarray(rows, dtype=np.int64), traces, w.time_steps, w.beta, w.threshold,
+                       w.embed_t, w.embed_b, w.qkv_t, w.qkv_b, w.decay, w.mix_scale, w.mix_shift, w.out_t, w.out_b,
+                       w.fc1_t, w.fc1_b, w.fc2_t, w.fc2_b, w.last_q_t, w.last_q_b, w.last_kv_t, w.last_kv_b,
+                       w.head_t, w.head_b, outputs)
