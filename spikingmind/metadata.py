@@ -78,6 +78,16 @@ class PolicyMetadata:
         model = self.raw.get("model")
         return model.get("kind") if isinstance(model, Mapping) else None
 
+    @property
+    def streaming(self) -> bool:
+        """A streaming export: run once per token, its carried state between runs (docs/SEMANTICS.md)."""
+        return is_streaming(self.raw)
+
+
+def is_streaming(meta: Mapping[str, Any]) -> bool:
+    """Whether metadata describes a streaming export (its `streaming` section)."""
+    return isinstance(meta.get("streaming"), Mapping)
+
 
 def parse_metadata(raw: Any, source: str, error: type[SpikingmindError] = GraphError) -> dict[str, Any]:
     """The spikingmind metadata as a dict, from a mapping or its JSON text (str, bytes, or the
@@ -172,6 +182,13 @@ def _decode_rule(meta: dict, source: str, error, spec: EnvSpec | None, layout: T
         if len(low) != width or len(high) != width:
             raise error(f"{source}: action_low/action_high must hold {width} values, got {len(low)}/{len(high)}")
 
+    if is_streaming(meta):  # one token per run: the output of each state token's run is its decision
+        if n_tokens not in (None, 1) or decode.get("token_index", 0) != 0:
+            raise error(f"{source}: a streaming export runs one token at a time (decode.token_index 0), got "
+                        f"{n_tokens} tokens and token_index {decode.get('token_index')!r}")
+        time_steps = meta.get("time_steps")
+        return DecodeRule(discrete, 0, low, high, None if time_steps is None else int(time_steps),
+                          decode.get("output_node"))
     if n_tokens is None and layout is not None:
         n_tokens = layout.n_tokens
     if layout is not None and n_tokens != layout.n_tokens:

@@ -146,3 +146,40 @@ def test_a_streaming_model_trains_and_streams_closed_loop(cartpole_dataset, tmp_
     assert again.returns == first.returns
     if kind == "snn":
         assert policy.spike_stats()["spikes_per_decision"] > 0
+
+
+def test_nir_streaming_graph_runs_token_by_token_like_pytorch():
+    """The streaming export: one run per token, the causal mix carried through Delay + Scale
+    feedback; the reference simulator reproduces PyTorch's spikes exactly over an episode
+    longer than the training segment, and the graph reads back from the file."""
+    import nir
+
+    from spikingmind.export.nir import NIRPolicy, model_to_graph
+
+    model, tokens = _model("snn"), _episode(7, batch=3)
+    graph = model_to_graph(model, {"action_kind": "discrete", "streaming": {"tokens": "one per run"},
+                                   "decode": {"token_index": 0}, "time_steps": model.cfg.time_steps})
+    assert {type(node).__name__ for node in graph.nodes.values()} == {"Input", "Conv1d", "LIF", "Threshold",
+                                                                     "Delay", "Scale", "Output"}
+    with torch.no_grad():
+        expected, torch_records = _stream(model, tokens)
+    policy = NIRPolicy(graph, record=True)
+    assert policy.streaming
+    policy.begin(3)
+    rows = np.arange(3)
+    chunks = [tokens[:, :2]] + [tokens[:, i:i + 3] for i in range(2, tokens.shape[1], 3)]
+    spikes = 0
+    for index, chunk in enumerate(chunks):
+        outputs = policy.step_outputs(chunk.numpy(), rows)
+        np.testing.assert_allclose(outputs, expected[:, index].numpy(), rtol=0, atol=1e-12)
+        for name, values in torch_records[index].items():  # (T, B, n, C) against one run per token
+            ours = np.stack([run[name][..., 0] for run in policy.last_runs], axis=2)  # (T, B, n, C)
+            np.testing.assert_array_equal(ours, values.numpy(), err_msg=f"{name}, decision {index}")
+            spikes += values.sum()
+    assert spikes > 0
+    rows_subset = np.array([0, 2])  # episodes ending at other times: the carried state follows its rows
+    policy.begin(3)
+    for index, chunk in enumerate(chunks[:3]):
+        policy.step_outputs(chunk.numpy(), rows)
+    later = policy.step_outputs(chunks[3][rows_subset].numpy(), rows_subset)
+    np.testing.assert_allclose(later, expected[rows_subset, 3].numpy(), rtol=0, atol=1e-12)

@@ -40,6 +40,8 @@ class GraphBuilder:
     """Nodes, edges and output shapes of the graph under construction."""
 
     n_tokens: int
+    time_steps: int = 1  # SNN steps per token run (a streaming graph's trace waits that long)
+    streaming: bool = False  # one token per run, the causal mix carried by Delay + Scale feedback
     nodes: dict[str, nir.NIRNode] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # node -> output shape (C, L)
@@ -93,7 +95,10 @@ def emit_and(path: str, sources: list[str], b: GraphBuilder) -> list[str]:
 
 
 def emit_causal_mix(module: CausalDecayMix, path: str, sources: list[str], b: GraphBuilder) -> list[str]:
-    """Decay-weighted causal sum as a Conv1d: kernel 2L-1, padding L-1, only past taps."""
+    """Decay-weighted causal sum as a Conv1d: kernel 2L-1, padding L-1, only past taps.
+    A streaming graph carries it from token to token instead (`emit_streaming_mix`)."""
+    if b.streaming:
+        return emit_streaming_mix(module, path, sources, b)
     matrix = as_float64(module.mixing_matrix())  # (C, L, L), M[c, i, j] = g_c^(i-j)
     channels, n_tokens = matrix.shape[0], matrix.shape[1]
     kernel = np.zeros((channels, channels, 2 * n_tokens - 1))
@@ -105,6 +110,30 @@ def emit_causal_mix(module: CausalDecayMix, path: str, sources: list[str], b: Gr
     node = nir.Conv1d(input_shape=n_tokens, weight=weight, stride=1, padding=n_tokens - 1, dilation=1,
                       groups=1, bias=bias)
     return b.add(path, node, sources, (channels, n_tokens))
+
+
+def emit_streaming_mix(module: CausalDecayMix, path: str, sources: list[str], b: GraphBuilder) -> list[str]:
+    """The mix of a streaming graph (one token per run of T steps; docs/SEMANTICS.md, "Streaming"):
+
+        {path}.trace  Conv1d k=1, identity   <- kv_and, {path}.decay   trace = g * trace_prev + kv_and
+        {path}.delay  Delay (T - 1) dt       <- {path}.trace           with the feedback edge: T steps
+        {path}.decay  Scale g                <- {path}.delay           the trace of the last token's step t
+        {path}        Conv1d k=1, diagonal   <- {path}.trace           the BatchNorm after the mix, folded
+
+    The feedback edge out of the Delay reads its previous step, so the decay reads the trace
+    T steps back: the same SNN step of the previous token (its state outlives the run).
+    """
+    channels = b.channels(sources)
+    shape, identity = (channels, b.n_tokens), np.eye(channels)[:, :, None]
+    decay = as_float64(torch.sigmoid(module.decay_logit.double()))  # as the model computes it
+    scale, shift = fold_batch_norm(np.eye(channels)[:, :, None], np.zeros(channels), module.norm)
+    trace = b.add(f"{path}.trace", nir.Conv1d(input_shape=b.n_tokens, weight=identity, stride=1, padding=0,
+                                              dilation=1, groups=1, bias=np.zeros(channels)), sources, shape)
+    delayed = b.add(f"{path}.delay", nir.Delay(delay=np.full(shape, (b.time_steps - 1) * units.DT)), trace, shape)
+    b.add(f"{path}.decay", nir.Scale(scale=np.broadcast_to(decay[:, None], shape).copy()), delayed, shape)
+    b.edges.append((f"{path}.decay", f"{path}.trace"))
+    return b.add(path, nir.Conv1d(input_shape=b.n_tokens, weight=scale, stride=1, padding=0, dilation=1, groups=1,
+                                  bias=shift), trace, shape)
 
 
 def emit_attention(module: SpikingSelfAttention, path: str, residual: list[str], b: GraphBuilder) -> list[str]:
@@ -185,8 +214,9 @@ def model_to_graph(model: DecisionTransformer, metadata: dict | None = None) -> 
     if isinstance(model, DecisionTransformer) and not model.spiking:
         emit_model(model, "", [], GraphBuilder(0))  # raises the ANN-twin error
     _check_children_covered(model)
-    n_tokens = model.cfg.n_tokens
-    builder = GraphBuilder(n_tokens)
+    streaming = model.cfg.streaming
+    n_tokens = 1 if streaming else model.cfg.n_tokens  # a streaming graph runs one token at a time
+    builder = GraphBuilder(n_tokens, model.cfg.time_steps, streaming)
     builder.add(INPUT, nir.Input(input_type={"input": np.array([model.n_features, n_tokens])}), [],
                 (model.n_features, n_tokens))
     was_training = model.training

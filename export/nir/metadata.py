@@ -50,6 +50,34 @@ def token_table(layout, norm, spec) -> dict:
     }
 
 
+def streaming_metadata(ckpt) -> dict:
+    """What a streaming export means (docs/SEMANTICS.md, "Streaming"): its decode section and the
+    `streaming` section that says how runs, tokens and carried state fit together."""
+    return {
+        "decode": {
+            "output_node": OUTPUT,
+            "reduce": "mean over the time_steps steps",
+            "token_index": 0,
+            "per_run": "the graph takes one token per run; the run of each state token decodes the next action, "
+                       "the runs of return-to-go and action tokens only carry the history on",
+            "action": "argmax" if ckpt.spec.discrete else "action_low + (tanh(y) + 1) / 2 * (action_high - action_low)",
+            "action_low": list(ckpt.spec.action_low),
+            "action_high": list(ckpt.spec.action_high),
+        },
+        "streaming": {
+            "tokens": "one token per run of time_steps steps, in episode order: return_to_go_0, state_0 (decide), "
+                      "action_0, return_to_go_1, state_1 (decide), ... ; no padding, no window",
+            "state": "Delay nodes and the outputs their feedback edges carry keep their state from run to run "
+                     "within an episode and start at 0 with it; every other node (LIF membranes) starts each run "
+                     "at 0, as a windowed export's decision does",
+            "causal_mix": "per block, {mix}.trace = g * (the trace time_steps steps back) + kv_and through "
+                          "{mix}.delay (Delay (time_steps - 1) dt) and the feedback edge into {mix}.decay (Scale g): "
+                          "the trace of the previous token at the same SNN step",
+            "decision_tokens": "state tokens",
+        },
+    }
+
+
 def export_metadata(ckpt) -> dict:
     """Everything a stranger needs to run the policy from the .nir file alone."""
     meta = ckpt.meta
@@ -103,6 +131,7 @@ def export_metadata(ckpt) -> dict:
             "feature": "t / max_episode_steps (normalization.max_episode_steps), the same on all three tokens of a step",
         },
         "gymnasium_version": gymnasium.__version__,
+        **(streaming_metadata(ckpt) if ckpt.config.streaming else {}),
     }
 
 

@@ -48,7 +48,7 @@ class NIRPolicy(Policy):
         # (D_in, L), or (D_in, 1, L) with a unit axis between (the portable export's Conv2d grid)
         self._unit_axes = len(in_shape) - 2
         if (len(in_shape) not in (2, 3) or len(out_shape) != len(in_shape) or out_shape[-1] != in_shape[-1]
-                or in_shape[-1] < 2 or any(n != 1 for n in (*in_shape[1:-1], *out_shape[1:-1]))):
+                or in_shape[-1] < 1 or any(n != 1 for n in (*in_shape[1:-1], *out_shape[1:-1]))):
             raise GraphError(f"{source}: policy needs Input (D_in, L) and Output (n_out, L), or (D_in, 1, L) and "
                              f"(n_out, 1, L), got {in_shape} and {out_shape}")
         self.token_features, self.context_tokens = in_shape[0], in_shape[-1]
@@ -60,6 +60,9 @@ class NIRPolicy(Policy):
                                         n_tokens=self.context_tokens, n_out=self.n_out)
         self.meta, self.decode = metadata.raw, metadata.decode
         self.spec, self.layout, self.norm = metadata.spec, metadata.layout, metadata.norm
+        self.streaming = metadata.streaming
+        self.carry = None
+        self.last_runs: list[dict[str, np.ndarray]] = []  # a streaming step's records, one per token run
 
     @classmethod
     def from_file(cls, path, record: bool = True) -> "NIRPolicy":
@@ -88,6 +91,29 @@ class NIRPolicy(Policy):
         out = result.outputs[self.output_name]  # (T, B, n_out, L) or (T, B, n_out, 1, L)
         outputs = self.decode.decision_outputs(out.reshape(*out.shape[:3], -1))  # -> (B, n_out)
         return outputs[0] if single else outputs
+
+    def begin(self, batch: int) -> None:
+        self.carry = self.simulator.initial_carry(batch)
+
+    def step_outputs(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A streaming graph: one run per new token (B', n, F), in order, from the carried state
+        of episodes `rows`; the outputs of the last token's run (B', n_out), float64."""
+        tokens = np.asarray(tokens, dtype=self.simulator.dtype)
+        carry = self.carry.select(rows)
+        self.last_runs = []
+        for index in range(tokens.shape[1]):
+            run = self.simulator.run(np.ascontiguousarray(tokens[:, index, :, None]), time_steps=self.time_steps,
+                                     record=self.record, carry=carry)
+            carry = run.carry
+            if self.record and run.records:
+                self.last_runs.append(run.records)
+                # spikes per decision: every run of a decision counts toward it
+                self.tally.add({name: values for name, values in run.records.items()
+                                if isinstance(self.graph.nodes[name], SPIKING_NODES)},
+                               len(tokens) if index == tokens.shape[1] - 1 else 0)
+        self.carry.put(rows, carry)
+        out = run.outputs[self.output_name]  # (T, B, n_out, 1)
+        return self.decode.decision_outputs(out)
 
     def spike_stats(self) -> dict:
         return self.tally.stats()

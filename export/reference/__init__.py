@@ -12,6 +12,6 @@ What a graph means (node types, shapes, validity, evaluation order with feedback
 
 from spikingmind.export.reference.loading import load_graph
 from spikingmind.export.reference.nodes import COMPILERS
-from spikingmind.export.reference.simulator import ReferenceSimulator, SimulationResult
+from spikingmind.export.reference.simulator import Carry, ReferenceSimulator, SimulationResult
 
-__all__ = ["COMPILERS", "ReferenceSimulator", "SimulationResult", "load_graph"]
+__all__ = ["COMPILERS", "Carry", "ReferenceSimulator", "SimulationResult", "load_graph"]

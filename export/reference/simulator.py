@@ -26,6 +26,7 @@ class SimulationResult:
     outputs: dict[str, np.ndarray]
     records: dict[str, np.ndarray] | None = None
     time_steps: int = 0
+    carry: "Carry | None" = None  # the state that outlives the run (streaming graphs)
 
     @property
     def output(self) -> np.ndarray:
@@ -33,6 +34,30 @@ class SimulationResult:
         if len(self.outputs) != 1:
             raise ValueError(f"graph has {len(self.outputs)} outputs: {sorted(self.outputs)}")
         return next(iter(self.outputs.values()))
+
+
+@dataclass
+class Carry:
+    """What outlives a run of a streaming graph (docs/SEMANTICS.md, "Streaming"): every Delay
+    node's buffer (its step counter and history (slots, B, ...)) and the last outputs its
+    feedback edges read, per batch row. Every other state starts each run at zero."""
+
+    delays: dict[int, tuple[int, np.ndarray]]  # program index -> (steps so far, history)
+    previous: dict[int, np.ndarray]  # value slot -> (B, *shape)
+
+    def select(self, rows: np.ndarray) -> "Carry":
+        """The carry of batch rows `rows` (a copy)."""
+        return Carry({i: (t, history[:, rows].copy()) for i, (t, history) in self.delays.items()},
+                     {slot: value[rows].copy() for slot, value in self.previous.items()})
+
+    def put(self, rows: np.ndarray, part: "Carry") -> None:
+        """Write `part` (a carry of `rows`) back into these rows."""
+        for i, (t, history) in part.delays.items():
+            held = self.delays[i][1]
+            held[:, rows] = history
+            self.delays[i] = (t, held)
+        for slot, value in part.previous.items():
+            self.previous[slot][rows] = value
 
 
 @dataclass(frozen=True)
@@ -109,8 +134,13 @@ class ReferenceSimulator:
         record: bool | Iterable[str] = False,
         *,
         time_varying: bool = False,
+        carry: Carry | bool | None = None,
     ) -> SimulationResult:
         """Simulate `time_steps` steps from zero state.
+
+        carry: a streaming graph's state from the run before (its Delay buffers and fed-back
+        outputs; every other state still starts at zero), or True for an episode's first run:
+        the result then holds the carry after this run.
 
         inputs: array (B, *input_shape) presented at every step, or a dict Input name ->
         array when the graph has several Inputs. With `time_varying=True` each array is
@@ -159,6 +189,11 @@ class ReferenceSimulator:
             np.zeros((batch, *self.output_shapes[n]), dtype=self.dtype) if n in self._fed_back else None
             for n in self._names
         ]
+        if isinstance(carry, Carry):
+            for i, state in carry.delays.items():
+                states[i] = state
+            for slot, value in carry.previous.items():
+                previous[slot] = value
         input_items = [(self._names.index(n), arrays[n]) for n in self.input_names]
         output_steps: list[list[np.ndarray]] = [[] for _ in output_slots]
         record_steps: list[list[np.ndarray]] = [[] for _ in recorded_slots]
@@ -183,7 +218,20 @@ class ReferenceSimulator:
         records = (
             {n: np.stack(steps) for n, steps in zip(recorded, record_steps)} if record else None
         )
-        return SimulationResult(outputs, records, time_steps)
+        carried = None
+        if carry is not None and carry is not False:
+            carried = Carry({i: states[i] for i, p in enumerate(self._programs)
+                             if isinstance(self.graph.nodes[p.name], nir.Delay)},
+                            {slot: previous[slot].copy() for slot, name in enumerate(self._names)
+                             if name in self._fed_back})
+        return SimulationResult(outputs, records, time_steps, carried)
+
+    def initial_carry(self, batch: int) -> Carry:
+        """The carry at an episode's start: empty Delay buffers, zero fed-back outputs."""
+        return Carry({i: p.init_state(batch) for i, p in enumerate(self._programs)
+                      if isinstance(self.graph.nodes[p.name], nir.Delay)},
+                     {slot: np.zeros((batch, *self.output_shapes[name]), dtype=self.dtype)
+                      for slot, name in enumerate(self._names) if name in self._fed_back})
 
     def _input_arrays(self, inputs) -> dict[str, np.ndarray]:
         if isinstance(inputs, Mapping):

@@ -83,7 +83,7 @@ class LayerCounts:
     input_step_invariant: bool = False  # every source shows the same values at every step
     weights: int = 0
     nonzero_weights: int = 0
-    neurons: int = 0
+    neurons: float = 0  # neurons computed per decision (an integer but for means over streaming decisions)
     neuron_updates: float = 0.0
     neuron_updates_active: float = 0.0
     state_reads: float = 0.0
@@ -343,11 +343,28 @@ def decision_cone(graph, token: int, shapes: Mapping[str, tuple[int, ...]],
     output = output or (outputs[0] if len(outputs) == 1 else None)
     if output is None:
         raise GraphError(f"name the Output node to count from; the graph has {outputs}")
+    if not 0 <= token < tuple(shapes[output])[-1]:
+        raise GraphError(f"decision token {token} is outside the Output's {tuple(shapes[output])[-1]} positions")
+    seed = np.zeros(tuple(shapes[output]), dtype=bool)
+    seed[..., token] = True
+    return cone(graph, shapes, {output: seed})
+
+
+def carried_cone(graph, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """What a streaming graph's run must compute for the runs after it: everything its Delay
+    nodes (the carried state) depend on. A return-to-go or action token's run needs only this;
+    a state token's run also the decision (`decision_cone` joined with it)."""
+    return cone(graph, shapes, {name: np.ones(tuple(shapes[name]), dtype=bool)
+                                for name, node in graph.nodes.items() if type(node).__name__ == "Delay"})
+
+
+def cone(graph, shapes: Mapping[str, tuple[int, ...]], seeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The elements of every node that the `seeds` (node -> bool mask of its output) depend on,
+    the seeds included (see `decision_cone` for the rules)."""
     shapes = {name: tuple(shapes[name]) for name in graph.nodes}
     needed = {name: np.zeros(shape, dtype=bool) for name, shape in shapes.items()}
-    if not 0 <= token < shapes[output][-1]:
-        raise GraphError(f"decision token {token} is outside the Output's {shapes[output][-1]} positions")
-    needed[output][..., token] = True
+    for name, mask in seeds.items():
+        needed[name] |= np.asarray(mask, dtype=bool)
     sources: dict[str, list[str]] = {}
     for src, dst in graph.edges:
         sources.setdefault(dst, []).append(src)
@@ -373,6 +390,33 @@ def decision_cone(graph, token: int, shapes: Mapping[str, tuple[int, ...]],
     return needed
 
 
+def add_runs(parts: list[SNNCounts]) -> SNNCounts:
+    """One decision's counts from the counts of its runs (a streaming graph runs once per new
+    token): per-decision quantities and neurons add up, over the same decisions."""
+    if not parts:
+        raise GraphError("no runs to add")
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.time_steps, part.decisions) != (first.time_steps, first.decisions) or \
+                [l.name for l in part.layers] != [l.name for l in first.layers]:
+            raise GraphError("cannot add runs of different graphs, time steps or decisions")
+    total = SNNCounts(time_steps=first.time_steps, decisions=first.decisions)
+    for index, layer in enumerate(first.layers):
+        out = LayerCounts(**asdict(layer))
+        out.input_binary = all(p.layers[index].input_binary for p in parts)
+        out.input_step_invariant = all(p.layers[index].input_step_invariant for p in parts)
+        out.neurons = sum(p.layers[index].neurons for p in parts)
+        for attr in _SUMMED:
+            setattr(out, attr, sum(getattr(p.layers[index], attr) for p in parts))
+        if out.kind == "synaptic":
+            _classify(out, first.time_steps)
+        if layer.spike_rate is not None or any(p.layers[index].spike_rate is not None for p in parts):
+            out.spike_rate = out.spikes / (out.neurons * first.time_steps) if out.neurons else 0.0
+            out.activation_sparsity = 1.0 - out.spike_rate
+        total.layers.append(out)
+    return total
+
+
 def merge_counts(parts: list[SNNCounts]) -> SNNCounts:
     """Combine counts of several batches of decisions of the same graph (decision-weighted mean).
 
@@ -392,6 +436,9 @@ def merge_counts(parts: list[SNNCounts]) -> SNNCounts:
         out.input_step_invariant = all(p.layers[index].input_step_invariant for p in parts)
         for attr in _SUMMED:
             setattr(out, attr, sum(getattr(p.layers[index], attr) * p.decisions for p in parts) / decisions)
+        neurons = [p.layers[index].neurons for p in parts]
+        if len(set(neurons)) > 1:  # decisions of a streaming graph made of 2 or 3 runs: neurons computed per decision
+            out.neurons = sum(n * p.decisions for n, p in zip(neurons, parts)) / decisions
         if out.kind == "synaptic":
             _classify(out, first.time_steps)  # binary (step-invariant) only if every chunk's inputs were
         if layer.spike_rate is not None:
