@@ -80,7 +80,8 @@ class PolicyMetadata:
 
     @property
     def streaming(self) -> bool:
-        """A streaming export: run once per token, its carried state between runs (docs/SEMANTICS.md)."""
+        """A streaming export: it continues an episode from carried state on the tokens since the
+        last decision (docs/SEMANTICS.md, "Streaming")."""
         return is_streaming(self.raw)
 
 

@@ -380,26 +380,31 @@ class CausalSelfAttention(nn.Module):
         out = torch.softmax(scores, dim=-1) @ v
         return self.out_proj(out.transpose(1, 2).reshape(b, n, c))
 
-    def step(self, x: torch.Tensor, cache: "KVCache") -> tuple[torch.Tensor, "KVCache"]:
+    def step(self, x: torch.Tensor, cache: "KVCache", last_only: bool = False) -> tuple[torch.Tensor, "KVCache"]:
         """New tokens x (B, n, C) against the cached keys and values of the tokens before them:
         forward() over (cache + new) for the new rows alone, each reading its band of `span`
-        tokens. Returns (B, n, C) and the cache of the last span - 1 tokens."""
+        tokens. Returns (B, n, C), or (B, 1, C) for the last new token alone with `last_only`
+        (every new token's key and value still enter the cache), and the cache of the last
+        span - 1 tokens."""
         b, n, c = x.shape
         heads = lambda t: t.reshape(b, -1, self.n_heads, c // self.n_heads).transpose(1, 2)  # noqa: E731
-        q, k, v = (heads(t) for t in self.qkv(x).split(c, dim=-1))  # (B, H, n, C/H)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        queries = x[:, -1:] if last_only else x
+        q = heads(F.linear(queries, weight[:c], bias[:c]))  # (B, H, n or 1, C/H)
+        k, v = (heads(t) for t in F.linear(x, weight[c:], bias[c:]).split(c, dim=-1))  # (B, H, n, C/H)
         keys, values = torch.cat([cache.keys, k], dim=2), torch.cat([cache.values, v], dim=2)
         held = cache.valid.shape[1]
         valid = torch.cat([cache.valid, torch.ones(b, n, dtype=torch.bool)], dim=1)  # (B, held + n)
         position = torch.arange(held + n)
-        query = position[held:, None]  # (n, 1) positions of the new tokens
-        allowed = (position[None, :] <= query) & (position[None, :] > query - cache.span)  # (n, held + n)
-        allowed = allowed[None] & valid[:, None, :]  # (B, n, held + n)
+        query = position[held + n - queries.shape[1]:, None]  # (n or 1, 1) positions of the queries
+        allowed = (position[None, :] <= query) & (position[None, :] > query - cache.span)
+        allowed = allowed[None] & valid[:, None, :]  # (B, n or 1, held + n)
         scores = (q @ keys.transpose(-2, -1) / math.sqrt(c // self.n_heads)).masked_fill(~allowed[:, None],
                                                                                        float("-inf"))
         out = torch.softmax(scores, dim=-1) @ values
         keep = cache.span - 1
         next_cache = KVCache(keys[:, :, -keep:], values[:, :, -keep:], valid[:, -keep:], cache.span)
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, c)), next_cache
+        return self.out_proj(out.transpose(1, 2).reshape(b, queries.shape[1], c)), next_cache
 
     def forward_at(self, x: torch.Tensor, at: int) -> torch.Tensor:
         """forward(x)[:, at] alone: the query of token `at` over the keys of tokens <= at; (B, C)."""
@@ -467,10 +472,11 @@ class TransformerBlock(nn.Module):
         x = x + self.attn(self.ln1(x), allowed)
         return x + self.mlp(self.ln2(x))
 
-    def step(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
-        """forward() of new tokens x (B, n, C) after the cached ones; (out, next cache)."""
-        attn, cache = self.attn.step(self.ln1(x), cache)
-        x = x + attn
+    def step(self, x: torch.Tensor, cache: KVCache, last_only: bool = False) -> tuple[torch.Tensor, KVCache]:
+        """forward() of new tokens x (B, n, C) after the cached ones; (out, next cache). With
+        `last_only`, out is the last new token's alone (B, 1, C): what the model's last block needs."""
+        attn, cache = self.attn.step(self.ln1(x), cache, last_only)
+        x = (x[:, -1:] if last_only else x) + attn
         return x + self.mlp(self.ln2(x)), cache
 
     def forward_at(self, x: torch.Tensor, at: int) -> torch.Tensor:
@@ -586,8 +592,8 @@ class DecisionTransformer(nn.Module):
         if not self.spiking:
             x = self._ann_input(tokens)
             caches = []
-            for block, cache in zip(self.blocks, state):
-                x, cache = block.step(x, cache)
+            for index, (block, cache) in enumerate(zip(self.blocks, state)):
+                x, cache = block.step(x, cache, last_only=index == len(self.blocks) - 1)  # the decision's row only
                 caches.append(cache)
             return self.head(self.head_norm(x[:, -1])), caches
         time_steps, batch = self.cfg.time_steps, tokens.shape[0]

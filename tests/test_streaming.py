@@ -183,3 +183,110 @@ def test_nir_streaming_graph_runs_token_by_token_like_pytorch():
         policy.step_outputs(chunk.numpy(), rows)
     later = policy.step_outputs(chunks[3][rows_subset].numpy(), rows_subset)
     np.testing.assert_allclose(later, expected[rows_subset, 3].numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def streaming_snn(cartpole_dataset, tmp_path_factory):
+    from spikingmind.train import train
+    from tests.support.checkpoints import tiny_train_config
+
+    cfg = tiny_train_config(cartpole_dataset, "snn", model={"width": 16, "n_blocks": 1, "context_length": 4,
+                                                            "time_steps": 2, "kind": "snn", "history": "stream"})
+    return train(tmp_path_factory.mktemp("stream-energy"), cfg)[0]
+
+
+def test_streaming_energy_counts_every_run_of_a_decision(streaming_snn):
+    """A steady-state streaming decision costs its 3 token runs: full-window, every spike
+    PyTorch's stream fires; decision-only, the action and return-to-go runs skip the decision
+    head (nothing later reads it), so less, yet at least the state run's cone."""
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.export.nir import load_or_export_graph
+    from spikingmind.policy import TorchPolicy
+    from spikingmind.rollout import run_episodes
+    from spikingmind.seeds import evaluation_seeds
+    from spikingmind.workflows.energy_report import count_snn_streaming
+
+    graph = load_or_export_graph(streaming_snn)
+    episodes = 2
+    counts, decisions = count_snn_streaming(graph, episodes)
+    policy = TorchPolicy(load_checkpoint(streaming_snn), record_spikes=True)
+    results = run_episodes(policy, evaluation_seeds(2, 0))
+    assert decisions == results.decisions - episodes == sum(results.lengths) - episodes  # first steps: 2 runs
+    full, decision_only = counts["full_window"], counts["decision_only"]
+    spikes = sum(layer.spikes for layer in full.layers) * decisions
+    first_steps = _first_step_spikes(load_checkpoint(streaming_snn), evaluation_seeds(episodes, 0))
+    total = policy.spike_stats()["spikes_per_decision"] * results.decisions
+    assert spikes == pytest.approx(total - first_steps, rel=1e-9)
+    runs = 3
+    head = [layer for layer in full.layers if layer.name.startswith("head")]
+    assert head, [layer.name for layer in full.layers]
+    for layer in head:  # the head runs once per decision (its state run), not once per token
+        only = next(l for l in decision_only.layers if l.name == layer.name)
+        size = "neurons" if layer.kind == "neuron" else "dense_ops"
+        assert getattr(only, size) > 0
+        assert getattr(layer, size) == pytest.approx(getattr(only, size) * runs, rel=1e-12), layer.name
+    work = lambda c: sum(l.dense_ops + l.neuron_updates for l in c.layers)  # noqa: E731
+    assert 0 < work(decision_only) < work(full)
+
+
+def _first_step_spikes(ckpt, seeds) -> float:
+    """Spikes of the episodes' first decisions (2 runs: return-to-go, state), from PyTorch."""
+    from spikingmind.policy import TorchPolicy
+    from spikingmind.rollout import run_episodes
+
+    policy = TorchPolicy(ckpt, record_spikes=True)
+    results = run_episodes(policy, seeds, max_steps=1)
+    return policy.spike_stats()["spikes_per_decision"] * results.decisions
+
+
+@pytest.fixture(scope="module")
+def streaming_ann(cartpole_dataset, tmp_path_factory):
+    from spikingmind.train import train
+    from tests.support.checkpoints import tiny_train_config
+
+    cfg = tiny_train_config(cartpole_dataset, "ann", model={"width": 16, "n_blocks": 2, "context_length": 4,
+                                                            "kind": "ann", "history": "stream"})
+    return train(tmp_path_factory.mktemp("stream-ann"), cfg)[0]
+
+
+@pytest.fixture(scope="module")
+def step_onnx(streaming_ann, tmp_path_factory):
+    from spikingmind.export.onnx import export
+
+    return export(streaming_ann, tmp_path_factory.mktemp("step") / "step.onnx")  # checked against model.step first
+
+
+def test_onnx_step_graph_streams_the_ann_twin_like_pytorch(streaming_ann, step_onnx):
+    """The streaming twin's ONNX graph is its step with the key/value cache as inputs and
+    outputs: ONNX Runtime drives whole episodes token by token, as PyTorch does."""
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.export.onnx import OnnxPolicy
+    from spikingmind.policy import TorchPolicy
+    from spikingmind.rollout import run_episodes
+    from spikingmind.seeds import evaluation_seeds
+
+    policy = OnnxPolicy(step_onnx)
+    assert policy.streaming and policy.meta["streaming"]["inputs"]["keys"][1:] == [2, 1, 11, 16]
+    seeds = evaluation_seeds(4, 0)
+    ours = run_episodes(policy, seeds)
+    torch_results = run_episodes(TorchPolicy(load_checkpoint(streaming_ann)), seeds)
+    assert ours.returns == torch_results.returns and max(ours.lengths) > 4
+
+
+def test_streaming_ann_decision_costs_the_step_graph(streaming_ann, step_onnx):
+    """The twin's streaming decision, counted from its ONNX step graph: exactly the MACs of 3 new
+    tokens through the embedding and every block against a full cache, the last block's query,
+    output projection and MLP on the state token alone, and the head once."""
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.workflows.energy_report import baseline_counts
+
+    ckpt = load_checkpoint(streaming_ann)
+    cfg, F_in, n_out = ckpt.config, ckpt.model.n_features, ckpt.model.n_out
+    W, hidden, keys = cfg.width, cfg.width * cfg.mlp_ratio, cfg.n_tokens + 2  # 3K - 1 cached + 3 new
+    counts = baseline_counts([step_onnx])
+    assert counts["decision_only"] is counts["full_window"]
+    macs = sum(node.macs for node in counts["decision_only"].nodes)
+    block = lambda queries: 3 * 2 * W * W + queries * W * W + 2 * queries * keys * W \
+        + queries * W * W + queries * 2 * W * hidden  # noqa: E731  k, v; q; scores and mix; out; MLP
+    expected = 3 * F_in * W + block(3) * (cfg.n_blocks - 1) + block(1) + W * n_out
+    assert macs == expected

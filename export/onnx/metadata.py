@@ -17,6 +17,9 @@ from spikingmind.metadata import parse_metadata
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "tokens", "action_outputs"
+#: A streaming ANN twin's step graph: the new tokens and the carried cache in, the decision and the next cache out.
+STREAM_INPUTS = (INPUT_NAME, "keys", "values", "valid")
+STREAM_OUTPUTS = (OUTPUT_NAME, "next_keys", "next_values", "next_valid")
 METADATA_KEY = "spikingmind"
 EXPORTER = "torch.onnx.export(dynamo=True)"
 SNN_EXPORTER = "spikingmind.export.onnx.SnnGraphBuilder (onnx.helper)"
@@ -52,14 +55,54 @@ def export_metadata(ckpt, decision_only: bool = False) -> dict:
                       "share of differing spikes is in 'verification'",
             "spikes_per_decision": "not available: spikes are internal to the graph",
         }
+    inputs = {"name": INPUT_NAME, "shape": ["batch", ckpt.layout.n_tokens, ckpt.layout.n_features],
+              "dtype": "float32", "layout": "token windows per docs/SEMANTICS.md (no SNN time axis)"}
+    if ckpt.config.streaming:
+        if spiking:
+            raise ExportError("a streaming spiking DT exports to NIR (export --target nir), not ONNX")
+        meta.update(_stream_step_metadata(ckpt))
+        inputs = {"name": INPUT_NAME, "shape": ["batch", "new_tokens", ckpt.layout.n_features], "dtype": "float32",
+                  "layout": "the tokens since the last decision (docs/SEMANTICS.md, 'Streaming')"}
     return {
         **meta,
         "format": "spikingmind-onnx",
         "format_version": 1,
         "spikingmind_version": spikingmind.__version__,
         "onnx": {"opset": OPSET, "exporter": SNN_EXPORTER if spiking else EXPORTER, "torch_version": torch.__version__},
-        "input": {"name": INPUT_NAME, "shape": ["batch", ckpt.layout.n_tokens, ckpt.layout.n_features],
-                  "dtype": "float32", "layout": "token windows per docs/SEMANTICS.md (no SNN time axis)"},
+        "input": inputs,
+    }
+
+
+def _stream_step_metadata(ckpt) -> dict:
+    """The decode and `streaming` sections of a streaming ANN twin's step graph."""
+    cfg = ckpt.config
+    span = ckpt.layout.n_tokens
+    head_width = cfg.width // cfg.n_heads
+    cache = ["batch", cfg.n_blocks, cfg.n_heads, span - 1, head_width]
+    spec = ckpt.spec
+    return {
+        "decode": {
+            "output_node": OUTPUT_NAME, "shape": ["batch", ckpt.model.n_out], "token_index": 0,
+            "action": "argmax" if spec.discrete else "action_low + (tanh(y) + 1) / 2 * (action_high - action_low)",
+            "action_low": list(spec.action_low), "action_high": list(spec.action_high),
+            "decision_only": "the step graph computes the decision (the last new token, a state token) and the "
+                             "keys and values the next steps read; the last block runs its query, output "
+                             "projection and MLP on that token alone",
+        },
+        "streaming": {
+            "tokens": "per decision, the tokens since the last one in episode order: return_to_go_0, state_0 on "
+                      "an episode's first step; action_{t-1}, return_to_go_t, state_t after it",
+            "inputs": {"tokens": ["batch", "new_tokens", ckpt.layout.n_features], "keys": cache, "values": cache,
+                       "valid": ["batch", span - 1]},
+            "outputs": {OUTPUT_NAME: ["batch", ckpt.model.n_out], "next_keys": cache, "next_values": cache,
+                        "next_valid": ["batch", span - 1]},
+            "state": f"keys and values of the last {span - 1} tokens of the episode per block (oldest first) and "
+                     "which of them exist (valid, bool); an episode starts with zeros and valid all false, and "
+                     "every step feeds the next_* outputs of the step before it",
+            "attention": f"each new token attends to itself and the valid cached tokens of its band of {span} "
+                         "tokens; positions come from the timestep feature (sinusoids), not the cache slot",
+            "decision_tokens": "state tokens",
+        },
     }
 
 

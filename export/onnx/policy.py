@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spikingmind.errors import CheckpointError, GraphError
-from spikingmind.export.onnx.metadata import INPUT_NAME, OUTPUT_NAME, read_metadata
+from spikingmind.export.onnx.metadata import INPUT_NAME, OUTPUT_NAME, STREAM_INPUTS, STREAM_OUTPUTS, read_metadata
 from spikingmind.metadata import read_policy_metadata
 from spikingmind.policy import Policy
 
@@ -46,15 +46,21 @@ class OnnxPolicy(Policy):
         metadata = read_policy_metadata(read_metadata(self.session, str(path)), str(path))
         self.meta, self.decode = metadata.raw, metadata.decode
         self.spec, self.layout, self.norm = metadata.spec, metadata.layout, metadata.norm
+        self.streaming = metadata.streaming
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
-            raise GraphError(f"{path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', found "
+        names_in, names_out = (list(STREAM_INPUTS), list(STREAM_OUTPUTS)) if self.streaming else \
+            ([INPUT_NAME], [OUTPUT_NAME])
+        if [i.name for i in inputs] != names_in or [o.name for o in outputs][:len(names_out)] != names_out:
+            raise GraphError(f"{path}: expected inputs {names_in} and outputs {names_out}, found "
                              f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}")
         shape = inputs[0].shape
-        if list(shape[1:]) != [self.layout.n_tokens, self.layout.n_features]:
+        tokens = "new_tokens" if self.streaming else self.layout.n_tokens
+        if list(shape[1:]) != [tokens, self.layout.n_features]:
             raise GraphError(f"{path}: input shape {shape} does not match the token layout "
-                             f"(batch, {self.layout.n_tokens}, {self.layout.n_features})")
+                             f"(batch, {tokens}, {self.layout.n_features})")
         self.model_kind = metadata.model_kind or "ann"
+        self._cache_shapes = {i.name: i.shape[1:] for i in inputs[1:]}
+        self._cache: list[np.ndarray] = []
 
     def spike_stats(self) -> dict:
         """Empty for the ANN twin; for an SNN graph, spikes per decision marked absent (not computed)."""
@@ -70,6 +76,21 @@ class OnnxPolicy(Policy):
         out = self.session.run([OUTPUT_NAME], feed)[0]  # (B, L, n_out), or (B, n_out) from a decision-only graph
         return (out if out.ndim == 2 else out[:, self.decode.token_index]).astype(np.float64)
 
+
+    def begin(self, batch: int) -> None:
+        """A streaming step graph: `batch` episodes start with empty caches."""
+        keys = np.zeros((batch, *self._cache_shapes["keys"]), dtype=np.float32)
+        self._cache = [keys, keys.copy(), np.zeros((batch, *self._cache_shapes["valid"]), dtype=bool)]
+
+    def step_outputs(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The step graph on the new tokens (B', n, F) of episodes `rows`, from and into their
+        cached keys and values; the decisions' outputs (B', n_out), float64."""
+        feed = {INPUT_NAME: np.ascontiguousarray(tokens, dtype=np.float32)}
+        feed.update({name: held[rows] for name, held in zip(STREAM_INPUTS[1:], self._cache)})
+        out, *cache = self.session.run(list(STREAM_OUTPUTS), feed)
+        for held, new in zip(self._cache, cache):
+            held[rows] = new
+        return out.astype(np.float64)
 
 
 def load_policy(path: Path, fixed_point: bool = False) -> OnnxPolicy:

@@ -12,16 +12,20 @@ from spikingmind.checkpoint import load_checkpoint
 from spikingmind.energy.onnx_counts import count_onnx, load_onnx
 from spikingmind.energy.profiles import load_profile
 from spikingmind.energy.report import Accounted, EnergyReport, build_report
-from spikingmind.energy.snn_counts import count_snn, decision_cone, merge_counts
+from spikingmind.energy.snn_counts import add_runs, carried_cone, count_snn, decision_cone, merge_counts
 from spikingmind.errors import ConfigError
 from spikingmind.export.nir import NIRPolicy, graph_metadata, load_or_export_graph
-from spikingmind.export.onnx import METADATA_KEY, export_metadata, model_to_onnx
+from spikingmind.export.onnx import INPUT_NAME, METADATA_KEY, export_metadata, model_to_onnx
 from spikingmind.export.reference import ReferenceSimulator
-from spikingmind.metadata import parse_metadata
-from spikingmind.rollout import record_decision_inputs
+from spikingmind.metadata import is_streaming, parse_metadata
+from spikingmind.rollout import record_decision_inputs, run_episodes
+from spikingmind.seeds import evaluation_seeds
 
 #: Decisions simulated per chunk: bounds the memory that full per-node records need.
 RECORD_CHUNK = 64
+#: A streaming decision in steady state reads 3 new tokens (action, return-to-go, state); an
+#: episode's first decision reads 2 and is not counted, on either side.
+STREAM_NEW_TOKENS = 3
 
 
 def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only", "full_window")) -> dict:
@@ -46,19 +50,85 @@ def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only",
     return {name: merge_counts(counted) for name, counted in parts.items()}
 
 
-def _onnx_is_decision_only(model) -> bool:
-    """Whether an ONNX file of ours holds the decision token's graph alone (foreign files: no)."""
+class _CountingStream(NIRPolicy):
+    """A streaming graph's closed-loop decisions, counted as they happen: each steady-state
+    decision is the sum of its 3 runs (one per new token: the previous action, the return-to-go,
+    the state).
+    Decision-only, a run computes what the runs after it read (`carried_cone`) and the state
+    token's run also the decision; full-window, every run computes every node."""
+
+    def __init__(self, graph, accountings, max_decisions: int | None = None):
+        super().__init__(graph, record=True)
+        self.accountings, self.max_decisions = accountings, max_decisions
+        self.parts: dict[str, list] = {name: [] for name in accountings}
+        self.decisions = 0
+        self._input_names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
+        self._cones = None
+
+    def step_outputs(self, tokens, rows):
+        outputs = super().step_outputs(tokens, rows)
+        if tokens.shape[1] != STREAM_NEW_TOKENS or \
+                (self.max_decisions is not None and self.decisions >= self.max_decisions):
+            return outputs  # an episode's first decision (2 runs) is not a steady-state one
+        runs = []
+        for index, records in enumerate(self.last_runs):
+            records = dict(records)
+            steps = next(iter(records.values())).shape[0]
+            token = np.ascontiguousarray(np.asarray(tokens, dtype=self.simulator.dtype)[:, index, :, None])
+            for name in self._input_names:
+                records.setdefault(name, np.broadcast_to(token, (steps, *token.shape)))
+            runs.append(records)
+        if self._cones is None:
+            shapes = {name: values.shape[2:] for name, values in runs[0].items()}
+            carried = carried_cone(self.graph, shapes)
+            decision = decision_cone(self.graph, 0, shapes)
+            self._cones = (carried, {name: carried[name] | decision[name] for name in carried})
+        carried, deciding = self._cones
+        for name in self.accountings:
+            counted = [count_snn(self.graph, records,
+                                 None if name == "full_window" else deciding if i == len(runs) - 1 else carried)
+                       for i, records in enumerate(runs)]
+            self.parts[name].append(add_runs(counted))
+        self.decisions += len(rows)
+        return outputs
+
+
+def count_snn_streaming(graph, episodes: int, seed: int = 0, max_decisions: int | None = None,
+                        accountings=("decision_only", "full_window")) -> tuple[dict, int]:
+    """SNN counts of a streaming graph over closed-loop episodes on evaluation seeds, and the
+    number of decisions counted (every steady-state one, or the first batches up to `max_decisions`)."""
+    policy = _CountingStream(graph, accountings, max_decisions)
+    run_episodes(policy, evaluation_seeds(episodes, seed))
+    return {name: merge_counts(parts) for name, parts in policy.parts.items()}, policy.decisions
+
+
+def _our_metadata(model) -> dict:
+    """The spikingmind metadata of an ONNX file of ours; {} for a foreign or damaged one."""
     raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)
     try:
-        decode = parse_metadata(raw, "onnx", ConfigError).get("decode")
+        return parse_metadata(raw, "onnx", ConfigError)
     except ConfigError:  # foreign or damaged metadata: a full graph of someone else's
-        return False
-    return bool(isinstance(decode, dict) and decode.get("decision_only"))
+        return {}
+
+
+def _accounting_of(meta: dict) -> str:
+    decode = meta.get("decode")
+    return "decision_only" if isinstance(decode, dict) and decode.get("decision_only") else "full_window"
+
+
+def _count_stream_step(model, label: str) -> dict:
+    """A streaming twin's step graph, counted at a steady-state decision (3 new tokens, a full
+    cache): the same decision in both accountings (its graph computes nothing else)."""
+    tokens = next(i for i in model.graph.input if i.name == INPUT_NAME)
+    features = tokens.type.tensor_type.shape.dim[2].dim_value
+    counted = count_onnx(model, {INPUT_NAME: (1, STREAM_NEW_TOKENS, features)}, label=label)
+    return {"decision_only": counted, "full_window": counted}
 
 
 def baseline_counts(baselines) -> dict:
     """ANN counts per accounting from `baselines`: ONNX files (full or --decision-only, told
-    apart by their metadata) or ANN checkpoint folders (both graphs exported in memory)."""
+    apart by their metadata) or ANN checkpoint folders (both graphs exported in memory). A
+    streaming twin's step graph counts for both accountings."""
     counts: dict = {}
     for baseline in baselines:
         path = Path(baseline)
@@ -66,12 +136,20 @@ def baseline_counts(baselines) -> dict:
             ckpt = load_checkpoint(path)
             if ckpt.config.kind != "ann":
                 raise ConfigError(f"{path}: a baseline checkpoint must be the ANN twin, not a {ckpt.config.kind} model")
+            if ckpt.config.streaming:
+                counts.update(_count_stream_step(model_to_onnx(ckpt.model, export_metadata(ckpt)),
+                                                 f"{path} (streaming step graph)"))
+                continue
             for name, decision_only in (("full_window", False), ("decision_only", True)):
                 proto = model_to_onnx(ckpt.model, export_metadata(ckpt, decision_only), decision_only)
                 counts[name] = count_onnx(proto, label=f"{path} ({name.replace('_', '-')} graph)")
             continue
         model = load_onnx(path)  # read once: its metadata is checked, its graph counted
-        name = "decision_only" if _onnx_is_decision_only(model) else "full_window"
+        meta = _our_metadata(model)
+        if is_streaming(meta):
+            counts.update(_count_stream_step(model, str(path)))
+            continue
+        name = _accounting_of(meta)
         if name in counts:
             raise ConfigError(f"{path}: a second {name.replace('_', '-')} baseline; give one full and one "
                               "--decision-only ONNX graph, or the ANN checkpoint")
@@ -96,16 +174,19 @@ def estimate_energy(source, profiles=("loihi",), baselines=(),
     ann_counts = baseline_counts(baselines)
     ann_profiles = [load_profile(name) for name in baseline_profiles] if ann_counts else []
     graph = load_or_export_graph(source)
-    inputs = np.asarray(record_decision_inputs(NIRPolicy(graph), episodes, seed))  # (N, D_in, L)
-    if max_decisions is not None:
-        inputs = inputs[:max_decisions]
-    snn_counts = count_snn_on_inputs(graph, inputs)
+    if NIRPolicy(graph).streaming:
+        snn_counts, decisions = count_snn_streaming(graph, episodes, seed, max_decisions)
+    else:
+        inputs = np.asarray(record_decision_inputs(NIRPolicy(graph), episodes, seed))  # (N, D_in, L)
+        if max_decisions is not None:
+            inputs = inputs[:max_decisions]
+        snn_counts, decisions = count_snn_on_inputs(graph, inputs), len(inputs)
     order = ["decision_only", "full_window"] if "decision_only" in ann_counts or not ann_counts else \
         ["full_window", "decision_only"]
     accountings = [Accounted(name, snn_counts[name], ann_counts.get(name)) for name in order]
     return build_report(
         accountings, snn_profiles, ann_profiles,
         provenance={"source": str(source), "baselines": [str(b) for b in baselines],
-                    "episodes": episodes, "seed": seed, "decisions": int(len(inputs)),
+                    "episodes": episodes, "seed": seed, "decisions": int(decisions),
                     "env": graph_metadata(graph, str(source))["env"]["env_id"]},
     )
