@@ -290,3 +290,14 @@ def test_streaming_ann_decision_costs_the_step_graph(streaming_ann, step_onnx):
         + queries * W * W + queries * 2 * W * hidden  # noqa: E731  k, v; q; scores and mix; out; MLP
     expected = 3 * F_in * W + block(3) * (cfg.n_blocks - 1) + block(1) + W * n_out
     assert macs == expected
+
+
+def test_energy_report_prices_a_streaming_pair(streaming_snn, step_onnx):
+    """energy-report on a streaming SNN against the streaming twin's step graph: both sides per
+    steady-state decision, under the decision-only accounting."""
+    from spikingmind.workflows.energy_report import estimate_energy
+
+    report = estimate_energy(streaming_snn, profiles=["loihi"], baselines=[step_onnx], episodes=2)
+    assert report.accounting == "decision_only" and report.decisions == report.provenance["decisions"] > 0
+    assert report.baselines and all(b.ann_total_pj > 0 and b.snn_over_ann > 0 for b in report.baselines)
+    assert "full_window" in report.other_accountings
