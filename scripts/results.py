@@ -59,6 +59,7 @@ from pathlib import Path
 
 from spikingmind.energy.report import format_pj
 from spikingmind.envs import env_slug
+from spikingmind.workflows.conditioning import MODEL_LABELS, MODEL_ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "Pendulum-v1")
@@ -70,8 +71,7 @@ NOT_RUN = "not run"
 ABLATION_PLOTS = {"mean_return": "return", "spikes_per_decision": "spikes per decision",
                   "latency_ms": "latency", "energy_pj": "energy per decision"}
 ABLATION_EMBEDDED = ("mean_return", "energy_pj")
-MODELS = ("snn", "ann")
-MODEL_LABELS = {"snn": "SNN (spiking DT)", "ann": "ANN twin"}
+MODELS = MODEL_ORDER  # ("snn", "ann")
 TRAINING_SEEDS = (0, 1, 2)
 #: issue #14's bar for the spiking DT (mean over 3 training seeds, 20 unseen seeds each): CartPole 495,
 #: elsewhere the best agent of RL Baselines3 Zoo (also in docs/results/experts.json, "zoo")

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from spikingmind.cli import app
 from spikingmind.data import dataset_dir
 from spikingmind.errors import ConfigError, DatasetError
+from spikingmind.model import ModelConfig
 from spikingmind.seeds import evaluation_seeds
 from spikingmind.workflows.conditioning import (
     RULE, ConditioningRule, fit, plan_sweep, plot_conditioning, summarise_model, summary, sweep_conditioning,
     target_grid, write_json)
 from spikingmind.workflows.evaluate import evaluate
 from tests.support.checkpoints import TINY_MODEL, untrained
-from spikingmind.model import ModelConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
