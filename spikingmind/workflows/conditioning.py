@@ -338,7 +338,7 @@ def plot_conditioning(record: dict, path: str | Path) -> Path:
     axis.set_xlabel("requested return (return-to-go at the start)")
     axis.set_ylabel(f"achieved return, mean ± std over seeds ({record['episodes']} ep. each)")
     axis.set_title(f"{record['env_id']}: return conditioning", fontsize=10)
-    axis.legend(fontsize=7, loc="upper left")
+    axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=110)
