@@ -43,7 +43,7 @@ demo: venv lava-env
 # The run-to-run spread of `make demo`'s spiking DT: trained with seeds 0, 1, 2, each evaluated at
 # target 500 and 100 (~18 min on 2 cores); `make results` renders runs/demo-spread/spread.json.
 demo-spread: venv
-	$(BIN)/python scripts/demo_spread.py
+	$(BIN)/python scripts/demo_spread.py --demo-dir $(DEMO_DIR)
 
 # README results section (and docs/results/summary.json) from runs/results/ (envs without result
 # files show "not run"); `make results RUN=1 [ENVS=CartPole-v1,...] [JOBS=2]` first produces them:
