@@ -10,7 +10,7 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 DEMO_DIR ?= runs/demo
 export MINARI_DATASETS_PATH ?= $(CURDIR)/runs/datasets
 
-.PHONY: venv lava-env test demo results finetune-demo ablate
+.PHONY: venv lava-env test demo demo-spread results finetune-demo ablate
 
 venv: $(STAMP)
 
@@ -40,10 +40,17 @@ test: venv lava-env
 demo: venv lava-env
 	bash scripts/demo.sh $(DEMO_DIR)
 
-# README results section from runs/results/ (envs without result files show "not run");
-# `make results RUN=1 [ENVS=CartPole-v1,...]` first trains/evaluates/exports/energy-reports them.
+# The run-to-run spread of `make demo`'s spiking DT: trained with seeds 0, 1, 2, each evaluated at
+# target 500 and 100 (~18 min on 2 cores); `make results` renders runs/demo-spread/spread.json.
+demo-spread: venv
+	$(BIN)/python scripts/demo_spread.py --demo-dir $(DEMO_DIR)
+
+# README results section (and docs/results/summary.json) from runs/results/ (envs without result
+# files show "not run"); `make results RUN=1 [ENVS=CartPole-v1,...] [JOBS=2]` first produces them:
+# every model with training seeds 0, 1, 2, 20 unseen evaluation seeds each, the conditioning sweep,
+# exports, energy and latency (JOBS: trainings side by side).
 results: venv
-	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS))
+	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS)) $(if $(JOBS),--jobs $(JOBS))
 
 # The README's fine-tuning section: weak CartPole demonstrations -> offline SNN -> REINFORCE (~15 min).
 finetune-demo: venv

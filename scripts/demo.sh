@@ -50,5 +50,16 @@ $sm energy-report "$out/export/model.nir" --profile loihi,loihi-sanafe,loihi-ker
     --json "$out/energy.json" --plot "$out/energy.png" --force
 
 printf '\n\033[1mdemo finished in %ss; results:\033[0m\n' "$(( $(date +%s) - start ))"
+# the spread this run got: training is bit-deterministic on one machine only (README), so say what it was
+.venv/bin/python - "$out/eval" <<'EOF'
+import json, sys
+from pathlib import Path
+
+print("  returns on unseen seeds, this machine, training seed 0 (`make demo-spread`: seeds 0, 1, 2):")
+for name in ("snn", "snn-target100", "ann", "ann-target100"):
+    r = json.loads((Path(sys.argv[1]) / f"{name}.json").read_text())
+    print(f"    {r['model'].upper()} at target {r['target_return']:g}: {r['mean_return']:.1f} ± {r['std_return']:.1f} "
+          f"(min {r['min_return']:.0f}, max {r['max_return']:.0f}, {r['episodes']} episodes)")
+EOF
 printf '  %s\n' "$out/snn/checkpoint" "$out/ann/checkpoint" "$out/eval/" "$out/export/model.nir" \
     "$out/export/ann.onnx" "$out/export/lava/" "$out/energy.json" "$out/energy.png"

@@ -8,16 +8,28 @@
 
 --run, for each environment (CartPole-v1, MountainCar-v0, Acrobot-v1, Pendulum-v1) whose
 configs/<env>.toml exists (others are skipped with a message), through the same CLI a user
-types, into <results-dir>/<env>/:
-    collect (the env's default mix)  -> dataset, reused when already collected
-    train --model snn / ann --config configs/<env>.toml  -> snn/, ann/ (resumable)
-    evaluate each on 20 unseen seeds -> snn.json, ann.json
-    export --target nir / onnx       -> model.nir, ann.onnx
-    energy-report (loihi vs cmos45nm-fp32, cmos45nm-int8) -> energy.json, energy.png
-    benchmarks/latency.py            -> latency.json
-    provenance (commands, times)     -> run.json
-Rendering reads only those files and marks what is missing as "not run". Besides the
-per-environment tables it renders, for every env in --envs that has them:
+types, into <results-dir>/<env>/ (the protocol: README, "Results"):
+    collect --workers 2 (the config's [data], else the env's default mix) -> the dataset, once
+    train --model snn / ann --seed N, N in --seeds (0,1,2) -> snn/seed<N>/, ann/seed<N>/; the
+        checkpoint kept: best mean return on the validation seeds (spikingmind.seeds)
+    evaluate each on 20 unseen seeds of its own (--seed N) -> eval/<model>-seed<N>.json
+    condition (every checkpoint, 8 requested returns over the dataset's range + 1 above)
+                                     -> conditioning.json, conditioning.png
+    export --target nir / onnx (first seed)                -> model.nir, ann.onnx
+    energy-report (loihi vs cmos45nm-fp32, cmos45nm-int8)  -> energy.json, energy.png
+    benchmarks/latency.py (first seed)                     -> latency.json
+    provenance (commands, times)                           -> run.json
+Re-running resumes: a stage whose outputs are newer than its inputs is skipped (--force redoes
+them), `train` leaves finished runs alone. --jobs N runs an env's trainings (then its
+evaluations) N at a time.
+Rendering reads only those files and marks what is missing as "not run"; it also writes
+<figures-dir>/summary.json (strict JSON: per env the target return, returns by training seed of
+the SNN and the ANN, the bar of issue #14, the expert and RL Zoo references, `conditioning`;
+one writer, `write_summary`). Besides the per-environment tables it renders, when their files exist:
+    --experts docs/results/experts.json -> the experts' own returns next to RL Zoo's agents
+    --third-party docs/results/third_party.json -> its README summary line
+    --demo-spread-dir <dir>/spread.json from scripts/demo_spread.py -> the demo over 3 seeds
+and for every env in --envs that has them:
     --ablate-dir <dir>/<env>/summary.csv (+ manifest.json, plots/*.png) from `spikingmind ablate`
         -> "Ablation over T and K": one row per (model, T, K), mean ± std over seeds
     --finetune-dir <dir>/<env>/{offline,finetuned}.json + finetune/ from scripts/finetune_demo.sh
@@ -25,7 +37,7 @@ per-environment tables it renders, for every env in --envs that has them:
 An env without those files gets no such subsection.
 
 runs/ is git-ignored, so every figure the section shows or links (summary, energy breakdowns,
-ablation plots, learning curves) is copied into --figures-dir (default docs/results/, committed)
+ablation plots, learning curves, conditioning curves) is copied into --figures-dir (default docs/results/, committed)
 under a unique name (e.g. cartpole-energy.png, ablate-cartpole-mean_return.png) and the README
 links the copy; stale copies there are left alone.
 """
@@ -41,10 +53,13 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikingmind.energy.report import format_pj
 from spikingmind.envs import env_slug
+from spikingmind.workflows.conditioning import MODEL_LABELS, MODEL_ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "Pendulum-v1")
@@ -56,6 +71,21 @@ NOT_RUN = "not run"
 ABLATION_PLOTS = {"mean_return": "return", "spikes_per_decision": "spikes per decision",
                   "latency_ms": "latency", "energy_pj": "energy per decision"}
 ABLATION_EMBEDDED = ("mean_return", "energy_pj")
+MODELS = MODEL_ORDER  # ("snn", "ann")
+TRAINING_SEEDS = (0, 1, 2)
+#: issue #14's bar for the spiking DT (mean over 3 training seeds, 20 unseen seeds each): CartPole 495,
+#: elsewhere the best agent of RL Baselines3 Zoo (also in docs/results/experts.json, "zoo")
+GOALS = {"CartPole-v1": 495.0, "MountainCar-v0": -100.8, "Acrobot-v1": -69.1, "Pendulum-v1": -151.9}
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r} is not a comma-separated list of integers") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r}: give distinct seeds >= 0")
+    return seeds
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -78,6 +108,27 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="scripts/finetune_demo.sh output, <dir>/<env>/")
     parser.add_argument("--figures-dir", type=Path, default=ROOT / "docs" / "results",
                         help="where the figures the README shows are copied (runs/ is not committed)")
+    parser.add_argument("--seeds", type=_seed_list, default=TRAINING_SEEDS,
+                        help="training seeds of every model (comma-separated; default 0,1,2)")
+    parser.add_argument("--workers", type=int, default=2, help="`collect --workers`: processes playing episodes")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings and evaluations of one env run side by side, this many at a time "
+                             "(their output goes to <env>/logs/); the latency benchmark always runs alone")
+    parser.add_argument("--conditioning-targets", type=int, default=8,
+                        help="`condition --targets`: requested returns over the dataset's range (+1 above it)")
+    parser.add_argument("--conditioning-episodes", type=int, default=20,
+                        help="`condition --episodes`: unseen episodes per checkpoint and target")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run evaluations, sweeps, exports and benchmarks whose outputs are up to date "
+                             "(finished training runs are always left alone)")
+    parser.add_argument("--experts", type=Path, default=ROOT / "docs" / "results" / "experts.json",
+                        help="`python -m spikingmind.experts` report (expert and RL Zoo returns)")
+    parser.add_argument("--third-party", type=Path, default=ROOT / "docs" / "results" / "third_party.json",
+                        help="scripts/third_party_table.py's JSON (its README summary line)")
+    parser.add_argument("--demo-spread-dir", type=Path, default=ROOT / "runs" / "demo-spread",
+                        help="scripts/demo_spread.py's output (spread.json)")
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="where the per-env summary JSON goes (default <figures-dir>/summary.json)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--no-readme", action="store_true", help="only run, do not rewrite the README")
     return parser.parse_args(argv)
@@ -86,13 +137,41 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------- producing results
 
 
+def say(text: str) -> None:
+    """One progress line (whole, even from --jobs threads)."""
+    sys.stdout.write(f"[results] {text}\n")
+    sys.stdout.flush()
+
+
 def _spikingmind() -> list[str]:
     script = Path(sys.executable).with_name("spikingmind")
     return [str(script)] if script.exists() else [sys.executable, "-c", "from spikingmind.cli import main; main()"]
 
 
-def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
-    """Produce <results-dir>/<env>/*; returns the provenance record, None when skipped."""
+@dataclass
+class Stage:
+    """One command of an env's run. It is skipped when every output is newer than every input
+    (`up_to_date`; training and collection always run: they leave finished work alone and
+    refuse a changed config). Stages of one `group` may run side by side (--jobs)."""
+
+    name: str
+    command: list[str]
+    inputs: list[Path] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    group: str = ""
+
+
+def _weights(run_dir: Path) -> Path:
+    return run_dir / "checkpoint" / "model.safetensors"
+
+
+def eval_path(out: Path, model: str, seed: int) -> Path:
+    """<env>/eval/<model>-seed<N>.json: the model of training seed N on its 20 unseen seeds."""
+    return out / "eval" / f"{model}-seed{seed}.json"
+
+
+def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] | None:
+    """What `--run` does for one env: (its settings, its stages); None without a config."""
     from spikingmind.data import default_dataset_id, parse_mix
     from spikingmind.envs import get_env_spec
     from spikingmind.train import load_data_config
@@ -100,47 +179,126 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
     slug = env_slug(env_id)
     config = args.configs / f"{slug}.toml"
     if not config.exists():
-        print(f"[results] {env_id}: skipped, no config {config} (create it to include this env)", flush=True)
         return None
     out = args.results_dir / slug
-    out.mkdir(parents=True, exist_ok=True)
-    datasets = args.results_dir / "datasets"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     data = load_data_config(config)  # [data] episodes / mix override the defaults (validated)
     episodes = int(data.get("episodes", args.dataset_episodes))
     mix_text = data.get("mix")
     mix = parse_mix(mix_text) if mix_text else get_env_spec(env_id).dataset_mix()
     dataset = default_dataset_id(env_id, mix, episodes, 0)
+    seeds = args.seeds
     sm = _spikingmind()
-    stages = [
-        ("collect", sm + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0", "--exist-ok",
-                          *(["--mix", mix_text] if mix_text else [])]),
-        *[(f"train-{m}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset, "--config", str(config),
-                              "--out", str(out / m)]) for m in ("snn", "ann")],
-        *[(f"evaluate-{m}", sm + ["evaluate", str(out / m / "checkpoint"), "--episodes", str(args.episodes),
-                                 "--json", str(out / f"{m}.json"), "--force"]) for m in ("snn", "ann")],
-        ("export-nir", sm + ["export", str(out / "snn" / "checkpoint"), "--target", "nir", "-o", str(out / "model.nir"),
-                             "--force"]),
-        ("export-onnx", sm + ["export", str(out / "ann" / "checkpoint"), "--target", "onnx", "-o",
-                              str(out / "ann.onnx"), "--force"]),
-        ("energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", SNN_PROFILE, "--baseline",
-                                str(out / "ann.onnx"), "--baseline-profile", ",".join(ANN_PROFILES), "--episodes",
-                                str(args.energy_episodes), "--json", str(out / "energy.json"), "--plot",
-                                str(out / "energy.png"), "--force"]),
-        ("latency", [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--snn", str(out / "snn" / "checkpoint"),
-                     "--ann", str(out / "ann" / "checkpoint"), "--rounds", str(args.latency_rounds),
-                     "--out", str(out / "latency.json")]),
+    runs = {(m, seed): out / m / f"seed{seed}" for m in MODELS for seed in seeds}
+    stages = [Stage("collect", sm + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0",
+                                     "--exist-ok", "--workers", str(args.workers),
+                                     *(["--mix", mix_text] if mix_text else [])])]
+    stages += [Stage(f"train-{m}-seed{seed}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset,
+                                                    "--config", str(config), "--seed", str(seed), "--out", str(run)],
+                     outputs=[_weights(run)], group="train") for (m, seed), run in runs.items()]
+    # each training seed on its own unseen evaluation seeds: evaluation_seeds(episodes, seed)
+    stages += [Stage(f"evaluate-{m}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), "--episodes",
+                                                       str(args.episodes), "--seed", str(seed), "--json",
+                                                       str(eval_path(out, m, seed)), "--force"],
+                     inputs=[_weights(run)], outputs=[eval_path(out, m, seed)], group="evaluate")
+               for (m, seed), run in runs.items()]
+    stages.append(Stage("condition", sm + ["condition", *[str(run / "checkpoint") for run in runs.values()],
+                                           "--targets", str(args.conditioning_targets), "--episodes",
+                                           str(args.conditioning_episodes), "--json", str(out / "conditioning.json"),
+                                           "--plot", str(out / "conditioning.png"), "--force"],
+                        inputs=[_weights(run) for run in runs.values()],
+                        outputs=[out / "conditioning.json", out / "conditioning.png"]))
+    # export, energy and latency: the first training seed's models
+    snn, ann = runs[("snn", seeds[0])], runs[("ann", seeds[0])]
+    stages += [
+        Stage("export-nir", sm + ["export", str(snn / "checkpoint"), "--target", "nir", "-o", str(out / "model.nir"),
+                                  "--force"], inputs=[_weights(snn)], outputs=[out / "model.nir"]),
+        Stage("export-onnx", sm + ["export", str(ann / "checkpoint"), "--target", "onnx", "-o", str(out / "ann.onnx"),
+                                   "--force"], inputs=[_weights(ann)], outputs=[out / "ann.onnx"]),
+        Stage("energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", SNN_PROFILE, "--baseline",
+                                     str(out / "ann.onnx"), "--baseline-profile", ",".join(ANN_PROFILES), "--episodes",
+                                     str(args.energy_episodes), "--json", str(out / "energy.json"), "--plot",
+                                     str(out / "energy.png"), "--force"],
+              inputs=[out / "model.nir", out / "ann.onnx"], outputs=[out / "energy.json", out / "energy.png"]),
+        Stage("latency", [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--snn", str(snn / "checkpoint"),
+                          "--ann", str(ann / "checkpoint"), "--rounds", str(args.latency_rounds),
+                          "--out", str(out / "latency.json")],
+              inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
     ]
-    record = {"env_id": env_id, "config": str(config), "dataset": dataset, "machine_cpus": os.cpu_count(),
+    settings = {"env_id": env_id, "config": str(config), "dataset": dataset, "training_seeds": list(seeds),
+                "eval_episodes": args.episodes, "folder": out}
+    return settings, stages
+
+
+def up_to_date(stage: Stage) -> bool:
+    """Every output exists and is at least as new as every input (which all exist)."""
+    if not stage.outputs or not all(p.exists() for p in [*stage.outputs, *stage.inputs]):
+        return False
+    return min(p.stat().st_mtime for p in stage.outputs) >= max((p.stat().st_mtime for p in stage.inputs),
+                                                                  default=0.0)
+
+
+def _run_stage(stage: Stage, env: dict, log: Path | None) -> float:
+    """Run the stage's command (its output to `log` when given); returns its seconds."""
+    started = time.perf_counter()
+    if log is None:
+        subprocess.run(stage.command, check=True, env=env, cwd=ROOT)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as handle:
+            result = subprocess.run(stage.command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        if result.returncode:
+            raise SystemExit(f"[results] {stage.name} failed (exit {result.returncode}); its output: {log}")
+    return round(time.perf_counter() - started, 1)
+
+
+def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
+    """Produce <results-dir>/<env>/*; returns the provenance record, None when skipped.
+
+    Resumable: a stage whose outputs are up to date is skipped (its time is taken from the
+    previous run.json), finished training runs are left alone by `train` itself."""
+    planned = plan_env(env_id, args)
+    if planned is None:
+        print(f"[results] {env_id}: skipped, no config {args.configs / (env_slug(env_id) + '.toml')} "
+              "(create it to include this env)", flush=True)
+        return None
+    settings, stages = planned
+    out = settings.pop("folder")
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = args.results_dir / "datasets"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    previous = {s["stage"]: s for s in (_load(out / "run.json") or {}).get("stages", [])}
+    record = {**settings, "machine_cpus": os.cpu_count(), "jobs": args.jobs,
               "started": dt.datetime.now().isoformat(timespec="seconds"), "stages": []}
-    for name, command in stages:
-        print(f"[results] {env_id}: {name}: {shlex.join(command)}", flush=True)
-        started = time.perf_counter()
-        subprocess.run(command, check=True, env=env, cwd=ROOT)
-        record["stages"].append({"stage": name, "command": shlex.join(command),
-                                 "seconds": round(time.perf_counter() - started, 1)})
+    wall = time.perf_counter()
+
+    def execute(stage: Stage, log: Path | None) -> dict:
+        entry = {"stage": stage.name, "command": shlex.join(stage.command)}
+        done_before = bool(stage.outputs) and all(p.exists() for p in stage.outputs)
+        if not args.force and up_to_date(stage) and stage.group != "train":
+            say(f"{env_id}: {stage.name}: up to date, skipped")
+            return {**entry, "seconds": previous.get(stage.name, {}).get("seconds", 0.0), "reused": True}
+        say(f"{env_id}: {stage.name}: {entry['command']}")
+        seconds = _run_stage(stage, env, log)
+        if stage.group == "train" and done_before:  # a finished run, left alone: keep the time it took
+            return {**entry, "seconds": previous.get(stage.name, {}).get("seconds", seconds), "reused": True}
+        return {**entry, "seconds": seconds}
+
+    index = 0
+    while index < len(stages):
+        group = stages[index].group
+        batch = [stages[index]]
+        while group and index + len(batch) < len(stages) and stages[index + len(batch)].group == group:
+            batch.append(stages[index + len(batch)])
+        if args.jobs > 1 and len(batch) > 1:  # side by side, each into its own log
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                entries = list(pool.map(lambda s: execute(s, out / "logs" / f"{s.name}.log"), batch))
+        else:
+            entries = [execute(stage, None) for stage in batch]
+        record["stages"] += entries
+        index += len(batch)
     record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
-    record["seconds"] = round(sum(s["seconds"] for s in record["stages"]), 1)
+    record["seconds"] = round(sum(s["seconds"] for s in record["stages"]), 1)  # reused stages included
+    record["wall_seconds"] = round(time.perf_counter() - wall, 1)  # this invocation
     from spikingmind.io import atomic_write_json
 
     atomic_write_json(out / "run.json", record)
@@ -173,11 +331,198 @@ def publish_figure(source: Path, figures_dir: Path, name: str) -> Path | None:
     return atomic_write_bytes(figures_dir / name, source.read_bytes())
 
 
-def env_results(results_dir: Path, env_id: str) -> dict:
-    """Whatever result files exist for the env (None for each missing one)."""
+def _kept_checkpoint(run_dir: Path) -> dict | None:
+    """What training kept in run_dir/checkpoint: the step with the best mean validation return."""
+    meta = _load(run_dir / "checkpoint" / "checkpoint.json")
+    if not meta:
+        return None
+    metrics, train = meta.get("metrics", {}), meta.get("train", {})
+    return {"step": metrics.get("best_step"), "steps": metrics.get("steps"),
+            "validation_return": metrics.get("best_val_return"), "validation_episodes": train.get("eval_episodes"),
+            "validation_seeds": metrics.get("validation_seeds"), "seed": train.get("seed")}
+
+
+def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAINING_SEEDS) -> dict:
+    """Whatever result files exist for the env (None for each missing one): every training
+    seed's evaluation ("evals") and kept checkpoint ("kept"), and under "snn"/"ann" the first
+    seed's evaluations (the energy and latency table's models)."""
     folder = results_dir / env_slug(env_id)
-    return {name: _load(folder / f"{name}.json") for name in ("snn", "ann", "energy", "latency", "run")} | {
-        "folder": folder}
+    evals = {m: {seed: _load(eval_path(folder, m, seed)) for seed in seeds} for m in MODELS}
+    kept = {m: {seed: _kept_checkpoint(folder / m / f"seed{seed}") for seed in seeds} for m in MODELS}
+    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]],
+            **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
+            "evals": evals, "kept": kept, "seeds": list(seeds), "folder": folder}
+
+
+def seed_stats(evals: dict[int, dict | None]) -> dict | None:
+    """Returns over training seeds: each seed's mean (of its unseen episodes), their mean and
+    std (population, as the ablation), and the spread of every episode pooled; None if none ran."""
+    import numpy as np
+
+    done = {seed: e for seed, e in evals.items() if e}
+    if not done:
+        return None
+    means = np.asarray([e["mean_return"] for e in done.values()], dtype=np.float64)
+    pooled = np.asarray([r for e in done.values() for r in e["returns"]], dtype=np.float64)
+    return {
+        "seeds": list(done), "missing_seeds": [seed for seed in evals if seed not in done],
+        "mean": float(means.mean()), "std": float(means.std()),
+        "by_seed": {seed: {"mean": e["mean_return"], "std": e["std_return"], "min": e["min_return"],
+                           "max": e["max_return"], "episodes": e["episodes"], "evaluation_seed": e.get("seed"),
+                           "returns": list(e["returns"])} for seed, e in done.items()},
+        "episodes": int(pooled.size), "episode_mean": float(pooled.mean()), "episode_std": float(pooled.std()),
+        "episode_min": float(pooled.min()), "episode_max": float(pooled.max()),
+        "target_return": sorted({e["target_return"] for e in done.values()}),
+    }
+
+
+def goal_line(env_id: str, stats: dict[str, dict | None], n_seeds: int) -> str | None:
+    """Issue #14's bar for the spiking DT (mean over training seeds), the ANN twin beside it."""
+    goal = GOALS.get(env_id)
+    if goal is None:
+        return None
+    snn, ann = stats["snn"], stats["ann"]
+    if snn is None:
+        verdict = f"*{NOT_RUN}*"
+    else:
+        partial = f", {len(snn['seeds'])} of {n_seeds} seeds" if snn["missing_seeds"] else ""
+        verdict = f"**{'met' if snn['mean'] >= goal else 'not met'}** ({snn['mean']:.1f}{partial}"
+        verdict += f"; ANN twin {ann['mean']:.1f})" if ann else ")"
+    return f"- issue #14's bar for the spiking DT, mean over training seeds >= {goal:g}: {verdict}."
+
+
+def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
+    """The env's returns under the protocol: SNN and ANN twin over training seeds, the expert
+    that made the demonstrations and RL Zoo's best agent beside them."""
+    n_seeds = len(found["seeds"])
+    lines = ["| model | return: mean ± std over training seeds | each training seed: mean of its unseen episodes | "
+             "every episode pooled: mean ± std, min .. max | kept checkpoint per seed: step (validation return) |",
+             "|---|---|---|---|---|"]
+    by_model = {model: seed_stats(found["evals"][model]) for model in MODELS}
+    for model in MODELS:
+        stats = by_model[model]
+        kept = found["kept"][model]
+        kept_cell = ", ".join(f"{k['step']} ({k['validation_return']:.1f})" if k else NOT_RUN
+                              for k in kept.values()) if any(kept.values()) else NOT_RUN
+        if stats is None:
+            lines.append(f"| {MODEL_LABELS[model]} | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} | {kept_cell} |")
+        else:
+            per_seed = ", ".join(f"{stats['by_seed'][seed]['mean']:.1f}" if seed in stats["by_seed"] else NOT_RUN
+                                 for seed in found["seeds"])
+            over = f"{stats['mean']:.1f} ± {stats['std']:.1f} ({len(stats['seeds'])} of {n_seeds} seeds)"
+            pooled = (f"{stats['episode_mean']:.1f} ± {stats['episode_std']:.1f}, {stats['episode_min']:.1f} .. "
+                      f"{stats['episode_max']:.1f} ({stats['episodes']} ep.)")
+            lines.append(f"| {MODEL_LABELS[model]} | {over} | {per_seed} | {pooled} | {kept_cell} |")
+    entry = (experts or {}).get(env_id) or {}
+    expert, zoo = entry.get("expert"), entry.get("zoo")
+    if expert:
+        lines.append(f"| expert `{expert['policy']}` (made the demonstrations) | — | — | {expert['mean']:.1f} ± "
+                     f"{expert['std']:.1f}, {expert['min']:.1f} .. {expert['max']:.1f} ({len(expert['returns'])} ep.) "
+                     "| — |")
+    if zoo:
+        lines.append(f"| RL Baselines3 Zoo's best ({zoo['algo']}, online) | — | — | {zoo['return']:.1f} ± "
+                     f"{zoo['std']:.1f} | — |")
+    lines.append("")
+    goal = goal_line(env_id, by_model, n_seeds)
+    if goal:
+        lines.append(goal)
+    return "\n".join(lines)
+
+
+def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path, figures_dir: Path,
+                       folder: Path) -> list[str]:
+    """`spikingmind condition`'s r, slope and verdict per model, and its plot (copied)."""
+    if not conditioning:
+        return [f"- return conditioning: *{NOT_RUN}*.", ""]
+    cells = []
+    for model in MODELS:
+        m = conditioning["models"].get(model)
+        if m is None:
+            continue
+        r = "undefined" if m["correlation"] is None else f"{m['correlation']:.2f}"
+        by_seed = ", ".join("—" if v is None else f"{v:.2f}" for v in m["correlation_by_seed"])
+        cells.append(f"{MODEL_LABELS[model]} r {r}, slope {m['slope']:.2f} (per seed r {by_seed}): "
+                     f"{'conditions' if m['conditions'] else 'does NOT condition'}")
+    verdict = conditioning.get("snn_as_clearly_as_ann")
+    data = conditioning["dataset"]
+    line = (f"- return conditioning ({len(conditioning['targets'])} requested returns, {len(conditioning['targets']) - 1} "
+            f"over the dataset's {data['min_return']:.1f} .. {data['max_return']:.1f} and one above it; "
+            f"{conditioning['episodes']} unseen ep. per seed and target; r and slope of the mean over seeds, "
+            f"over the dataset's range): {'; '.join(cells)}")
+    if verdict is not None:
+        line += f"; the SNN conditions as clearly as the twin: {'**yes**' if verdict else '**no**'}"
+    lines = [line + ".", ""]
+    figure = publish_figure(folder / "conditioning.png", figures_dir, f"{env_slug(env_id)}-conditioning.png")
+    if figure is not None:
+        lines += [f"![{env_id}: achieved against requested return]({_rel(figure, readme_dir)})", ""]
+    return lines
+
+
+def experts_section(experts: dict | None, envs: list[str]) -> str | None:
+    """The demonstrators' own returns (100 fixed seeds) next to RL Zoo's best online agents."""
+    if not experts:
+        return None
+    lines = ["### Experts (the demonstrators) and published agents", "",
+             "| env | expert: mean ± std, min .. max (episodes) | the heuristic it replaced | "
+             "RL Baselines3 Zoo's best online agent |", "|---|---|---|---|"]
+
+    def cell(entry: dict | None) -> str:
+        if not entry:
+            return "—"
+        return (f"`{entry['policy']}` {entry['mean']:.1f} ± {entry['std']:.1f}, {entry['min']:.1f} .. "
+                f"{entry['max']:.1f} ({len(entry['returns'])} ep.)")
+
+    for env_id in envs:
+        entry = experts.get(env_id)
+        if not entry:
+            continue
+        zoo = entry.get("zoo")
+        zoo_cell = f"{zoo['return']:.1f} ± {zoo['std']:.1f} ({zoo['algo']})" if zoo else "—"
+        lines.append(f"| {env_id} | {cell(entry.get('expert'))} | {cell(entry.get('heuristic'))} | {zoo_cell} |")
+    lines += ["", "- expert episodes on the fixed seeds `spikingmind.seeds.expert_evaluation_seeds` "
+                  "(`python -m spikingmind.experts`, docs/results/experts.json).", ""]
+    return "\n".join(lines)
+
+
+def third_party_line(third_party: dict | None, readme_dir: Path) -> str | None:
+    """scripts/third_party_table.py's README summary line."""
+    if not third_party or not third_party.get("summary"):
+        return None
+    return (f"- Third-party NIR readers: {third_party['summary'].rstrip('.')} (rendered by `scripts/third_party_table.py` from "
+            f"`{third_party.get('tests', 'tests/test_third_party_readers.py')}`).\n")
+
+
+def demo_spread_section(spread_dir: Path, readme_dir: Path) -> str | None:
+    """scripts/demo_spread.py's spread.json: the demo's SNN trained with 3 seeds."""
+    spread = _load(spread_dir / "spread.json")
+    if not spread:
+        return None
+    lines = ["### `make demo-spread`: the demo's spiking DT over training seeds", "",
+             "| target return | " + " | ".join(f"seed {seed}: mean ± std, min .. max" for seed in spread["seeds"])
+             + " | mean ± std over seeds | criterion | met on every seed |",
+             "|---|" + "---|" * (len(spread["seeds"]) + 3)]
+    for target in spread["targets"]:
+        row = spread["by_target"][str(target)] if str(target) in spread["by_target"] else None
+        if row is None:
+            continue
+        cells = [f"{r['mean']:.1f} ± {r['std']:.1f}, {r['min']:.0f} .. {r['max']:.0f}" if r else NOT_RUN
+                 for r in (row["by_seed"].get(str(seed)) for seed in spread["seeds"])]
+        over = f"{row['mean_over_seeds']:.1f} ± {row['std_over_seeds']:.1f}" if row.get("mean_over_seeds") is not None \
+            else NOT_RUN
+        met = {True: "yes", False: "**no**", None: NOT_RUN}[row.get("met_on_every_seed")]
+        lines.append(f"| {float(target):g} | {' | '.join(cells)} | {over} | {row['criterion']} | {met} |")
+    lines.append("")
+    same = spread.get("seed0_identical_to_demo")
+    if same is not None:
+        lines.append(f"- seed 0 retrained on this machine gives {'bit-identical' if same else 'DIFFERENT'} weights to "
+                     f"`make demo`'s checkpoint.")
+    trained = [f"{seconds / 60:.1f}" for seconds in (spread.get("train_seconds_by_seed") or {}).values() if seconds]
+    took = f"; training took {', '.join(trained)} min per seed" if trained else ""
+    lines.append(f"- {spread['episodes']} unseen episodes per seed and target (the demo's evaluation seeds: only the "
+                 f"training seed differs){took}; from `{_rel(spread_dir, readme_dir)}/spread.json` "
+                 "(`make demo-spread`, `scripts/demo_spread.py`).")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def latency_line(latency: dict) -> str:
@@ -195,13 +540,17 @@ def latency_line(latency: dict) -> str:
     return f"- batch-1 latency by backend (ratio to ann-ort): {cells}{verdict}."
 
 
-def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> str:
+def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, experts: dict | None = None) -> str:
     snn, ann, energy, latency, run = (found[k] for k in ("snn", "ann", "energy", "latency", "run"))
     lines = [f"### {env_id}", ""]
-    if not any((snn, ann, energy, latency)):
+    any_eval = any(e for by_seed in found["evals"].values() for e in by_seed.values())
+    if not any((any_eval, energy, latency, found["conditioning"])):
         return "\n".join(lines + [f"*{NOT_RUN}* (no result files in `{_rel(found['folder'], readme_dir)}/`).", ""])
+    lines += [protocol_table(env_id, found, experts), ""]
+    lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
+    # spikes, latency and energy: the first training seed's models
     profiles = [SNN_PROFILE, *ANN_PROFILES]
-    header = ["model", "return, mean ± std (unseen seeds)", "spikes / decision", "latency batch 1",
+    header = ["model", f"return, training seed {found['seeds'][0]} (unseen seeds)", "spikes / decision", "latency batch 1",
               "latency / ANN (ORT)", *[f"energy / decision, {p}" for p in profiles]]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     baselines = {b["profile"]: b for b in (energy or {}).get("baselines", [])}
@@ -232,8 +581,11 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> 
     if figure is not None:
         extras.append(f"[energy breakdown]({_rel(figure, readme_dir)})")
     if run:
-        extras.append(f"produced {run['started']} .. {run['finished']} in {run['seconds'] / 60:.0f} min "
-                      f"on {run['machine_cpus']} cores from `{_rel(Path(run['config']), readme_dir)}`")
+        reused = " (stages left from earlier invocations included)" if any(
+            st.get("reused") for st in run.get("stages", [])) else ""
+        jobs = f", {run['jobs']} jobs side by side" if run.get("jobs", 1) > 1 else ""
+        extras.append(f"produced {run['started']} .. {run['finished']} in {run['seconds'] / 60:.0f} min of stage time"
+                      f"{reused} on {run['machine_cpus']} cores{jobs} from `{_rel(Path(run['config']), readme_dir)}`")
     if extras:
         lines.append(f"- {'; '.join(extras)}.")
     lines.append("")
@@ -435,17 +787,18 @@ def summary_figure(results_dir: Path, found: dict[str, dict]) -> Path | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    envs = [e for e, f in found.items() if f["snn"] or f["ann"]]
+    stats = {e: {m: seed_stats(f["evals"][m]) for m in MODELS} for e, f in found.items()}
+    envs = [e for e in found if any(stats[e].values())]
     if not envs:
         return None
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     x = np.arange(len(envs))
     for offset, model in ((-0.2, "snn"), (0.2, "ann")):
-        means = [found[e][model]["mean_return"] if found[e][model] else np.nan for e in envs]
-        stds = [found[e][model]["std_return"] if found[e][model] else 0.0 for e in envs]
+        means = [stats[e][model]["mean"] if stats[e][model] else np.nan for e in envs]
+        stds = [stats[e][model]["std"] if stats[e][model] else 0.0 for e in envs]
         left.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=model.upper())
     left.set_xticks(x, envs, fontsize=8)
-    left.set_ylabel("return (mean ± std, unseen seeds)")
+    left.set_ylabel("return (mean ± std over training seeds)")
     left.legend(fontsize=8)
     columns = [("SNN " + SNN_PROFILE, lambda e: e["snn_total_pj"])] + [
         (f"ANN {p}", lambda e, p=p: next((b["ann_total_pj"] for b in e["baselines"] if b["profile"] == p), np.nan))
@@ -455,7 +808,8 @@ def summary_figure(results_dir: Path, found: dict[str, dict]) -> Path | None:
         heights = [value(found[e]["energy"]) if found[e]["energy"] else np.nan for e in envs]
         right.bar(x - 0.4 + width * (index + 0.5), heights, width, label=label)
     right.set_xticks(x, envs, fontsize=8)
-    right.set_yscale("log")
+    if any(f["energy"] for f in found.values()):  # a log axis needs a positive value
+        right.set_yscale("log")
     right.set_ylabel("energy per decision, estimate (pJ)")
     right.legend(fontsize=8)
     figure.tight_layout()
@@ -468,11 +822,80 @@ def summary_figure(results_dir: Path, found: dict[str, dict]) -> Path | None:
     return path
 
 
+def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dict:
+    """summary.json's entry for one env: what was asked, returns per training seed (SNN, ANN),
+    the bar, the expert and RL Zoo references, and the conditioning figures (None: not run).
+    Every field of the env's summary is added here, so that summary.json has one writer."""
+    from spikingmind.envs import get_env_spec
+
+    stats = {m: seed_stats(found["evals"][m]) for m in MODELS}
+    targets = sorted({t for st in stats.values() if st for t in st["target_return"]})
+    entry = (experts or {}).get(env_id) or {}
+    goal = GOALS.get(env_id)
+    record = {
+        "target_return": targets[0] if len(targets) == 1 else (targets or get_env_spec(env_id).target_return),
+        "training_seeds": found["seeds"],
+        "goal": None if goal is None else {
+            "return": goal, "met": None if stats["snn"] is None else stats["snn"]["mean"] >= goal,
+            "rule": "the spiking DT's mean over training seeds of its mean return on its unseen evaluation seeds"},
+        "selection": "checkpoint = best mean return on the validation seeds (spikingmind.seeds.validation_seeds), "
+                     "disjoint from the data's and the evaluation seeds",
+    }
+    for model in MODELS:
+        st, kept = stats[model], found["kept"][model]
+        record[model] = None if st is None else {
+            "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
+            "returns_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
+            "episodes": st["episodes"], "episode_mean": st["episode_mean"], "episode_std": st["episode_std"],
+            "episode_min": st["episode_min"], "episode_max": st["episode_max"],
+            "kept_checkpoint_by_seed": {str(seed): k for seed, k in kept.items() if k},
+        }
+    record["expert"] = {k: v for k, v in entry["expert"].items() if k not in ("returns", "seeds")} \
+        if entry.get("expert") else None
+    record["zoo"] = entry.get("zoo")
+    if found["conditioning"]:
+        from spikingmind.workflows.conditioning import summary as conditioning_summary
+
+        record["conditioning"] = conditioning_summary(found["conditioning"])
+    else:
+        record["conditioning"] = None
+    return record
+
+
+def write_summary(path: Path, found: dict[str, dict], experts: dict | None = None) -> Path:
+    """docs/results/summary.json: `summary_record` per env id, strict JSON (no NaN), atomically."""
+    from spikingmind.io import atomic_write_text
+
+    record = {"generated_by": "scripts/results.py", "envs": {env_id: summary_record(env_id, f, experts)
+                                                             for env_id, f in found.items()}}
+    return atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
+
+
+def protocol_text(seeds: list[int], episodes: int = 20) -> str:
+    """What is selected on what, said once at the top of the section."""
+    from spikingmind.seeds import EVAL_SEED_BASE, VALIDATION_SEED_BASE
+
+    return (f"**Protocol.** Every model is trained with {len(seeds)} training seeds ({', '.join(map(str, seeds))}) on "
+            "one dataset per env (collected once, dataset seed 0: episode seeds below "
+            f"{EVAL_SEED_BASE:,}). The checkpoint kept is the one with the best mean return on the validation "
+            f"seeds (`spikingmind.seeds.validation_seeds`, from {VALIDATION_SEED_BASE:,}; the config's "
+            "`eval_episodes` of them, checked every `eval_every` steps); evaluation seeds are never read during "
+            f"training or selection. Each kept checkpoint is then evaluated once on {episodes} unseen evaluation seeds of its "
+            f"own (`evaluation_seeds({episodes}, training seed)`, from {EVAL_SEED_BASE:,}), disjoint from the data's and the "
+            "validation seeds. Tables give the mean ± std over training seeds of each seed's mean return, each "
+            "seed's mean, and the spread of all episodes pooled; the std is the population std (as in the ablation). "
+            "Energy, spikes and latency are measured on the first training seed's models.")
+
+
 def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path = ROOT / "runs" / "demo",
            figures_dir: Path = ROOT / "docs" / "results", ablate_dir: Path = ROOT / "runs" / "ablate",
-           finetune_dir: Path = ROOT / "runs" / "results" / "finetune") -> str:
+           finetune_dir: Path = ROOT / "runs" / "results" / "finetune", seeds: tuple[int, ...] = TRAINING_SEEDS,
+           experts_path: Path | None = ROOT / "docs" / "results" / "experts.json",
+           third_party_path: Path | None = ROOT / "docs" / "results" / "third_party.json",
+           demo_spread_dir: Path = ROOT / "runs" / "demo-spread") -> str:
     """The README's results section; copies every figure it shows into `figures_dir`."""
-    found = {env_id: env_results(results_dir, env_id) for env_id in envs}
+    found = {env_id: env_results(results_dir, env_id, seeds) for env_id in envs}
+    experts = _load(experts_path) if experts_path else None
     summary = summary_figure(results_dir, found)
     figure = publish_figure(summary, figures_dir, "summary.png") if summary is not None else None
     now = dt.datetime.now().isoformat(timespec="minutes")
@@ -487,10 +910,22 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
         "",
     ]
     lines.append(demo_table(demo_dir, readme_dir, figures_dir))
+    spread = demo_spread_section(demo_spread_dir, readme_dir)
+    if spread is not None:
+        lines.append(spread)
+    third_party = third_party_line(_load(third_party_path) if third_party_path else None, readme_dir)
+    if third_party is not None:
+        lines.append(third_party)
+    experts_text = experts_section(experts, envs)
+    if experts_text is not None:
+        lines.append(experts_text)
+    counts = sorted({e["episodes"] for f in found.values() for by_seed in f["evals"].values()
+                     for e in by_seed.values() if e})
+    lines += [protocol_text(list(seeds), counts[0] if len(counts) == 1 else 20), ""]
     if figure is not None:
         lines += [f"![returns and energy per environment]({_rel(figure, readme_dir)})", ""]
     for env_id in envs:
-        lines.append(env_table(env_id, found[env_id], readme_dir, figures_dir))
+        lines.append(env_table(env_id, found[env_id], readme_dir, figures_dir, experts))
     for section, folder in ((ablation_section, ablate_dir), (finetune_section, finetune_dir)):
         for env_id in envs:
             text = section(env_id, folder, readme_dir, figures_dir)
@@ -520,8 +955,14 @@ def main(argv=None) -> None:
     if not args.no_readme:  # every env's results, not only those just produced
         rewrite_readme(args.readme, render(args.results_dir, list(ENVS), args.readme.parent, demo_dir=args.demo_dir,
                                            figures_dir=args.figures_dir, ablate_dir=args.ablate_dir,
-                                           finetune_dir=args.finetune_dir))
+                                           finetune_dir=args.finetune_dir, seeds=args.seeds,
+                                           experts_path=args.experts, third_party_path=args.third_party,
+                                           demo_spread_dir=args.demo_spread_dir))
         print(f"[results] rewrote the results section of {args.readme}")
+        summary = write_summary(args.summary or args.figures_dir / "summary.json",
+                                {env_id: env_results(args.results_dir, env_id, args.seeds) for env_id in ENVS},
+                                _load(args.experts))
+        print(f"[results] wrote {summary}")
 
 
 if __name__ == "__main__":

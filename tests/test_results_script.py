@@ -9,6 +9,7 @@ import json
 import os
 import re
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -30,8 +31,10 @@ SUMMARY_ROWS = [
 def results():
     spec = importlib.util.spec_from_file_location("results_script", ROOT / "scripts" / "results.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
-    return module
+    yield module
+    sys.modules.pop(spec.name, None)
 
 
 def write_png(path: Path, shade: int) -> bytes:
@@ -198,3 +201,239 @@ def test_latency_line_ranks_backends_and_states_the_goal(results):
     assert line.endswith("goal (fastest spiking backend <= 2x ann-ort): met, 1.50x with snn-event.")
     latency["goal"] = {**latency["goal"], "met": False, "ratio": 8.0, "spiking_backend": "snn-pytorch"}
     assert "not met, 8.00x with snn-pytorch" in results.latency_line(latency)
+
+
+# ---------------------------------------------------------------------------- the protocol (issue #14)
+
+
+def write_eval(folder: Path, model: str, seed: int, returns: list[float], target: float = 500.0) -> None:
+    """An `evaluate --json` result of training seed `seed` (what scripts/results.py --run writes)."""
+    import numpy as np
+
+    values = np.asarray(returns, dtype=float)
+    record = {"env_id": "CartPole-v1", "model": model, "backend": "pytorch", "target_return": target, "seed": seed,
+              "episodes": len(returns), "mean_return": float(values.mean()), "std_return": float(values.std()),
+              "min_return": float(values.min()), "max_return": float(values.max()), "returns": list(returns)}
+    path = folder / "eval" / f"{model}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def write_kept(folder: Path, model: str, seed: int, step: int, val_return: float) -> None:
+    run = folder / model / f"seed{seed}" / "checkpoint"
+    run.mkdir(parents=True)
+    (run / "checkpoint.json").write_text(json.dumps({
+        "metrics": {"best_step": step, "steps": 1000, "best_val_return": val_return,
+                    "validation_seeds": [2_000_000_000, 2_000_000_009]},
+        "train": {"seed": seed, "eval_episodes": 10}}))
+
+
+EXPERTS = {"CartPole-v1": {
+    "expert": {"policy": "cartpole_expert", "mean": 500.0, "std": 0.0, "min": 500.0, "max": 500.0,
+               "returns": [500.0] * 100, "seeds": list(range(100))},
+    "heuristic": {"policy": "cartpole_heuristic", "mean": 480.5, "std": 10.25, "min": 440.0, "max": 500.0,
+                  "returns": [480.5] * 100, "seeds": list(range(100))},
+    "zoo": {"return": 500.0, "std": 0.0, "algo": "PPO"}}}
+
+
+def conditioning_record(correlations=(0.99, 0.97)) -> dict:
+    """A `spikingmind condition` record of 3 seeds per model, built with the workflow's own summary."""
+    from spikingmind.workflows.conditioning import RULE, summarise_model
+
+    targets, in_range = [10.0, 255.0, 500.0, 549.0], [True, True, True, False]
+    models = {}
+    for model, lift in zip(("snn", "ann"), (0.9, 1.0)):
+        runs = [{"seed": seed, "achieved": [{"target": t, "mean": lift * min(t, 500.0) + seed} for t in targets]}
+                for seed in (0, 1, 2)]
+        models[model] = summarise_model(runs, targets, in_range)
+    return {"format": 1, "env_id": "CartPole-v1", "targets": targets, "in_range": in_range, "episodes": 20,
+            "dataset": {"id": "cartpole-demo-v0", "min_return": 10.0, "max_return": 500.0, "n_episodes": 150},
+            "rule": RULE.to_dict(), "models": models,
+            "snn_as_clearly_as_ann": RULE.as_clearly(models["snn"], models["ann"])}
+
+
+@pytest.fixture
+def protocol_files(tmp_path):
+    """runs/results/cartpole with SNN seeds 0, 1 (seed 2 missing) and ANN seeds 0, 1, 2."""
+    folder = tmp_path / "results" / "cartpole"
+    for seed, returns in enumerate(([500.0, 480.0], [490.0, 470.0])):
+        write_eval(folder, "snn", seed, returns)
+        write_kept(folder, "snn", seed, 900 + 100 * seed, 499.5)
+    for seed, returns in enumerate(([500.0, 500.0], [450.0, 470.0], [400.0, 500.0])):
+        write_eval(folder, "ann", seed, returns)
+    (folder / "conditioning.json").write_text(json.dumps(conditioning_record()))
+    write_png(folder / "conditioning.png", 7)
+    experts = tmp_path / "experts.json"
+    experts.write_text(json.dumps(EXPERTS))
+    return tmp_path, folder, experts
+
+
+def test_protocol_table_reports_seeds_episodes_expert_and_zoo(results, protocol_files):
+    tmp_path, folder, experts = protocol_files
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures", json.loads(experts.read_text()))
+    protocol, energy_table = text.split("| model | return, training seed 0 (unseen seeds) |")  # the first seed's models
+
+    snn = cells(table_row(protocol, "| SNN (spiking DT) | "))
+    assert snn[1] == "485.0 ± 5.0 (2 of 3 seeds)"  # per-seed means 490 and 480
+    assert snn[2] == "490.0, 480.0, not run"
+    assert snn[3] == "485.0 ± 11.2, 470.0 .. 500.0 (4 ep.)"
+    assert snn[4] == "900 (499.5), 1000 (499.5), not run"
+    ann = cells(table_row(protocol, "| ANN twin | "))
+    assert ann[1] == "470.0 ± 21.6 (3 of 3 seeds)" and ann[2] == "500.0, 460.0, 450.0"
+    assert ann[3] == "470.0 ± 36.5, 400.0 .. 500.0 (6 ep.)" and ann[4] == "not run"
+    assert cells(table_row(energy_table, "| SNN (spiking DT) | "))[1] == "490.0 ± 10.0 (2 ep.)"
+    assert cells(table_row(text, "| expert `cartpole_expert`"))[3] == "500.0 ± 0.0, 500.0 .. 500.0 (100 ep.)"
+    assert cells(table_row(text, "| RL Baselines3 Zoo's best (PPO"))[3] == "500.0 ± 0.0"
+    assert ("issue #14's bar for the spiking DT, mean over training seeds >= 495: **not met** (485.0, 2 of 3 seeds; "
+            "ANN twin 470.0).") in text
+    assert "the SNN conditions as clearly as the twin: **yes**" in text
+    assert "![CartPole-v1: achieved against requested return](figures/cartpole-conditioning.png)" in text
+    assert (tmp_path / "figures" / "cartpole-conditioning.png").read_bytes() == (folder / "conditioning.png").read_bytes()
+
+
+def test_goal_is_met_on_the_mean_over_seeds_not_on_the_best_seed(results, protocol_files):
+    tmp_path, folder, _ = protocol_files
+    write_eval(folder, "snn", 2, [500.0, 500.0])
+    stats = {m: results.seed_stats(results.env_results(tmp_path / "results", "CartPole-v1")["evals"][m])
+             for m in results.MODELS}
+    assert results.goal_line("CartPole-v1", stats, 3).endswith("**not met** (490.0; ANN twin 470.0).")
+    write_eval(folder, "snn", 1, [500.0, 490.0])
+    write_eval(folder, "snn", 0, [500.0, 490.0])
+    stats["snn"] = results.seed_stats(results.env_results(tmp_path / "results", "CartPole-v1")["evals"]["snn"])
+    assert "**met** (496.7; ANN twin 470.0)" in results.goal_line("CartPole-v1", stats, 3)
+
+
+def test_summary_json_is_strict_and_has_the_protocols_fields(results, protocol_files):
+    tmp_path, folder, experts = protocol_files
+    found = {env_id: results.env_results(tmp_path / "results", env_id) for env_id in results.ENVS}
+    path = results.write_summary(tmp_path / "summary.json", found, json.loads(experts.read_text()))
+
+    def refuse(name):
+        raise AssertionError(f"non-strict JSON constant {name}")
+
+    summary = json.loads(path.read_text(), parse_constant=refuse)["envs"]
+    assert list(summary) == list(results.ENVS)
+    cartpole = summary["CartPole-v1"]
+    assert cartpole["target_return"] == 500.0 and cartpole["training_seeds"] == [0, 1, 2]
+    assert cartpole["snn"]["returns_by_seed"]["1"]["returns"] == [490.0, 470.0]
+    assert cartpole["snn"]["missing_seeds"] == [2] and set(cartpole["ann"]["returns_by_seed"]) == {"0", "1", "2"}
+    assert cartpole["snn"]["mean_over_seeds"] == 485.0 and cartpole["goal"] == {**cartpole["goal"], "met": False}
+    assert cartpole["conditioning"]["snn"]["correlation"] == pytest.approx(1.0)
+    assert cartpole["conditioning"]["snn_as_clearly_as_ann"] is True
+    assert cartpole["expert"]["mean"] == 500.0 and "returns" not in cartpole["expert"]
+    assert summary["Acrobot-v1"]["snn"] is None and summary["Acrobot-v1"]["conditioning"] is None
+    write_eval(folder, "ann", 0, [float("nan"), 1.0])  # a NaN never reaches the file
+    found["CartPole-v1"] = results.env_results(tmp_path / "results", "CartPole-v1")
+    with pytest.raises(ValueError):
+        results.write_summary(tmp_path / "summary.json", found)
+    assert json.loads(path.read_text())["envs"]["CartPole-v1"]["ann"]["mean_over_seeds"] == 470.0  # left as it was
+
+
+def test_readme_states_the_protocol_experts_third_party_and_demo_spread(results, protocol_files):
+    tmp_path, _, experts = protocol_files
+    third_party = tmp_path / "third_party.json"
+    third_party.write_text(json.dumps({"summary": "nirtorch reads it.", "tests": "tests/test_third_party_readers.py"}))
+    spread = tmp_path / "spread"
+    spread.mkdir()
+    row = lambda mean: {"mean": mean, "std": 1.0, "min": mean - 2, "max": mean + 2, "episodes": 20}  # noqa: E731
+    (spread / "spread.json").write_text(json.dumps({
+        "seeds": [0, 1], "targets": ["500", "100"], "episodes": 20, "seed0_identical_to_demo": True,
+        "train_seconds_by_seed": {"0": 300.0, "1": 312.0},
+        "by_target": {"500": {"criterion": "mean >= 475", "by_seed": {"0": row(500.0), "1": row(490.0)},
+                              "mean_over_seeds": 495.0, "std_over_seeds": 5.0, "met_on_every_seed": True},
+                      "100": {"criterion": "within 25%", "by_seed": {"0": row(110.0), "1": None},
+                              "mean_over_seeds": 110.0, "std_over_seeds": 0.0, "met_on_every_seed": None}}}))
+    text = results.render(tmp_path / "results", ["CartPole-v1"], tmp_path, demo_dir=tmp_path / "demo",
+                          figures_dir=tmp_path / "figures", ablate_dir=tmp_path / "ablate",
+                          finetune_dir=tmp_path / "finetune", experts_path=experts, third_party_path=third_party,
+                          demo_spread_dir=spread)
+    assert "- Third-party NIR readers: nirtorch reads it (rendered by `scripts/third_party_table.py`" in text
+    assert "| CartPole-v1 | `cartpole_expert` 500.0 ± 0.0, 500.0 .. 500.0 (100 ep.) | `cartpole_heuristic` 480.5 " \
+           "± 10.2, 440.0 .. 500.0 (100 ep.) | 500.0 ± 0.0 (PPO) |" in text
+    assert "best mean return on the validation seeds" in text and "2 unseen evaluation seeds of its own" in text  # as run
+    assert "evaluation seeds are never read during training or selection" in text
+    assert "| 500 | 500.0 ± 1.0, 498 .. 502 | 490.0 ± 1.0, 488 .. 492 | 495.0 ± 5.0 | mean >= 475 | yes |" in text
+    assert "| 100 | 110.0 ± 1.0, 108 .. 112 | not run | 110.0 ± 0.0 | within 25% | not run |" in text
+    assert "bit-identical weights" in text and "training took 5.0, 5.2 min per seed" in text
+
+
+def tiny_args(results, tmp_path: Path, *extra: str):
+    configs = tmp_path / "configs"
+    configs.mkdir(exist_ok=True)
+    (configs / "cartpole.toml").write_text('[train]\nsteps = 4\n[data]\nepisodes = 12\nmix = "expert=0.5,random=0.5"\n')
+    return results.parse_args(["--configs", str(configs), "--results-dir", str(tmp_path / "results"), *extra])
+
+
+def test_run_plan_trains_three_seeds_and_evaluates_each_on_its_own_unseen_seeds(results, tmp_path):
+    settings, stages = results.plan_env("CartPole-v1", tiny_args(results, tmp_path))
+    by_name = {stage.name: stage.command for stage in stages}
+    assert settings["training_seeds"] == [0, 1, 2] and settings["dataset"] == "cartpole-expert50-random50-n12-s0-v0"
+    collect = by_name["collect"]
+    assert collect[collect.index("--workers") + 1] == "2" and collect[collect.index("--episodes") + 1] == "12"
+    out = tmp_path / "results" / "cartpole"
+    for model in ("snn", "ann"):
+        for seed in (0, 1, 2):
+            train = by_name[f"train-{model}-seed{seed}"]
+            assert train[train.index("--seed") + 1] == str(seed)
+            assert train[train.index("--out") + 1] == str(out / model / f"seed{seed}")
+            evaluate = by_name[f"evaluate-{model}-seed{seed}"]
+            assert evaluate[evaluate.index("--seed") + 1] == str(seed)  # evaluation_seeds(20, seed)
+            assert evaluate[evaluate.index("--episodes") + 1] == "20"
+            assert evaluate[2] == str(out / model / f"seed{seed}" / "checkpoint")  # the kept checkpoint, nothing else
+    condition = by_name["condition"]
+    assert [arg for arg in condition if arg.endswith("checkpoint")] == [
+        str(out / m / f"seed{s}" / "checkpoint") for m in ("snn", "ann") for s in (0, 1, 2)]
+    assert condition[condition.index("--targets") + 1] == "8" and condition[condition.index("--episodes") + 1] == "20"
+    assert str(out / "snn" / "seed0" / "checkpoint") in by_name["export-nir"]
+    assert [stage.name for stage in stages][-1] == "latency"
+    assert results.plan_env("Acrobot-v1", tiny_args(results, tmp_path)) is None  # no configs/acrobot.toml
+
+
+def test_run_resumes_skips_what_is_up_to_date_and_keeps_its_time(results, tmp_path, monkeypatch):
+    args = tiny_args(results, tmp_path, "--seeds", "0,1")
+    ran = []
+
+    def fake_stage(stage, env, log):
+        ran.append(stage.name)
+        for output in stage.outputs:  # what the command would write (train leaves a finished run alone)
+            if not (stage.group == "train" and output.exists()):
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text("x")
+        return 2.0
+
+    monkeypatch.setattr(results, "_run_stage", fake_stage)
+    first = results.run_env("CartPole-v1", args)
+    assert ran == [stage.name for stage in results.plan_env("CartPole-v1", args)[1]]
+    assert first["seconds"] == 2.0 * len(ran) and not any(s.get("reused") for s in first["stages"])
+
+    ran.clear()
+    second = results.run_env("CartPole-v1", args)
+    assert ran == ["collect", "train-snn-seed0", "train-snn-seed1", "train-ann-seed0", "train-ann-seed1"]
+    assert second["seconds"] == first["seconds"]  # skipped stages keep the time they took
+    assert all(s["reused"] for s in second["stages"] if s["stage"] != "collect")
+
+    ran.clear()
+    os.utime(tmp_path / "results" / "cartpole" / "snn" / "seed1" / "checkpoint" / "model.safetensors",
+             (2e9, 2e9))  # retrained: newer than what was computed from it
+    results.run_env("CartPole-v1", args)
+    assert [name for name in ran if not name.startswith(("collect", "train"))] == [
+        "evaluate-snn-seed1", "condition"]
+    ran.clear()
+    results.run_env("CartPole-v1", tiny_args(results, tmp_path, "--seeds", "0,1", "--force"))
+    assert len(ran) == len(first["stages"])
+
+
+def test_up_to_date_needs_every_output_newer_than_every_input(results, tmp_path):
+    source, output = tmp_path / "in", tmp_path / "out"
+    stage = results.Stage("x", ["true"], inputs=[source], outputs=[output])
+    assert not results.up_to_date(stage)
+    source.write_text("a")
+    assert not results.up_to_date(stage)
+    output.write_text("b")
+    os.utime(source, (1e9, 1e9))
+    os.utime(output, (1.5e9, 1.5e9))
+    assert results.up_to_date(stage)
+    os.utime(source, (2e9, 2e9))
+    assert not results.up_to_date(stage)
+    assert not results.up_to_date(results.Stage("train", ["true"], inputs=[source]))  # no outputs: always runs

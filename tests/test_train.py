@@ -25,13 +25,60 @@ def _weights(checkpoint):
     return load_file(str(checkpoint / "model.safetensors"))
 
 
-def test_training_is_deterministic_given_a_seed(tmp_path, cartpole_dataset):
-    cfg = tiny_train_config(cartpole_dataset, steps=8, eval_every=8)
-    first, _ = train(tmp_path / "a", cfg)
-    second, _ = train(tmp_path / "b", cfg)
+@pytest.mark.parametrize("kind", ["snn", "ann"])
+def test_a_same_seed_rerun_gives_identical_weights_and_another_seed_does_not(tmp_path, cartpole_dataset, kind):
+    """Part of the results protocol: a rerun on the same machine with the same seed gives the
+    same checkpoint, bit for bit (weights, BatchNorm statistics, the validation history)."""
+    cfg = tiny_train_config(cartpole_dataset, kind, steps=8, eval_every=4)
+    first, first_metrics = train(tmp_path / "a", cfg)
+    second, second_metrics = train(tmp_path / "b", cfg)
     a, b = _weights(first), _weights(second)
     assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+    strip = lambda history: [{k: v for k, v in e.items() if k != "elapsed_s"} for e in history]  # noqa: E731
+    assert strip(first_metrics["history"]) == strip(second_metrics["history"])
+    assert first_metrics["best_step"] == second_metrics["best_step"]
+    reseeded, _ = train(tmp_path / "c", tiny_train_config(cartpole_dataset, kind, steps=8, eval_every=4, seed=2))
+    c = _weights(reseeded)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the comparison can tell runs apart
+
+
+def test_checkpoint_selection_plays_validation_seeds_only(tmp_path, cartpole_dataset, monkeypatch):
+    """Every episode `train` plays to pick its checkpoint (recorded at env.reset, whatever calls
+    it) is on a validation seed: none on an evaluation seed of any training seed the results use
+    (`scripts/results.py`: seeds 0, 1, 2, 20 evaluation episodes each), none on a data seed. The
+    checkpoint kept is the evaluation step with the best validation return (later on ties)."""
+    from spikingmind.envs import EnvSpec
+    from spikingmind.seeds import validation_seeds
+
+    played: list[int] = []
+    make_env = EnvSpec.make_env
+
+    def recording_make_env(self, **kwargs):
+        env = make_env(self, **kwargs)
+        reset = env.reset
+
+        def recorded_reset(*args, seed=None, **more):
+            played.append(seed)
+            return reset(*args, seed=seed, **more)
+
+        env.reset = recorded_reset
+        return env
+
+    monkeypatch.setattr(EnvSpec, "make_env", recording_make_env)
+    cfg = tiny_train_config(cartpole_dataset, steps=6, eval_every=2, eval_episodes=3)
+    checkpoint, metrics = train(tmp_path / "run", cfg)
+
+    assert len(played) == 3 * 3  # three evaluations of three episodes
+    assert set(played) == set(validation_seeds(3))
+    evaluation = {seed for training_seed in (0, 1, 2) for seed in evaluation_seeds(20, training_seed)}
+    assert not set(played) & evaluation
+    data_seeds = json.loads((checkpoint / "checkpoint.json").read_text())["dataset"]["episode_seeds"]
+    assert not set(played) & set(data_seeds)
+    returns = [entry["val_return"] for entry in metrics["history"] if "val_return" in entry]
+    best = max(returns)
+    later_best = max(i for i, r in enumerate(returns) if r == best)
+    assert metrics["best_step"] == (later_best + 1) * cfg.eval_every and metrics["best_val_return"] == best
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, cartpole_dataset):

@@ -35,9 +35,9 @@ def _one_line_errors(callback):
 
 
 def _register_commands() -> None:
-    from spikingmind.cli import core_cmds, energy_cmds, export_cmds, finetune_cmds, sweep_cmds
+    from spikingmind.cli import conditioning_cmds, core_cmds, energy_cmds, export_cmds, finetune_cmds, sweep_cmds
 
-    for module in (core_cmds, export_cmds, energy_cmds, finetune_cmds, sweep_cmds):
+    for module in (core_cmds, export_cmds, energy_cmds, finetune_cmds, sweep_cmds, conditioning_cmds):
         module.register(app)
     for command in app.registered_commands:
         command.callback = _one_line_errors(command.callback)
