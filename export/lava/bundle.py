@@ -12,7 +12,7 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.plan import HostTerm, build_plan
-from spikingmind.export.lava_sidecar.plan import PLAN_VERSION, Plan, Population, Readout, Synapse
+from spikingmind.export.lava_sidecar.plan import PLAN_VERSION, PLAN_VERSIONS, Plan
 from spikingmind.export.reference import load_graph
 from spikingmind.io import atomic_dir, atomic_write_json
 
@@ -39,16 +39,15 @@ def load_plan(bundle: str | Path) -> Plan:
     """The plan of a bundle (a scratch copy with the merged npz the sidecar reads)."""
     bundle = Path(bundle)
     meta = json.loads((bundle / "lava_plan.json").read_text())
-    if meta.get("plan_version") != PLAN_VERSION:
-        raise LavaError(f"{bundle}: Lava plan version {meta.get('plan_version')}, this spikingmind reads "
-                        f"{PLAN_VERSION}; re-export it with `spikingmind export --target lava --force`")
+    if meta.get("plan_version") not in PLAN_VERSIONS:
+        raise LavaError(f"{bundle / 'lava_plan.json'}: plan_version {meta.get('plan_version')}, this spikingmind "
+                        f"reads {' or '.join(map(str, PLAN_VERSIONS))}; re-export it with "
+                        "`spikingmind export --target lava --force`")
     arrays = {}
     for part in ("params_float.npz", "params_fixed.npz"):
         with np.load(bundle / part, allow_pickle=False) as data:
             arrays.update({key: data[key] for key in data.files})
-    return Plan(int(meta["time_steps"]), float(meta["dt"]), [Population(**p) for p in meta["populations"]],
-                [Synapse(**s) for s in meta["synapses"]],
-                Readout(**meta["readout"]) if meta["readout"] else None, arrays)
+    return Plan.from_json(meta, arrays)
 
 
 def export_lava_bundle(graph: nir.NIRGraph | str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
@@ -79,7 +78,7 @@ def write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
         "lava_nc_version": LAVA_VERSION,
         "time_steps": plan.time_steps,
         "dt": plan.dt,
-        "period_steps": plan.time_steps,
+        "period_steps": plan.period,
         "latency_steps": plan.latency,
         "output_latency_steps": plan.readout.offset(plan) if plan.readout else None,
         "timing": ("decision k, SNN step t of population n runs at Lava step k*period + offset[n] + t "
@@ -101,6 +100,17 @@ def write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
         "inexact_float_decays": notes["inexact_decays"],
         "quantization_report": report.to_json(),
     }
+    if plan.streaming:
+        manifest["timing"] = ("decision k, token position j (0, 1, 2 = action, return-to-go, state), SNN step t "
+                              "of population n runs at Lava step k*decision_steps + j*period + offset[n] + t "
+                              "(0-based); the step before each slot resets the LIFs (host pulse); the state "
+                              "token's Output is out within the decision's steps; one sidecar call per decision")
+        manifest["streaming"] = {
+            "positions": plan.streaming.positions,
+            "decision_position": plan.streaming.decision_position, "decision_steps": plan.decision_steps,
+            "carried_state": "per block, one graded S4d lane per token position, fed back through graded relays "
+                             "(export/lava/streaming.py)",
+            "modes": ["floating_pt"]}
     atomic_write_json(tmp / "manifest.json", manifest)
 
 

@@ -9,7 +9,8 @@ from spikingmind import fixed_point as fxp
 from spikingmind import units
 from spikingmind.errors import ExportError
 from spikingmind.export.lava.plan import HostTerm
-from spikingmind.export.lava_sidecar.plan import Plan, align_records, schedule_host_currents
+from spikingmind.export.lava_sidecar.plan import (Plan, align_records, align_stream, schedule_host_currents,
+                                                  stream_host_data)
 from spikingmind.export.reference import ReferenceSimulator
 from spikingmind.graph import conv_geometry
 
@@ -77,6 +78,50 @@ def lava_records(plan: Plan, traces: dict[str, np.ndarray], n: int, fixed: bool)
             raw = raw / (ro.scale)
         raw = raw + plan.arrays["readout_bias"][:, None]
         out[ro.name] = align_records(raw, ro.offset(plan), n, plan.time_steps, ro.shape)
+    return out
+
+
+def stream_data(plan: Plan, encoder: HostEncoder, tokens: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+    """A streaming plan's host data for B episodes side by side, {pop: (B, size, n_steps)}.
+
+    tokens: (B, n_decisions, positions, F), read where `present` (B, n_decisions, positions)
+    holds; the encoder runs once over every present token."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    present = np.asarray(present, bool)
+    values = encoder.currents(np.ascontiguousarray(tokens[present][:, :, None])) if present.any() else {}
+    rows = []
+    for row in range(tokens.shape[0]):
+        currents = {}
+        for pop in plan.populations:
+            if pop.host_input:
+                current = np.zeros((*present.shape[1:], pop.size))
+                if pop.name in values:
+                    current[present[row]] = values[pop.name][present[:row].sum():present[:row + 1].sum()]
+                currents[pop.name] = current
+        rows.append(stream_host_data(plan, currents, present[row]))
+    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+
+def decision_slots(tokens_per_decision: list[int], positions: int) -> np.ndarray:
+    """(n_decisions, positions) bool: the positions the tokens of each decision take (its last
+    n; an episode's first decision has fewer tokens than positions)."""
+    present = np.zeros((len(tokens_per_decision), positions), bool)
+    for d, n in enumerate(tokens_per_decision):
+        present[d, positions - n:] = True
+    return present
+
+
+def stream_records(plan: Plan, traces: dict[str, np.ndarray], row: int) -> dict[str, np.ndarray]:
+    """One episode's (row's) streaming records -> {population: (n_decisions, positions, T, *shape)}
+    ("readout": the Output, its bias added)."""
+    out = {}
+    for pop in plan.populations:
+        key = f"pop/{pop.name}"
+        if pop.record and key in traces:
+            out[pop.name] = align_stream(traces[key][row], pop.offset, plan, pop.shape)
+    ro = plan.readout
+    raw = traces["readout"][row] + plan.arrays["readout_bias"][:, None]
+    out[ro.name] = align_stream(raw, ro.offset(plan), plan, ro.shape)
     return out
 
 

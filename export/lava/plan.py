@@ -5,6 +5,10 @@ Sparse synapse (a Conv1d flattened to its sparse matrix, the graph's own weights
 real-valued Conv1d terms of the Input are computed on the host (`HostTerm`), and branches of
 unequal depth are delay-balanced with relay populations (`lava_sidecar/plan.py` states the
 timing). `build_plan` also quantises the plan for Loihi's fixed point (`quantize.py`).
+
+A streaming graph (its causal mix carried by Delay + Scale feedback) gets a streaming plan:
+its trace in graded S4d lanes, its populations merged into a few Lava processes, one token
+every T + 1 steps; `streaming.py` says which Lava processes express the carried trace and why.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any
 import nir
 import numpy as np
 
+from spikingmind import fixed_point as fxp
 from spikingmind import units
 from spikingmind.errors import ExportError, UnsupportedModuleError
+from spikingmind.export.lava import streaming as stream_plan
 from spikingmind.export.lava.quantize import quantize_plan
 from spikingmind.export.lava_sidecar.plan import Plan, Population, Readout, Synapse
 from spikingmind.graph import conv_geometry, validate_graph
@@ -101,11 +107,14 @@ def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[HostTerm], dict[str, Any
     def kind(name):
         return type(nodes[name]).__name__
 
+    streaming = stream_plan.is_streaming(graph)
+    carried = (nir.Delay, nir.Scale) if streaming else ()
     for name, node in nodes.items():
-        if not isinstance(node, (nir.Input, nir.Output, nir.Conv1d, *SPIKING)):
+        if not isinstance(node, (nir.Input, nir.Output, nir.Conv1d, *SPIKING, *carried)):
             raise UnsupportedModuleError(
                 f"node '{name}' ({kind(name)}) has no Lava mapping; supported: Input, Conv1d, LIF, "
-                "Threshold, Output")
+                "Threshold, Output (and a streaming mix's Delay + Scale)")
+    mixes = stream_plan.find_mixes(graph, shapes, time_steps, dt) if streaming else {}
 
     populations: dict[str, Population] = {}
     synapses: list[Synapse] = []
@@ -157,6 +166,21 @@ def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[HostTerm], dict[str, Any
                         populations[name].inputs.append("host")
                         host_terms.append(HostTerm(name, src))
                         continue
+                    if pre in mixes:  # the mix reads the carried trace: one graded synapse per lane
+                        if len(incoming[name]) != 1:
+                            raise UnsupportedModuleError(
+                                f"node '{name}' reads the streaming trace '{pre}' and other inputs; on Lava it "
+                                "may read only the trace")
+                        index, values, bias, _ = _conv_sparse(nodes[src], in_shape[src])
+                        float_bias[name] = float_bias[name] + gain_of[name] * bias
+                        populations[name].host_bias = True
+                        for position in range(stream_plan.POSITIONS):
+                            syn = Synapse(f"{stream_plan.lane(pre, position)}->{name}", stream_plan.lane(pre, position),
+                                          name)
+                            synapses.append(syn)
+                            arrays[f"w_idx/{syn.name}"], arrays[f"w/{syn.name}"] = index, gain_of[name] * values
+                            populations[name].inputs.append(syn.name)
+                        continue
                     if not isinstance(nodes[pre], SPIKING):
                         raise UnsupportedModuleError(
                             f"Conv1d '{src}' reads '{pre}' ({kind(pre)}); on Lava a Conv1d must read spikes or the Input")
@@ -189,20 +213,30 @@ def build_plan(graph: nir.NIRGraph) -> tuple[Plan, list[HostTerm], dict[str, Any
             else:
                 raise UnsupportedModuleError(f"Output '{name}' reads '{src}' ({kind(src)}): no Lava mapping")
             readout = Readout(name, pre, list(shapes[name]))
-        elif isinstance(node, nir.Conv1d):
+        elif isinstance(node, nir.Conv1d) and name not in mixes:
             for dst in (d for s, d in edges if s == name):
                 if not isinstance(nodes[dst], (*SPIKING, nir.Output)):
                     raise UnsupportedModuleError(
                         f"Conv1d '{name}' feeds '{dst}' ({kind(dst)}); on Lava a Conv1d must feed neurons or the Output")
 
+    for mix in mixes.values():
+        stream_plan.add_lanes(mix, populations, synapses, arrays)
     _balance_delays(populations, synapses, arrays)
     for name, pop in populations.items():
         arrays[f"bias/{name}"] = np.asarray(float_bias.get(name, np.zeros(pop.size)), dtype=np.float64)
-    plan = Plan(time_steps, dt, list(populations.values()), synapses, readout, arrays)
+    schedule = None
+    if streaming:
+        if readout is None:
+            raise UnsupportedModuleError("a streaming Lava export needs an Output")
+        schedule = stream_plan.schedule(time_steps, populations[readout.src].offset + 1)
+        for mix in mixes.values():
+            stream_plan.add_feedback(mix, schedule, time_steps + 1, populations, synapses, arrays)
+        stream_plan.assign_processes(populations, arrays)
+    plan = Plan(time_steps, dt, list(populations.values()), synapses, readout, arrays, schedule)
     if readout is not None:
         arrays["readout_idx"], arrays["readout_w"], arrays["readout_bias"] = readout_idx, readout_w, readout_b
-    report = quantize_plan(plan, beta_of, theta_of)
-    notes["quantization_report"] = report
+    # a streaming plan is floating_pt only (streaming.py): no fixed-point parameters
+    notes["quantization_report"] = fxp.QuantizationReport() if streaming else quantize_plan(plan, beta_of, theta_of)
     return plan, host_terms, notes
 
 
@@ -235,6 +269,9 @@ def _balance_delays(populations: dict[str, Population], synapses: list[Synapse],
     relays: dict[tuple[str, int], str] = {}
     for syn in list(synapses):
         gap = offset[syn.dst] - offset[syn.src] - 1
+        if gap > 0 and populations[syn.src].graded:
+            raise UnsupportedModuleError(f"the graded synapse '{syn.name}' arrives {gap} steps early: Lava's "
+                                         "streaming plan delay-balances spikes only")
         previous = syn.src
         for depth in range(1, gap + 1):
             key = (syn.src, depth)

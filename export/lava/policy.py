@@ -12,8 +12,9 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
-from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records
+from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records, stream_data
 from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer
+from spikingmind.export.lava_sidecar.plan import align_stream
 from spikingmind.export.reference import load_graph
 from spikingmind.metadata import read_policy_metadata
 from spikingmind.policy import Policy
@@ -28,6 +29,12 @@ class LavaPolicy(Policy):
     `meta`, `decode` come from the graph's spikingmind metadata (no env: None).
     `timings` holds one entry per call; `decision_stats()` summarises them. Use as a context
     manager or call close(); the sidecar's process group is killed on close, error, timeout.
+
+    A streaming bundle (`streaming`, floating_pt only) decides with begin(batch) /
+    step_outputs(tokens (B', n, F), rows) as `NIRPolicy` does: the carried trace stays in the
+    sidecar's Lava network, which runs the episodes side by side, one decision (its tokens
+    pipelined, one slot every T + 1 steps) per call, and is built anew by the first call after
+    begin(). Episodes run in lockstep: a row left out of a call has ended and cannot come back.
     """
 
     model_kind = "snn"
@@ -48,6 +55,12 @@ class LavaPolicy(Policy):
         self.meta, self.decode = metadata.raw, metadata.decode
         self.spec, self.layout, self.norm = metadata.spec, metadata.layout, metadata.norm
         self.plan = load_plan(self.bundle)
+        self.streaming = self.plan.streaming is not None
+        if self.streaming and fixed_point:
+            raise LavaError(f"{self.bundle}: a streaming Lava bundle runs in floating_pt only (its carried trace "
+                            "has no fixed_pt plan); drop --fixed-point")
+        self._batch, self._fresh = 0, True
+        self._started = self._ended = np.zeros(0, bool)
         self.encoder = HostEncoder(self.graph, bundle_host_terms(self.bundle))
         self.timeout = timeout
         self._plan_dir = Path(tempfile.mkdtemp(prefix="spikingmind-lava-plan-"))
@@ -63,6 +76,8 @@ class LavaPolicy(Policy):
 
     def outputs(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (B, L, D_in) or (L, D_in) -> decision-token outputs (B, n_out) or (n_out,)."""
+        if self.streaming:
+            raise LavaError(f"{self.bundle} streams: decide with begin() and step(), not on windows")
         tokens = np.asarray(tokens, dtype=np.float64)
         single = tokens.ndim == 2
         batch = tokens[None] if single else tokens
@@ -90,6 +105,65 @@ class LavaPolicy(Policy):
         self.timings.append({**timing, "host_s": t1 - t0, "wall_s": time.perf_counter() - t0, "decisions": n})
         outputs = self.decode.decision_outputs(out)
         return outputs[0] if single else outputs
+
+    def begin(self, batch: int) -> None:
+        """`batch` new episodes; the next step builds a fresh network for them."""
+        if not self.streaming:
+            raise LavaError(f"{self.bundle} is a windowed bundle: it does not stream")
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self._batch, self._fresh = int(batch), True
+        self._started, self._ended = np.zeros(batch, bool), np.zeros(batch, bool)
+
+    def step_outputs(self, tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The tokens (B', n, F) that arrived for episodes `rows` (B',): one decision in Lava, its
+        n tokens at the decision's last n positions; the Output of the state token's run,
+        decoded (B', n_out). An episode's first call may bring fewer tokens than a decision has
+        positions (return-to-go and state), every later one all of them."""
+        if not self.streaming or self._batch == 0:
+            raise LavaError(f"{self.bundle}: call begin(batch) before step()" if self.streaming
+                            else f"{self.bundle} is a windowed bundle: it does not stream")
+        stream = self.plan.streaming
+        tokens = np.asarray(tokens, dtype=np.float64)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if tokens.ndim != 3 or tokens.shape[0] != rows.size or tokens.shape[2] != self.token_features:
+            raise ValueError(f"tokens have shape {tokens.shape}; expected ({rows.size}, n, {self.token_features})")
+        n = tokens.shape[1]
+        if rows.size == 0 or np.unique(rows).size != rows.size or rows.min() < 0 or rows.max() >= self._batch:
+            raise ValueError(f"rows {rows.tolist()} must be distinct episodes of the {self._batch} begun")
+        if self._ended[rows].any():
+            raise LavaError(f"{self.bundle}: episodes {rows[self._ended[rows]].tolist()} were left out of an "
+                            "earlier step (ended); Lava runs the episodes of a begin() in lockstep")
+        started = self._started[rows]
+        if (started.any() and n != stream.positions) or not 1 <= n <= stream.positions:
+            raise ValueError(f"{n} new tokens: a Lava streaming decision takes {stream.positions} (an episode's "
+                             f"first at most {stream.positions})")
+        if started.any() != started.all():
+            raise ValueError("episodes at their first step and later ones cannot share one step")
+        left_out = np.setdiff1d(np.flatnonzero(self._started), rows)
+        self._ended[left_out] = True
+        self._started[rows] = True
+        full = np.zeros((self._batch, 1, stream.positions, self.token_features))
+        present = np.zeros((self._batch, 1, stream.positions), bool)
+        full[rows, 0, stream.positions - n:] = tokens
+        present[rows, 0, stream.positions - n:] = True
+        t0 = time.perf_counter()
+        data = stream_data(self.plan, self.encoder, full, present)
+        t1 = time.perf_counter()
+        try:
+            traces, timing = self._ensure_server().request(data, self.plan.decision_steps, record=[],
+                                                           batch=self._batch, fresh=self._fresh)
+        except LavaError:
+            self._server = None
+            raise
+        self._fresh = False
+        ro = self.plan.readout
+        raw = traces["readout"][rows] + self.plan.arrays["readout_bias"][None, :, None]  # (B', n_out, steps)
+        out = np.stack([align_stream(r, ro.offset(self.plan), self.plan, ro.shape)[0, stream.decision_position]
+                        for r in raw], axis=1)  # (T, B', n_out, 1)
+        self.timings.append({**timing, "host_s": t1 - t0, "wall_s": time.perf_counter() - t0,
+                             "decisions": int(rows.size)})
+        return self.decode.decision_outputs(out)
 
     def decision_stats(self) -> dict:
         """Lava time per decision over every call so far (the first call builds the network,

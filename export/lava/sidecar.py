@@ -63,15 +63,17 @@ def _sidecar_env() -> dict[str, str]:
 
 
 def run_sidecar(plan_dir: Path, mode: str, host_data: dict[str, np.ndarray], n_steps: int, *,
-                period: int | None = None, record: list[str] | None = None,
+                period: int | None = None, record: list[str] | None = None, batch: int = 1,
                 timeout: float = DEFAULT_TIMEOUT_S, python: Path | None = None) -> tuple[dict, dict]:
-    """One sidecar run in its own process group; returns (arrays, timing). LavaError on failure."""
+    """One sidecar run in its own process group; returns (arrays, timing). LavaError on failure.
+    `batch`: a streaming plan's episodes side by side (its host data is (batch, size, n_steps))."""
     python = python or lava_env.find_lava_python()
     with tempfile.TemporaryDirectory(prefix="spikingmind-lava-") as scratch:
         scratch = Path(scratch)
         np.savez(scratch / "host.npz", **host_data)
         job = {"plan_dir": str(plan_dir), "mode": mode, "host_data": str(scratch / "host.npz"),
-               "n_steps": int(n_steps), "period": period, "record": record, "out": str(scratch / "out.npz")}
+               "n_steps": int(n_steps), "period": period, "record": record, "batch": int(batch),
+               "out": str(scratch / "out.npz")}
         (scratch / "job.json").write_text(json.dumps(job))
         stderr_path = scratch / "stderr.txt"
         with open(stderr_path, "wb") as stderr:
@@ -112,7 +114,9 @@ class SidecarServer:
         self.jobs = 0
 
     def request(self, host_data: dict[str, np.ndarray], n_steps: int, *, period: int | None = None,
-                record: list[str] | None = None) -> tuple[dict, dict]:
+                record: list[str] | None = None, batch: int = 1, fresh: bool = False) -> tuple[dict, dict]:
+        """One job; a streaming plan's `batch` episodes side by side, `fresh`: new episodes (a new
+        network)."""
         if self.proc.poll() is not None:
             raise self._fail(f"Lava sidecar ({self.mode}) is not running (exit code {self.proc.returncode})")
         self.jobs += 1
@@ -120,7 +124,7 @@ class SidecarServer:
         out_path = self.scratch / f"out{self.jobs}.npz"
         np.savez(host_path, **host_data)
         job = {"host_data": str(host_path), "n_steps": int(n_steps), "period": period, "record": record,
-               "out": str(out_path)}
+               "batch": int(batch), "fresh": bool(fresh), "out": str(out_path)}
         try:
             self.proc.stdin.write((json.dumps(job) + "\n").encode())
             self.proc.stdin.flush()

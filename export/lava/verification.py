@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from spikingmind import fixed_point as fxp
+from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
-from spikingmind.export.lava.host import host_currents, host_data, lava_records
+from spikingmind.export.lava.host import (HostEncoder, decision_slots, host_currents, host_data, lava_records,
+                                          stream_data, stream_records)
 from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, run_sidecar
 from spikingmind.export.lava_sidecar.plan import emulate
 from spikingmind.export.reference import ReferenceSimulator, load_graph
@@ -93,6 +95,8 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
     bundle = Path(bundle)
     graph = load_graph(bundle / "model.nir")
     plan = load_plan(bundle)
+    if plan.streaming:
+        raise LavaError(f"{bundle} is a streaming bundle: verify it on episodes with verify_stream_bundle")
     host_terms = bundle_host_terms(bundle)
     inputs = np.asarray(decision_inputs, dtype=np.float64)
     n = inputs.shape[0]
@@ -164,3 +168,87 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
                          action_agreement("fixed", "reference"), out_err("float"), out_err("fixed"), timing,
                          report.to_json(), action_agreement("fixed", "float"), n)
 
+
+
+def verify_stream_bundle(bundle: str | Path, episodes: list[list[np.ndarray]], *,
+                         timeout: float = DEFAULT_TIMEOUT_S) -> LavaAgreement:
+    """A streaming bundle in Lava floating_pt against the reference simulator, step by step.
+
+    episodes: per episode its decisions' new tokens, (n, F) each, as a streaming policy sees
+    them (the first decision return-to-go and state, then action, return-to-go, state). The
+    reference runs them token by token from its carry; Lava runs every episode side by side in
+    one network and one run, one decision after another, its trace carried in Lava. Compared:
+    every spiking node's spikes, every carried trace (`{mix}.trace`, graded: values differing
+    by > 1e-9) and the Output, at every token; the actions of the state tokens. fixed_pt is not
+    run (a streaming plan has none). Raises LavaError when the sidecar fails.
+    """
+    from spikingmind.export.nir import NIRPolicy
+
+    bundle = Path(bundle)
+    graph = load_graph(bundle / "model.nir")
+    plan = load_plan(bundle)
+    if not plan.streaming:
+        raise LavaError(f"{bundle} is a windowed bundle: verify it with verify_bundle")
+    stream = plan.streaming
+    episodes = [[np.asarray(tokens, dtype=np.float64) for tokens in episode] for episode in episodes]
+    if not episodes or any(not episode for episode in episodes):
+        raise ValueError("verify_stream_bundle needs at least one decision in every episode")
+    n_decisions = max(len(episode) for episode in episodes)
+    features = episodes[0][0].shape[-1]
+    tokens = np.zeros((len(episodes), n_decisions, stream.positions, features))
+    present = np.zeros((len(episodes), n_decisions, stream.positions), bool)
+    reference = []  # per episode: per decision the records of its token runs and its outputs
+    policy = NIRPolicy(graph, record=True)
+    for row, episode in enumerate(episodes):
+        present[row, :len(episode)] = decision_slots([len(t) for t in episode], stream.positions)
+        policy.begin(1)
+        runs = []
+        for d, new in enumerate(episode):
+            tokens[row, d, stream.positions - len(new):] = new
+            outputs = policy.step_outputs(new[None], np.arange(1))
+            runs.append((policy.last_runs, outputs[0]))
+        reference.append(runs)
+    data = stream_data(plan, HostEncoder(graph, bundle_host_terms(bundle)), tokens, present)
+    n_steps = n_decisions * plan.decision_steps
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spikingmind-lava-plan-") as scratch:
+        plan.save(scratch)
+        traces, run_timing = run_sidecar(Path(scratch), "float", data, n_steps, batch=len(episodes), timeout=timeout)
+    decisions = sum(len(episode) for episode in episodes)
+    timing = {"float": {**run_timing, "wall_s": time.perf_counter() - t0, "decisions": decisions}}
+    lanes = {pop.name: pop for pop in plan.populations if pop.kind == "trace"}
+    traces_of = {name.rsplit("#", 1)[0] for name in lanes}
+    nodes = [p.name for p in plan.populations if p.record and p.kind != "trace"] + sorted(traces_of) + [
+        plan.readout.name]
+    ref_values: dict[str, list] = {name: [] for name in nodes}
+    lava_values: dict[str, list] = {name: [] for name in nodes}
+    decode = read_policy_metadata((graph.metadata or {}).get("spikingmind"), str(bundle / "model.nir"),
+                                  require_env=False, n_tokens=1).decode
+    ref_actions, lava_actions, out_err = [], [], 0.0
+    for row, episode in enumerate(episodes):
+        records = stream_records(plan, traces, row)
+        for d, new in enumerate(episode):
+            runs, ref_out = reference[row][d]
+            for i in range(len(new)):
+                position = stream.positions - len(new) + i
+                for name in nodes:
+                    got = records[f"{name}#{position}" if name in traces_of else name][d, position]
+                    ref_values[name].append(runs[i][name][:, 0])  # (T, *shape)
+                    lava_values[name].append(got)
+            state = records[plan.readout.name][d, stream.decision_position][:, None]  # (T, 1, n_out, 1)
+            lava_out = decode.decision_outputs(state)[0]
+            out_err = max(out_err, float(np.max(np.abs(lava_out - ref_out))))
+            ref_actions.append(decode_actions(ref_out[None], decode)[0])
+            lava_actions.append(decode_actions(lava_out[None], decode)[0])
+    rows = []
+    for name in nodes:
+        ref, got = np.stack(ref_values[name]), np.stack(lava_values[name])
+        graded = name in traces_of or name == plan.readout.name
+        differ = int(np.count_nonzero(np.abs(got - ref) > 1e-9)) if graded else int(np.count_nonzero(got != ref))
+        kind = "output" if name == plan.readout.name else ("trace" if name in traces_of
+                                                            else plan.population(name).kind)
+        rows.append(LayerAgreement(name, kind, int(ref.size), differ, -1, -1,
+                                   float(ref.mean()) if not graded else float("nan"), float("nan")))
+    agree = np.mean([np.allclose(a, b, atol=1e-9) for a, b in zip(lava_actions, ref_actions)])
+    return LavaAgreement(plan.readout.offset(plan), rows, float(agree), float("nan"), out_err, float("nan"),
+                         timing, [], float("nan"), decisions)

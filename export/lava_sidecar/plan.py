@@ -31,6 +31,26 @@ threshold 0.5), one step each, so all branches into a node are aligned. Decision
 happens at Lava step k*period + offset[n] + t: decisions are pipelined, one every `period`
 (= T) steps, and a population resets u = v = 0 (LIFReset) at its own first step of every
 decision, which also wipes whatever the bias integrated before the inputs arrived.
+
+Streaming plans (`Plan.streaming`, plan version 4; `spikingmind.export.lava.streaming` builds
+them and says why this design): one token per slot of `period` = T + 1 steps, the same
+offsets and relays as above. A decision is `Streaming.decision_steps` Lava steps; its token
+position j (action, return-to-go, state) has the slot from step j*period, so SNN step t of
+position j of decision k runs on population n at Lava step
+k*decision_steps + j*period + offset[n] + t, and the decision's steps last until the state
+token's Output is out, before the next decision's first token goes in: every sidecar call
+runs one whole decision. The step before each slot is a *reset step*: the host sends every
+LIF population a large current there (`Population.pulse_reset`), it fires and Lava's LIF
+resets it to 0, so each token's run starts from zero membranes without LIFReset, whose reset
+phase is one per process. That lets every spiking population share one Lava `LIF` process
+(`Population.process`, per-neuron dv/vth/bias) and every graded population one `S4d` process
+(a = 0: out = in), joined by one Sparse per pair of processes: a handful of processes however
+deep the graph, which is what a Lava step costs. Whatever a population does outside its
+tokens' steps (reset spikes, bias-driven spikes while idle) reaches each downstream
+population outside its tokens' steps too (every hop is one step), so it touches nothing real.
+The carried trace is `kind == "trace"` lanes, one per token position, each gated by a host
+current on its copy of kv_and (`Population.gate`) and fed back through graded relays; see
+the streaming module.
 """
 
 from __future__ import annotations
@@ -42,18 +62,30 @@ from pathlib import Path
 import numpy as np
 
 PLAN_VERSION = 3
+#: A streaming plan (its `streaming` section) is version 4: older readers must refuse it.
+STREAMING_PLAN_VERSION = 4
+PLAN_VERSIONS = (PLAN_VERSION, STREAMING_PLAN_VERSION)
+#: Host current of a streaming reset step (float units): far above any threshold plus input.
+RESET_PULSE = 2.0 ** 40
+#: Kinds of graded (real-valued, no dynamics) populations of a streaming plan.
+GRADED_KINDS = ("trace", "trace-relay")
 
 
 @dataclass
 class Population:
     name: str
-    kind: str                      # "lif" | "threshold" | "relay"
+    kind: str                      # "lif" | "threshold" | "relay"; streaming also "trace" | "trace-relay"
     shape: list[int]
     offset: int = 0
     stateless: bool = False
     record: bool = True
     host_input: bool = False       # takes a host-computed real current
     inputs: list[str] = field(default_factory=list)   # "host" or synapse names, edge order
+    # streaming plans only
+    process: str = ""              # the merged Lava process it belongs to ("" = one of its own)
+    pulse_reset: bool = False      # reset by the host's pulse at each slot's reset step
+    gate: int = -1                 # token position whose host gate current (1) it needs to fire
+    host_bias: bool = False        # its bias arrives as a host current (summed into u like the input)
     # floating point parameters (Lava float LIF: du=1, dv, vth, bias in float units)
     dv: float = 1.0
     vth: float = 0.5
@@ -66,6 +98,22 @@ class Population:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def graded(self) -> bool:
+        return self.kind in GRADED_KINDS
+
+
+@dataclass
+class Streaming:
+    """The schedule of a streaming plan: `positions` token positions per decision (action,
+    return-to-go, state; an episode's first decision fills the last two), one slot of
+    `Plan.period` steps each from the decision's first step, `decision_steps` Lava steps per
+    decision (its slots, then until the decision token's Output has left the network)."""
+
+    positions: int
+    decision_steps: int
+    decision_position: int         # the position whose Output run is the decision (the state token)
 
 
 @dataclass
@@ -96,6 +144,7 @@ class Plan:
     synapses: list[Synapse]
     readout: Readout | None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    streaming: Streaming | None = None
     # arrays: "bias/<pop>" float, "bias_mant/<pop>" int; per synapse "w_idx/<syn>" (2, nnz)
     #         rows/cols, "w/<syn>" float values, "w_mant/<syn>" int values, "w_group/<syn>"
     #         fixed-point synapse group of each value; "readout_idx", "readout_w",
@@ -133,6 +182,17 @@ class Plan:
         return out
 
     @property
+    def period(self) -> int:
+        """Lava steps between two tokens (windowed: decisions): T, or T + 1 with a streaming
+        plan's reset step."""
+        return self.time_steps + 1 if self.streaming else self.time_steps
+
+    @property
+    def decision_steps(self) -> int:
+        """A streaming plan: Lava steps per decision (one sidecar call per decision)."""
+        return self.streaming.decision_steps
+
+    @property
     def latency(self) -> int:
         """Lava steps from the first input to the first step of the last recorded node."""
         offsets = [p.offset for p in self.populations if p.record]
@@ -149,7 +209,7 @@ class Plan:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         meta = {
-            "plan_version": PLAN_VERSION,
+            "plan_version": STREAMING_PLAN_VERSION if self.streaming else PLAN_VERSION,
             "time_steps": self.time_steps,
             "dt": self.dt,
             "latency": self.latency,
@@ -157,6 +217,8 @@ class Plan:
             "synapses": [asdict(s) for s in self.synapses],
             "readout": asdict(self.readout) if self.readout else None,
         }
+        if self.streaming:
+            meta["streaming"] = asdict(self.streaming)
         (folder / "lava_plan.json").write_text(json.dumps(meta, indent=2) + "\n")
         np.savez(folder / "lava_plan.npz", **self.arrays)
 
@@ -164,10 +226,15 @@ class Plan:
     def load(cls, folder: str | Path) -> "Plan":
         folder = Path(folder)
         meta = json.loads((folder / "lava_plan.json").read_text())
-        if meta.get("plan_version") != PLAN_VERSION:
-            raise ValueError(f"{folder}: plan version {meta.get('plan_version')} != {PLAN_VERSION}")
+        if meta.get("plan_version") not in PLAN_VERSIONS:
+            raise ValueError(f"{folder}: plan version {meta.get('plan_version')} not in {PLAN_VERSIONS}")
         with np.load(folder / "lava_plan.npz", allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+        return cls.from_json(meta, arrays)
+
+    @classmethod
+    def from_json(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "Plan":
+        """A plan from its `lava_plan.json` contents and its arrays."""
         return cls(
             time_steps=int(meta["time_steps"]),
             dt=float(meta["dt"]),
@@ -175,6 +242,7 @@ class Plan:
             synapses=[Synapse(**s) for s in meta["synapses"]],
             readout=Readout(**meta["readout"]) if meta["readout"] else None,
             arrays=arrays,
+            streaming=Streaming(**meta["streaming"]) if meta.get("streaming") else None,
         )
 
 
@@ -210,6 +278,72 @@ def align_records(raw: np.ndarray, offset: int, n_decisions: int, time_steps: in
     return raw[:, index].transpose(1, 2, 0).reshape(time_steps, n_decisions, *shape)
 
 
+# ---- streaming plans: schedule, layout, records ---------------------------------------------
+
+
+def stream_host_data(plan: Plan, currents: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.ndarray]:
+    """One episode's host data for a streaming plan, decisions one after another:
+    {population: (size, n_steps)}, n_steps = n_decisions * plan.decision_steps.
+
+    currents[pop]: (n_decisions, positions, size) the host current of each token of a host-fed
+    population (zeros where no token); present: (n_decisions, positions) bool, the positions
+    that hold a token. Besides the tokens' currents (constant over their T steps, at the
+    population's offset) the data holds every LIF's reset pulse, the
+    gate current of a kv_and lane copy (1 over the T steps of its position's token) and a
+    host-fed bias (every step). The LIFs' pulse is at the step before every position's slot.
+    """
+    steps = plan.time_steps
+    present = np.asarray(present, bool)
+    n_decisions = present.shape[0]
+    n_steps = n_decisions * plan.decision_steps
+    slot_start = stream_slot_starts(plan, n_decisions)  # (n_decisions, positions), at offset 0
+    out = {}
+    for pop in plan.populations:
+        if "host" not in pop.inputs:
+            continue
+        data = np.zeros((pop.size, n_steps))
+        if pop.host_input:
+            values = np.asarray(currents[pop.name], np.float64)[present]   # (tokens, size)
+            for start, value in zip(slot_start[present] + pop.offset, values):
+                data[:, start:start + steps] = value[:, None]
+        if pop.gate >= 0:
+            for start in slot_start[:, pop.gate][present[:, pop.gate]] + pop.offset:
+                data[:, start:start + steps] += 1.0
+        if pop.host_bias:
+            data += plan.arrays[f"host_bias/{pop.name}"][:, None]
+        if pop.pulse_reset:  # the step before each position's slot, in every decision
+            before = (slot_start[0] + pop.offset - 1) % plan.decision_steps
+            data[:, np.isin(np.arange(n_steps) % plan.decision_steps, before)] += RESET_PULSE
+        out[pop.name] = data
+    return out
+
+
+def stream_slot_starts(plan: Plan, n_decisions: int) -> np.ndarray:
+    """(n_decisions, positions): the Lava step at which each token position's slot starts
+    (population offset 0): decision k's position j at k * decision_steps + j * period."""
+    return (np.arange(n_decisions)[:, None] * plan.decision_steps
+            + np.arange(plan.streaming.positions)[None, :] * plan.period)
+
+
+def align_stream(raw: np.ndarray, offset: int, plan: Plan, shape) -> np.ndarray:
+    """(size, n_steps) Lava trace of a streaming run -> (n_decisions, positions, T, *shape):
+    the T steps of every token position of every decision."""
+    n_decisions = raw.shape[1] // plan.decision_steps
+    index = stream_slot_starts(plan, n_decisions)[:, :, None] + offset + np.arange(plan.time_steps)[None, None, :]
+    return np.moveaxis(raw[:, index], 0, -1).reshape(n_decisions, plan.streaming.positions, plan.time_steps, *shape)
+
+
+def process_layout(plan: Plan) -> dict[str, list[tuple[str, int, int]]]:
+    """A streaming plan's merged processes: {process: [(population, start, size)]} in plan
+    order, each process's neurons of one episode (row) side by side."""
+    layout: dict[str, list[tuple[str, int, int]]] = {}
+    for pop in plan.populations:
+        members = layout.setdefault(pop.process, [])
+        start = members[-1][1] + members[-1][2] if members else 0
+        members.append((pop.name, start, pop.size))
+    return layout
+
+
 class SparseWeights:
     """A COO weight matrix (rows, cols, values) applied to binary spikes, NumPy only."""
 
@@ -222,6 +356,11 @@ class SparseWeights:
         hit = np.asarray(spikes, bool)[self.cols]
         total = np.bincount(self.rows[hit], weights=self.values[hit], minlength=self.shape[0])
         return np.rint(total).astype(np.int64) if np.issubdtype(self.values.dtype, np.integer) else total
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """sum_j w_ij x_j for real-valued x (float64), (n_rows,)."""
+        return np.bincount(self.rows, weights=self.values * np.asarray(values, np.float64)[self.cols],
+                           minlength=self.shape[0])
 
     def to_dense(self) -> np.ndarray:
         dense = np.zeros(self.shape, dtype=self.values.dtype)
@@ -241,12 +380,15 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
     """
     from spikingmind import fixed_point as fxp
 
-    period = period or plan.time_steps
+    if fixed and plan.streaming:
+        raise ValueError("a streaming plan has no fixed-point emulation (its graded trace is floating_pt only)")
+    period = period or plan.period
     pops = plan.populations
     dtype = np.int32 if fixed else np.float64
     u = {p.name: np.zeros(p.size, dtype) for p in pops}
     v = {p.name: np.zeros(p.size, dtype) for p in pops}
-    spikes = {p.name: np.zeros(p.size, bool) for p in pops}
+    spikes = {p.name: np.zeros(p.size, np.float64 if p.graded else bool) for p in pops}
+    graded = {p.name: p.graded for p in pops}
     weights, biases = {}, {}
 
     def matrices(key, weight_exps, shape):
@@ -270,10 +412,10 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
         traces["readout"] = np.zeros((plan.readout_shape()[0], n_steps), np.int64 if fixed else dtype)
     states = {p.name: fxp.FixedLifState(u[p.name], v[p.name]) for p in pops} if fixed else None
 
-    def dense(groups, s):
+    def dense(groups, s, graded=False):
         """Every group's Sparse output (its own shift), summed as the receiving InPort does."""
         if not fixed:
-            return groups[0][0].accumulate(s)
+            return groups[0][0].apply(s) if graded else groups[0][0].accumulate(s)
         total = 0
         for w, exp in groups:
             total = total + fxp.shift_accumulated(w.accumulate(s), exp)
@@ -283,7 +425,7 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
         time_step = g + 1  # Lava counts from 1
         # a synapse delivers at step g the weighted spikes its source sent at step g-1
         prev = spikes
-        delivered = {syn.name: dense(weights[syn.name], prev[syn.src]) for syn in plan.synapses}
+        delivered = {syn.name: dense(weights[syn.name], prev[syn.src], graded[syn.src]) for syn in plan.synapses}
         if readout is not None:
             traces["readout"][:, g] = dense(readout_w, prev[readout.src])
         new_spikes = {}
@@ -291,8 +433,12 @@ def emulate(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, *, fixed
             act = np.zeros(p.size, dtype)
             for item in p.inputs:
                 act = act + (host_data[p.name][:, g] if item == "host" else delivered[item])
+            if p.graded:  # Lava's S4d with a = 0, b = 1, c = 1/2: it sends its input on
+                new_spikes[p.name] = act
+                traces[p.name][:, g] = act
+                continue
             interval, reset_offset = (1, 0) if p.stateless else (period, (p.offset + 1) % period)
-            if time_step % interval == reset_offset:
+            if not p.pulse_reset and time_step % interval == reset_offset:
                 u[p.name][:] = 0
                 v[p.name][:] = 0
             if fixed:

@@ -11,6 +11,11 @@ JSON and npz files (never pickle):
                                        reply per stdout line; the network is reused
 
 mode is "float" (Lava floating_pt models) or "fixed" (Loihi bit-accurate fixed_pt models).
+A streaming plan (`Plan.streaming`, floating_pt only) is built by `build_stream_network`:
+its merged processes for `batch` episodes side by side; a job's host data is then
+{population: (batch, size, n_steps)}, its records {"pop/<name>": (batch, size, n_steps),
+"readout": (batch, n_out, n_steps)}, and a served job with "fresh": true starts new episodes
+on a freshly built network.
 
 Test hooks: SPIKINGMIND_LAVA_SIDECAR_SLEEP=<seconds> sleeps before running (a hang).
 """
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikingmind.export.lava_sidecar.plan import Plan
+from spikingmind.export.lava_sidecar.plan import Plan, process_layout
 
 
 def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_steps: int,
@@ -109,6 +114,113 @@ def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_ste
     return anchor, sources, sinks, readout_sink
 
 
+def build_stream_network(plan: Plan, host_data: dict[str, np.ndarray], n_steps: int, batch: int,
+                         record: list[str] | None, sink_dir: str):
+    """A streaming plan's Lava network for `batch` episodes (rows) side by side: one LIF process
+    for every spiking population (per-neuron dv, vth, bias), one S4d (a = 0: it sends its input)
+    for every graded one, one Sparse per pair of processes (block-diagonal over rows), one
+    NpySource of host currents into the LIF process, the readout Sparse into an NpySink.
+    Returns (any process, sources, sinks, readout_sink) like `build_network`; a recorded
+    process has one NpySink, split per population by `_read_stream_sinks`."""
+    from spikingmind.export.lava_sidecar.npy_sink import NpySink, NpySource
+    from lava.proc.lif.process import LIF
+    from lava.proc.s4d.process import S4d
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import coo_matrix, csr_matrix, eye, kron
+
+    layout = process_layout(plan)
+    unknown = set(layout) - {"spiking", "trace"}
+    if unknown:
+        raise ValueError(f"streaming plan names unknown processes {sorted(unknown)}")
+    where = {name: (proc, start) for proc, members in layout.items() for name, start, _ in members}
+    width = {proc: members[-1][1] + members[-1][2] for proc, members in layout.items()}
+
+    def per_neuron(proc, value):
+        out = np.zeros(width[proc])
+        for name, start, size in layout[proc]:
+            out[start:start + size] = value(plan.population(name))
+        return np.tile(out, batch)
+
+    lif = LIF(shape=(batch * width["spiking"],), du=1.0, dv=per_neuron("spiking", lambda p: p.dv),
+              vth=per_neuron("spiking", lambda p: p.vth), bias_exp=0, name="spiking",
+              bias_mant=np.tile(np.concatenate([plan.arrays[f"bias/{name}"] for name, _, _ in layout["spiking"]]),
+                                batch))
+    processes = {"spiking": lif}
+    if "trace" in layout:
+        size = batch * width["trace"]
+        processes["trace"] = S4d(shape=(size,), a=np.zeros(size), b=np.ones(size), c=np.full(size, 0.5),
+                                 s4_state=np.zeros(size))
+    blocks: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for syn in plan.synapses:
+        (src_proc, src_start), (dst_proc, dst_start) = where[syn.src], where[syn.dst]
+        index = plan.arrays[f"w_idx/{syn.name}"]
+        blocks.setdefault((src_proc, dst_proc), []).append(
+            (index[0] + dst_start, index[1] + src_start, plan.arrays[f"w/{syn.name}"].astype(np.float64)))
+
+    def rowwise(parts, shape):
+        rows, cols, values = (np.concatenate(x) for x in zip(*parts))
+        one = coo_matrix((values, (rows, cols)), shape=shape).tocsr()
+        if one.nnz != len(values):
+            raise ValueError("two synapses of a streaming plan share a neuron pair")
+        return csr_matrix(kron(eye(batch), one, format="csr"))
+
+    # inputs are connected in this order; every neuron's inputs but kv_lif's (host bias + a
+    # graded mix, summed exactly in any order) are spikes with dyadic-exact or rounded sums
+    path = os.path.join(sink_dir, "source-0.npy")
+    source_data = _stream_source(plan, layout["spiking"], host_data, n_steps, batch, width["spiking"])
+    np.save(path, source_data)
+    source = NpySource(shape=(batch * width["spiking"],), buffer=n_steps, path=path, dtype="float64")
+    source.s_out.connect(lif.a_in)
+    for (src_proc, dst_proc), parts in blocks.items():
+        # num_message_bits > 0: Sparse computes weights.dot(s) (graded values, or 0/1 spikes)
+        synapse = Sparse(weights=rowwise(parts, (width[dst_proc], width[src_proc])), num_message_bits=24,
+                         name=f"{src_proc}->{dst_proc}")
+        processes[src_proc].s_out.connect(synapse.s_in)
+        synapse.a_out.connect(processes[dst_proc].a_in)
+    sinks = {}
+    for proc, members in layout.items():
+        if any(plan.population(name).record and (record is None or name in record) for name, _, _ in members):
+            sinks[proc] = NpySink(shape=(batch * width[proc],), buffer=n_steps, dtype="float64",
+                                  path=os.path.join(sink_dir, f"process-{proc}.npy"))
+            processes[proc].s_out.connect(sinks[proc].a_in)
+    ro = plan.readout
+    _, ro_start = where[ro.src]
+    n_out = int(np.prod(ro.shape))
+    index = plan.arrays["readout_idx"]
+    readout = Sparse(weights=rowwise([(index[0], index[1] + ro_start, plan.arrays["readout_w"])],
+                                     (n_out, width["spiking"])), num_message_bits=24, name="readout")
+    lif.s_out.connect(readout.s_in)
+    readout_sink = NpySink(shape=(batch * n_out,), buffer=n_steps, dtype="float64",
+                           path=os.path.join(sink_dir, "readout.npy"))
+    readout.a_out.connect(readout_sink.a_in)
+    return lif, {"spiking": source}, sinks, readout_sink
+
+
+def _stream_source(plan: Plan, members, host_data: dict[str, np.ndarray], n_steps: int, batch: int,
+                   width: int) -> np.ndarray:
+    """The LIF process's host currents (batch * width, n_steps) from {pop: (batch, size, n_steps)}."""
+    data = np.zeros((batch, width, n_steps))
+    for name, start, size in members:
+        if name in host_data:
+            data[:, start:start + size] = host_data[name]
+    return data.reshape(batch * width, n_steps)
+
+
+def _read_stream_sinks(plan: Plan, sinks: dict, readout_sink, batch: int) -> dict:
+    """Sink files -> {"pop/<name>": (batch, size, n_steps), "readout": (batch, n_out, n_steps)}."""
+    out = {}
+    layout = process_layout(plan)
+    for proc, sink in sinks.items():
+        raw = np.load(sink.proc_params["path"])
+        raw = raw.reshape(batch, -1, raw.shape[-1])
+        for name, start, size in layout[proc]:
+            if plan.population(name).record:
+                out[f"pop/{name}"] = raw[:, start:start + size]
+    raw = np.load(readout_sink.proc_params["path"])
+    out["readout"] = raw.reshape(batch, -1, raw.shape[-1])
+    return out
+
+
 def run_config(mode: str):
     from lava.magma.core.run_configs import Loihi2SimCfg
 
@@ -122,20 +234,27 @@ def run_job(job: dict) -> dict:
     plan = Plan.load(job["plan_dir"])
     mode = job["mode"]
     n_steps = int(job["n_steps"])
-    period = int(job.get("period") or plan.time_steps)
+    period = int(job.get("period") or plan.period)
+    batch = int(job.get("batch") or 1)
+    _check_mode(plan, mode)
     with np.load(job["host_data"], allow_pickle=False) as data:
         host_data = {key: data[key] for key in data.files}
     t0 = time.perf_counter()
     sink_dir = tempfile.mkdtemp(prefix="sinks-", dir=os.getcwd())
-    anchor, _, sinks, readout_sink = build_network(plan, mode, host_data, n_steps, period, job.get("record"),
-                                                   sink_dir)
+    if plan.streaming:
+        anchor, _, sinks, readout_sink = build_stream_network(plan, host_data, n_steps, batch, job.get("record"),
+                                                              sink_dir)
+    else:
+        anchor, _, sinks, readout_sink = build_network(plan, mode, host_data, n_steps, period, job.get("record"),
+                                                       sink_dir)
     t1 = time.perf_counter()
     # no try/finally around run(): after a failure inside a process model stop() blocks
     # forever; main() leaves at once with os._exit instead
     anchor.run(condition=RunSteps(num_steps=n_steps), run_cfg=run_config(mode))
     t2 = time.perf_counter()
     try:
-        out = _read_sinks(sinks, readout_sink)
+        out = (_read_stream_sinks(plan, sinks, readout_sink, batch) if plan.streaming
+               else _read_sinks(sinks, readout_sink))
     finally:
         anchor.stop()
     t3 = time.perf_counter()
@@ -160,11 +279,17 @@ def _write_npz(path: str, arrays: dict) -> None:
 class _Network:
     """A built Lava network kept between jobs of the same length (see `serve`)."""
 
-    def __init__(self, plan: Plan, mode: str, host_data: dict, n_steps: int, period: int, record):
-        self.key = (n_steps, period, None if record is None else tuple(record))
-        self.plan, self.mode, self.n_steps = plan, mode, n_steps
-        self.anchor, self.sources, self.sinks, self.readout_sink = build_network(
-            plan, mode, host_data, n_steps, period, record, tempfile.mkdtemp(prefix="sinks-", dir=os.getcwd()))
+    def __init__(self, plan: Plan, mode: str, host_data: dict, n_steps: int, period: int, record,
+                 batch: int = 1):
+        self.key = (n_steps, period, None if record is None else tuple(record), batch)
+        self.plan, self.mode, self.n_steps, self.batch = plan, mode, n_steps, batch
+        sink_dir = tempfile.mkdtemp(prefix="sinks-", dir=os.getcwd())
+        if plan.streaming:
+            self.anchor, self.sources, self.sinks, self.readout_sink = build_stream_network(
+                plan, host_data, n_steps, batch, record, sink_dir)
+        else:
+            self.anchor, self.sources, self.sinks, self.readout_sink = build_network(
+                plan, mode, host_data, n_steps, period, record, sink_dir)
         self.fresh = True
 
     def run(self, host_data: dict) -> dict:
@@ -174,12 +299,20 @@ class _Network:
             fixed = self.mode == "fixed"
             for name, source in self.sources.items():  # NpySource re-reads its file
                 tmp = source.proc_params["path"] + ".tmp.npy"
-                np.save(tmp, host_data[name].astype(np.int32 if fixed else np.float64))
+                if self.plan.streaming:
+                    members = process_layout(self.plan)[name]
+                    data = _stream_source(self.plan, members, host_data, self.n_steps, self.batch,
+                                          members[-1][1] + members[-1][2])
+                else:
+                    data = host_data[name].astype(np.int32 if fixed else np.float64)
+                np.save(tmp, data)
                 os.replace(tmp, source.proc_params["path"])
         self.fresh = False
         # every job runs exactly n_steps = the ring buffers' length, a multiple of the
         # period: sources, sinks and LIF resets see the same phase in every job
         self.anchor.run(condition=RunSteps(num_steps=self.n_steps), run_cfg=run_config(self.mode))
+        if self.plan.streaming:
+            return _read_stream_sinks(self.plan, self.sinks, self.readout_sink, self.batch)
         return _read_sinks(self.sinks, self.readout_sink)
 
     def stop(self) -> None:
@@ -198,6 +331,7 @@ def serve(plan_dir: str, mode: str) -> None:
     reply_stream = sys.stdout
     sys.stdout = sys.stderr  # Lava's own prints must not corrupt the reply channel
     plan = Plan.load(plan_dir)
+    _check_mode(plan, mode)
     network = None
     for line in sys.stdin:
         line = line.strip()
@@ -209,14 +343,16 @@ def serve(plan_dir: str, mode: str) -> None:
             with np.load(request["host_data"], allow_pickle=False) as data:
                 host_data = {key: data[key] for key in data.files}
             n_steps = int(request["n_steps"])
-            period = int(request.get("period") or plan.time_steps)
+            period = int(request.get("period") or plan.period)
             record = request.get("record")
-            key = (n_steps, period, None if record is None else tuple(record))
+            batch = int(request.get("batch") or 1)
+            key = (n_steps, period, None if record is None else tuple(record), batch)
             built = False
-            if network is None or network.key != key:
+            # a streaming job with "fresh" starts new episodes: only a new network holds no trace
+            if network is None or network.key != key or request.get("fresh"):
                 if network is not None:
                     network.stop()
-                network = _Network(plan, mode, host_data, n_steps, period, record)
+                network = _Network(plan, mode, host_data, n_steps, period, record, batch)
                 built = True
             t1 = time.perf_counter()
             out = network.run(host_data)
@@ -235,6 +371,11 @@ def serve(plan_dir: str, mode: str) -> None:
         reply_stream.flush()
     if network is not None:
         network.stop()
+
+
+def _check_mode(plan: Plan, mode: str) -> None:
+    if plan.streaming and mode != "float":
+        raise ValueError("a streaming Lava plan runs in floating_pt only (its graded trace has no fixed_pt plan)")
 
 
 def main(argv: list[str] | None = None) -> int:

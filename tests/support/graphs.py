@@ -112,3 +112,46 @@ def decision_inputs(graph: nir.NIRGraph, n: int, seed: int = 1, dyadic: bool = T
     shape = tuple(int(x) for x in np.asarray(graph.nodes["input"].input_type["input"]).reshape(-1))
     values = np.random.default_rng(seed).normal(0, 1.0, (n, *shape))
     return np.round(values * 16) / 16 if dyadic else values
+
+
+def dyadic_stream_graph(seed=0, width=8, blocks=2, time_steps=3, features=7) -> nir.NIRGraph:
+    """A random streaming spiking DT (model.history "stream") exported to NIR, every Conv1d
+    weight and bias then rounded to a multiple of 2**-6 and every mix decay drawn from
+    {0.5, 0.75, 0.875}: with dyadic tokens every sum Lava orders otherwise is exact, and the
+    carried trace (g * trace + kv, the same two operations on both sides) is bit for bit."""
+    import torch
+
+    from spikingmind.export.nir import model_to_graph
+    from spikingmind.model import DecisionTransformer, ModelConfig
+    from tests.support.checkpoints import randomise_batch_norms
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(kind="snn", width=width, n_blocks=blocks, context_length=4, time_steps=time_steps,
+                      history="stream")
+    model = DecisionTransformer(cfg, features, 2).double()
+    randomise_batch_norms(model, torch.Generator().manual_seed(seed))
+    exported = model_to_graph(model.eval(), {"action_kind": "discrete", "streaming": {"tokens": "one per run"},
+                                             "decode": {"token_index": 0}, "time_steps": time_steps})
+    rng = np.random.default_rng(seed)
+    traces = {a for a, b in exported.edges if isinstance(exported.nodes[b], nir.Delay)}
+    nodes = {}
+    for name, node in exported.nodes.items():
+        if isinstance(node, nir.Conv1d) and name not in traces:
+            node = nir.Conv1d(input_shape=node.input_shape, weight=np.round(np.asarray(node.weight) * 64) / 64,
+                              stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups,
+                              bias=np.round(np.asarray(node.bias) * 64) / 64)
+        elif isinstance(node, nir.Scale):
+            decay = rng.choice([0.5, 0.75, 0.875], np.shape(node.scale)[0])[:, None]
+            node = nir.Scale(scale=np.broadcast_to(decay, np.shape(node.scale)).copy())
+        nodes[name] = node
+    return nir.NIRGraph(nodes=nodes, edges=list(exported.edges), metadata=exported.metadata, type_check=False)
+
+
+def stream_episode(steps: int, features: int = 7, seed: int = 1) -> list[np.ndarray]:
+    """One episode's decisions as a streaming policy gets them: (return-to-go, state), then
+    (action, return-to-go, state) per step; dyadic tokens (multiples of 2**-4), the last
+    feature the timestep t / 512."""
+    tokens = np.round(np.random.default_rng(seed).normal(0, 1.5, (3 * steps, features)) * 16) / 16
+    tokens[:, -1] = np.arange(3 * steps) // 3 / 512
+    tokens = tokens[:-1]
+    return [tokens[:2]] + [tokens[i:i + 3] for i in range(2, len(tokens), 3)]
