@@ -9,8 +9,8 @@ from spikingmind import fixed_point as fxp
 from spikingmind import units
 from spikingmind.errors import ExportError
 from spikingmind.export.lava.plan import HostTerm
-from spikingmind.export.lava_sidecar.plan import (Plan, align_records, align_stream, schedule_host_currents,
-                                                  stream_host_data)
+from spikingmind.export.lava_sidecar.plan import (Plan, align_records, align_stream, expand_stream_inputs,
+                                                  schedule_host_currents)
 from spikingmind.export.reference import ReferenceSimulator
 from spikingmind.graph import conv_geometry
 
@@ -81,25 +81,29 @@ def lava_records(plan: Plan, traces: dict[str, np.ndarray], n: int, fixed: bool)
     return out
 
 
-def stream_data(plan: Plan, encoder: HostEncoder, tokens: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
-    """A streaming plan's host data for B episodes side by side, {pop: (B, size, n_steps)}.
+def stream_inputs(plan: Plan, encoder: HostEncoder, tokens: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+    """A streaming job's compact inputs for B episodes side by side: "present" and, per host-fed
+    population, "current/<pop>" (B, n_decisions, positions, size), the encoder's current of each
+    token (`expand_stream_inputs` turns them into the host data of every step).
 
     tokens: (B, n_decisions, positions, F), read where `present` (B, n_decisions, positions)
     holds; the encoder runs once over every present token."""
     tokens = np.asarray(tokens, dtype=np.float64)
     present = np.asarray(present, bool)
     values = encoder.currents(np.ascontiguousarray(tokens[present][:, :, None])) if present.any() else {}
-    rows = []
-    for row in range(tokens.shape[0]):
-        currents = {}
-        for pop in plan.populations:
-            if pop.host_input:
-                current = np.zeros((*present.shape[1:], pop.size))
-                if pop.name in values:
-                    current[present[row]] = values[pop.name][present[:row].sum():present[:row + 1].sum()]
-                currents[pop.name] = current
-        rows.append(stream_host_data(plan, currents, present[row]))
-    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+    out = {"present": present}
+    for pop in plan.populations:
+        if pop.host_input:
+            current = np.zeros((*present.shape, pop.size))
+            if pop.name in values:
+                current[present] = values[pop.name]
+            out[f"current/{pop.name}"] = current
+    return out
+
+
+def stream_data(plan: Plan, encoder: HostEncoder, tokens: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+    """The host data {pop: (B, size, n_steps)} of `stream_inputs` (what the sidecar feeds Lava)."""
+    return expand_stream_inputs(plan, stream_inputs(plan, encoder, tokens, present))
 
 
 def decision_slots(tokens_per_decision: list[int], positions: int) -> np.ndarray:

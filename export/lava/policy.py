@@ -12,7 +12,7 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
-from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records, stream_data
+from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records, stream_inputs
 from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer
 from spikingmind.export.lava_sidecar.plan import align_stream
 from spikingmind.export.reference import load_graph
@@ -148,7 +148,7 @@ class LavaPolicy(Policy):
         full[rows, 0, stream.positions - n:] = tokens
         present[rows, 0, stream.positions - n:] = True
         t0 = time.perf_counter()
-        data = stream_data(self.plan, self.encoder, full, present)
+        data = stream_inputs(self.plan, self.encoder, full, present)
         t1 = time.perf_counter()
         try:
             traces, timing = self._ensure_server().request(data, self.plan.decision_steps, record=[],

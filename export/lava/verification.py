@@ -15,7 +15,7 @@ from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
 from spikingmind.export.lava.host import (HostEncoder, decision_slots, host_currents, host_data, lava_records,
-                                          stream_data, stream_records)
+                                          stream_inputs, stream_records)
 from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, run_sidecar
 from spikingmind.export.lava_sidecar.plan import emulate
 from spikingmind.export.reference import ReferenceSimulator, load_graph
@@ -208,7 +208,7 @@ def verify_stream_bundle(bundle: str | Path, episodes: list[list[np.ndarray]], *
             outputs = policy.step_outputs(new[None], np.arange(1))
             runs.append((policy.last_runs, outputs[0]))
         reference.append(runs)
-    data = stream_data(plan, HostEncoder(graph, bundle_host_terms(bundle)), tokens, present)
+    data = stream_inputs(plan, HostEncoder(graph, bundle_host_terms(bundle)), tokens, present)
     n_steps = n_decisions * plan.decision_steps
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spikingmind-lava-plan-") as scratch:

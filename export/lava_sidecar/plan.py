@@ -318,6 +318,19 @@ def stream_host_data(plan: Plan, currents: dict[str, np.ndarray], present: np.nd
     return out
 
 
+def expand_stream_inputs(plan: Plan, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A streaming job's compact inputs -> host data {population: (B, size, n_steps)}.
+
+    inputs: "present" (B, n_decisions, positions) bool and, per host-fed population,
+    "current/<pop>" (B, n_decisions, positions, size); what the host sends (the schedule of
+    pulses, gates and biases is the plan's, expanded here by `stream_host_data`)."""
+    present = np.asarray(inputs["present"], bool)
+    rows = [stream_host_data(plan, {name[len("current/"):]: value[row] for name, value in inputs.items()
+                                    if name.startswith("current/")}, present[row])
+            for row in range(present.shape[0])]
+    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+
 def stream_slot_starts(plan: Plan, n_decisions: int) -> np.ndarray:
     """(n_decisions, positions): the Lava step at which each token position's slot starts
     (population offset 0): decision k's position j at k * decision_steps + j * period."""

@@ -12,8 +12,8 @@ JSON and npz files (never pickle):
 
 mode is "float" (Lava floating_pt models) or "fixed" (Loihi bit-accurate fixed_pt models).
 A streaming plan (`Plan.streaming`, floating_pt only) is built by `build_stream_network`:
-its merged processes for `batch` episodes side by side; a job's host data is then
-{population: (batch, size, n_steps)}, its records {"pop/<name>": (batch, size, n_steps),
+its merged processes for `batch` episodes side by side; a job's host data is then its
+compact token currents (`expand_stream_inputs`), its records {"pop/<name>": (batch, size, n_steps),
 "readout": (batch, n_out, n_steps)}, and a served job with "fresh": true starts new episodes
 on a freshly built network.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikingmind.export.lava_sidecar.plan import Plan, process_layout
+from spikingmind.export.lava_sidecar.plan import Plan, expand_stream_inputs, process_layout
 
 
 def build_network(plan: Plan, mode: str, host_data: dict[str, np.ndarray], n_steps: int,
@@ -237,8 +237,7 @@ def run_job(job: dict) -> dict:
     period = int(job.get("period") or plan.period)
     batch = int(job.get("batch") or 1)
     _check_mode(plan, mode)
-    with np.load(job["host_data"], allow_pickle=False) as data:
-        host_data = {key: data[key] for key in data.files}
+    host_data = _load_host_data(plan, job["host_data"])
     t0 = time.perf_counter()
     sink_dir = tempfile.mkdtemp(prefix="sinks-", dir=os.getcwd())
     if plan.streaming:
@@ -340,8 +339,7 @@ def serve(plan_dir: str, mode: str) -> None:
         request = json.loads(line)
         try:
             t0 = time.perf_counter()
-            with np.load(request["host_data"], allow_pickle=False) as data:
-                host_data = {key: data[key] for key in data.files}
+            host_data = _load_host_data(plan, request["host_data"])
             n_steps = int(request["n_steps"])
             period = int(request.get("period") or plan.period)
             record = request.get("record")
@@ -371,6 +369,12 @@ def serve(plan_dir: str, mode: str) -> None:
         reply_stream.flush()
     if network is not None:
         network.stop()
+
+
+def _load_host_data(plan: Plan, path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        host_data = {key: data[key] for key in data.files}
+    return expand_stream_inputs(plan, host_data) if plan.streaming else host_data
 
 
 def _check_mode(plan: Plan, mode: str) -> None:
