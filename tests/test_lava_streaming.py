@@ -108,14 +108,14 @@ def test_lava_policy_streams_like_the_reference_policy(lava_python, graph, bundl
     reference = NIRPolicy(graph)
     with lava.LavaPolicy(bundle, timeout=300) as policy:
         assert policy.streaming
-        for batch in (2, 1):  # a second begin() starts over on a fresh network
+        for batch in (2, 2, 1):  # every begin() starts over on a fresh network, the same batch too
             policy.begin(batch)
             reference.begin(batch)
             rows = np.arange(batch)
             for d in range(len(episodes[0])):
                 new = np.stack([episode[d] for episode in episodes[:batch]])
                 np.testing.assert_array_equal(policy.step_outputs(new, rows), reference.step_outputs(new, rows))
-        assert [t["rebuilt"] for t in policy.timings].count(True) == 2
+        assert [t["rebuilt"] for t in policy.timings].count(True) == 3
         policy.begin(2)
         policy.step(episodes[0][0][None].repeat(2, 0), np.arange(2))
         policy.step(episodes[0][1][None].repeat(1, 0), np.array([0]))  # episode 1 ended

@@ -128,15 +128,22 @@ def lane(trace: str, position: int) -> str:
 def add_lanes(mix: Mix, populations: dict[str, Population], synapses: list[Synapse],
               arrays: dict[str, np.ndarray]) -> None:
     """Per token position j: `{source}#{j}`, the source's copy that fires only under the host's
-    gate current (threshold + 1, the same incoming spikes), and the trace lane `{trace}#{j}` it
-    feeds through an identity synapse (the lanes' feedback is `add_feedback`'s)."""
+    gate current G (the same incoming spikes, threshold + G, G above any sum of its inputs), and
+    the trace lane `{trace}#{j}` it feeds through an identity synapse (the lanes' feedback is
+    `add_feedback`'s)."""
     source = populations[mix.source]
     if source.kind != "threshold":
         raise UnsupportedModuleError(f"node '{mix.source}': a streaming trace must read a Threshold (kv_and)")
     size = source.size
+    reach = np.zeros(size)  # the largest input a neuron can get: its positive weights, all spiking
+    for syn_name in source.inputs:
+        index, weight = arrays[f"w_idx/{syn_name}"], arrays[f"w/{syn_name}"]
+        reach += np.bincount(index[0], weights=np.maximum(weight, 0.0), minlength=size)
+    gate = float(np.ceil(max(reach.max(), 0.0) - source.vth)) + 1.0  # an integer: exact sums
     for position in range(POSITIONS):
         copy = Population(f"{mix.source}#{position}", "threshold", list(source.shape), stateless=True,
-                          record=False, dv=1.0, vth=source.vth + 1.0, gate=position, inputs=["host"])
+                          record=False, dv=1.0, vth=source.vth + gate, gate=position, gate_current=gate,
+                          inputs=["host"])
         for syn_name in source.inputs:
             syn = next(s for s in synapses if s.name == syn_name)
             twin = Synapse(f"{syn.src}->{copy.name}", syn.src, copy.name)

@@ -84,7 +84,8 @@ class Population:
     # streaming plans only
     process: str = ""              # the merged Lava process it belongs to ("" = one of its own)
     pulse_reset: bool = False      # reset by the host's pulse at each slot's reset step
-    gate: int = -1                 # token position whose host gate current (1) it needs to fire
+    gate: int = -1                 # token position whose host gate current it needs to fire
+    gate_current: float = 0.0      # that current, over the T steps of the position's token
     host_bias: bool = False        # its bias arrives as a host current (summed into u like the input)
     # floating point parameters (Lava float LIF: du=1, dv, vth, bias in float units)
     dv: float = 1.0
@@ -289,7 +290,7 @@ def stream_host_data(plan: Plan, currents: dict[str, np.ndarray], present: np.nd
     population (zeros where no token); present: (n_decisions, positions) bool, the positions
     that hold a token. Besides the tokens' currents (constant over their T steps, at the
     population's offset) the data holds every LIF's reset pulse, the
-    gate current of a kv_and lane copy (1 over the T steps of its position's token) and a
+    gate current of a kv_and lane copy (over the T steps of its position's token) and a
     host-fed bias (every step). The LIFs' pulse is at the step before every position's slot.
     """
     steps = plan.time_steps
@@ -308,7 +309,7 @@ def stream_host_data(plan: Plan, currents: dict[str, np.ndarray], present: np.nd
                 data[:, start:start + steps] = value[:, None]
         if pop.gate >= 0:
             for start in slot_start[:, pop.gate][present[:, pop.gate]] + pop.offset:
-                data[:, start:start + steps] += 1.0
+                data[:, start:start + steps] += pop.gate_current
         if pop.host_bias:
             data += plan.arrays[f"host_bias/{pop.name}"][:, None]
         if pop.pulse_reset:  # the step before each position's slot, in every decision
