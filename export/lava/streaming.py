@@ -6,7 +6,8 @@ token per run of T steps; per block the only state that outlives a run is
     {mix}.trace = kv_and + g * {mix}.trace (T steps back)   (Conv1d identity <- Scale g <- Delay (T-1) dt)
 
 and `{mix}` (the folded BatchNorm, a diagonal Conv1d) reads the trace into kv_lif. What Lava 0.10's
-core processes offer for it, and what was chosen (`build_plan` calls `add_streaming`):
+core processes offer for it, and what was chosen (`find_mixes`, `add_lanes`, `schedule`,
+`add_feedback`, `assign_processes`, called by `build_plan`):
 
 - **A graded value with no dynamics.** `lava.proc.graded.GradedVec` (v = a_in, sent when
   |v| > vth) is the natural one, but it has a fixed_pt model only (int32 ports: floats are
@@ -22,24 +23,28 @@ core processes offer for it, and what was chosen (`build_plan` calls `add_stream
   step each (identity Sparse hops, the last one weighted g): trace_j = kv_and_j + g * trace_i,
   the same two float operations as the reference's Scale and sum, so the trace is bit-exact.
 - **Closed loop.** Tokens are pipelined, one slot every T + 1 steps, but the next decision's
-  tokens exist only after this decision's action: each decision is a fixed number of steps,
-  a slot for each of its 3 tokens (action, return-to-go, state), then steps until the state
-  token's Output is out. A trace fed back one slot earlier would run through those idle
-  steps, so it has one lane
-  per token position (`Population.gate` j): lane j reads its own copy of kv_and, which fires
-  only with the host's gate current on position j's token, and the previous position's lane
-  (the state lane of the previous decision for j = 0). Outside its
+  tokens exist only after this decision's action: each decision is a fixed number of steps, a
+  slot for each of its 3 tokens (action, return-to-go, state), then steps until the state
+  token's Output is out. A trace fed back one slot earlier would run through those idle steps,
+  so it has one lane per token position (`Population.gate` j): lane j reads its own copy of
+  kv_and, which fires only with the host's gate current on position j's token, and the
+  previous position's lane (for j = 0 the state lane of the decision before). Outside its
   position a lane is exactly 0, so kv_lif reads scale * (lane_0 + lane_1 + lane_2) = scale *
   trace exactly, with the mix's shift sent by the host (`host_bias`) so that kv_lif's current
   is summed in the reference's order. An episode starts from a freshly built network (Lava's
   graded processes cannot zero a value held in flight; `Var.set` writes one value per message).
+- **Few processes.** A Lava 0.10 step costs a fixed handshake per process (the runtime service
+  hands each process each phase): on these 2 cores a chain of 60 processes took ~20 ms a step,
+  and one process per population and per synapse would make a 2-block streaming plan over 200
+  (it has ~110 populations, ~140 synapses with relays and lanes). LIFReset resets on one phase
+  per process,
+  so instead every spiking population is one Lava `LIF` process (per-neuron dv, vth, bias),
+  reset by a host pulse before each token, and every graded one one `S4d`, with one Sparse per
+  pair of processes (`Population.process`): 9 processes whatever the depth.
+  lava_sidecar/plan.py states the timing (reset steps included).
 - **Loihi fixed_pt: not built.** The integer path exists in core processes (GradedVec and
   Sparse with graded messages), but the plan, its quantisation and the integer emulation of
   the graded trace are not written: a streaming bundle refuses fixed_pt with a LavaError.
-
-Every spiking population of a streaming plan is one Lava `LIF` process and every graded one
-one `S4d`, with one Sparse per pair of processes (`Population.process`), so that a Lava step
-costs a handful of processes; lava_sidecar/plan.py states the timing (reset steps included).
 """
 
 from __future__ import annotations
@@ -51,12 +56,12 @@ import numpy as np
 
 from spikingmind.errors import UnsupportedModuleError
 from spikingmind.export.lava_sidecar.plan import Population, Streaming, Synapse
-from spikingmind.tokens import STATE, TOKENS_PER_STEP
+from spikingmind.tokens import TOKENS_PER_STEP
 
-#: Token positions of a decision in episode order: the previous action, then return-to-go, state.
+#: Token positions of a decision in episode order: the previous action, then the new step's
+#: return-to-go and state; the state token (the last) decides.
 POSITIONS = TOKENS_PER_STEP
 DECISION_POSITION = POSITIONS - 1
-assert STATE == 1 and DECISION_POSITION == 2  # (action, return-to-go, state): the state token decides
 
 
 @dataclass
