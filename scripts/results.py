@@ -64,7 +64,8 @@ from spikingmind.workflows.conditioning import MODEL_LABELS, MODEL_ORDER
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "Pendulum-v1")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SNN_PROFILE = "loihi"
+SNN_PROFILE = "loihi"  # the flat fields of the energy report (its first profile)
+SNN_PROFILES = ("loihi", "loihi-sanafe", "loihi-kerasspiking")  # every cited Loihi parameterisation
 ANN_PROFILES = ("cmos45nm-fp32", "cmos45nm-int8")
 NOT_RUN = "not run"
 # `spikingmind ablate` writes <sweep>/plots/<metric>.png (spikingmind.workflows.sweep_results.PLOTTED); two are shown, two linked
@@ -214,11 +215,12 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
                                   "--force"], inputs=[_weights(snn)], outputs=[out / "model.nir"]),
         Stage("export-onnx", sm + ["export", str(ann / "checkpoint"), "--target", "onnx", "-o", str(out / "ann.onnx"),
                                    "--force"], inputs=[_weights(ann)], outputs=[out / "ann.onnx"]),
-        Stage("energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", SNN_PROFILE, "--baseline",
-                                     str(out / "ann.onnx"), "--baseline-profile", ",".join(ANN_PROFILES), "--episodes",
-                                     str(args.energy_episodes), "--json", str(out / "energy.json"), "--plot",
-                                     str(out / "energy.png"), "--force"],
-              inputs=[out / "model.nir", out / "ann.onnx"], outputs=[out / "energy.json", out / "energy.png"]),
+        # the ANN twin's checkpoint: both its graphs are counted, the verdict on the decision-only one
+        Stage("energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", ",".join(SNN_PROFILES),
+                                     "--baseline", str(ann / "checkpoint"), "--baseline-profile", ",".join(ANN_PROFILES),
+                                     "--episodes", str(args.energy_episodes), "--json", str(out / "energy.json"),
+                                     "--plot", str(out / "energy.png"), "--force"],
+              inputs=[out / "model.nir", _weights(ann)], outputs=[out / "energy.json", out / "energy.png"]),
         Stage("latency", [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--snn", str(snn / "checkpoint"),
                           "--ann", str(ann / "checkpoint"), "--rounds", str(args.latency_rounds),
                           "--out", str(out / "latency.json")],
@@ -342,16 +344,20 @@ def _kept_checkpoint(run_dir: Path) -> dict | None:
             "validation_seeds": metrics.get("validation_seeds"), "seed": train.get("seed")}
 
 
-def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAINING_SEEDS) -> dict:
+def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAINING_SEEDS,
+                ablate_dir: Path | None = None) -> dict:
     """Whatever result files exist for the env (None for each missing one): every training
-    seed's evaluation ("evals") and kept checkpoint ("kept"), and under "snn"/"ann" the first
-    seed's evaluations (the energy and latency table's models)."""
+    seed's evaluation ("evals", the SNN's fixed-point one under "fixed") and kept checkpoint
+    ("kept"), under "snn"/"ann" the first seed's evaluations (the energy and latency table's
+    models), and the energy sweep's front (`ablate_dir/<env>/front.json`)."""
     folder = results_dir / env_slug(env_id)
     evals = {m: {seed: _load(eval_path(folder, m, seed)) for seed in seeds} for m in MODELS}
+    fixed = {seed: _load(eval_path(folder, "snn-fixed", seed)) for seed in seeds}
     kept = {m: {seed: _kept_checkpoint(folder / m / f"seed{seed}") for seed in seeds} for m in MODELS}
+    front = _load(ablate_dir / env_slug(env_id) / "front.json") if ablate_dir else None
     return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]],
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
-            "evals": evals, "kept": kept, "seeds": list(seeds), "folder": folder}
+            "evals": evals, "fixed": fixed, "kept": kept, "seeds": list(seeds), "folder": folder, "front": front}
 
 
 def seed_stats(evals: dict[int, dict | None]) -> dict | None:
@@ -549,9 +555,12 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     lines += [protocol_table(env_id, found, experts), ""]
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
     # spikes, latency and energy: the first training seed's models
-    profiles = [SNN_PROFILE, *ANN_PROFILES]
+    snn_priced = {entry["profile"]: entry["snn_total_pj"] for entry in (energy or {}).get("profiles", [])} \
+        or ({energy["snn_profile"]: energy["snn_total_pj"]} if energy else {})
+    snn_profiles = list(snn_priced) or list(SNN_PROFILES)
+    accounting = (energy or {}).get("accounting", "decision_only").replace("_", "-")
     header = ["model", f"return, training seed {found['seeds'][0]} (unseen seeds)", "spikes / decision", "latency batch 1",
-              "latency / ANN (ORT)", *[f"energy / decision, {p}" for p in profiles]]
+              "latency / ANN (ORT)", *[f"energy / decision, {p}" for p in (*snn_profiles, *ANN_PROFILES)]]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     baselines = {b["profile"]: b for b in (energy or {}).get("baselines", [])}
     lat = (latency or {}).get("results", {})
@@ -563,17 +572,26 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
             return [NOT_RUN, NOT_RUN]
         return [f"{ms:.3g} ms ({backend})", f"{ms / ort_ms:.2f}x" if ort_ms else NOT_RUN]
 
-    snn_energy = [format_pj(energy["snn_total_pj"]) if energy else NOT_RUN] + ["—"] * len(ANN_PROFILES)
+    snn_energy = [format_pj(snn_priced[p]) if p in snn_priced else NOT_RUN for p in snn_profiles] + \
+        ["—"] * len(ANN_PROFILES)
     snn_spikes = f"{snn['spikes_per_decision']:.0f} (rate {snn['mean_spike_rate']:.1%})" \
         if snn and snn.get("spikes_per_decision") is not None else NOT_RUN
-    ann_energy = ["—"] + [format_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN for p in ANN_PROFILES]
+    ann_energy = ["—"] * len(snn_profiles) + [format_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN
+                                              for p in ANN_PROFILES]
     snn_backend = (latency or {}).get("goal", {}).get("spiking_backend", "snn-pytorch")  # its faster backend
     lines.append("| " + " | ".join(["SNN (spiking DT)", _returns(snn), snn_spikes, *latency_cells(snn_backend),
                                      *snn_energy]) + " |")
     lines.append("| " + " | ".join(["ANN twin", _returns(ann), "—", *latency_cells("ann-ort"), *ann_energy]) + " |")
     lines.append("")
-    for profile, baseline in baselines.items():
-        lines.append(f"- {SNN_PROFILE} vs {profile}: {baseline['verdict']}; break-even: {baseline['break_even_note']}.")
+    if energy:
+        lines.append(f"- energy: {accounting} accounting on both sides (what a deployed policy computes per "
+                     "decision; docs/SEMANTICS.md), an estimate from counted operations x cited per-op energies.")
+    for verdict in (energy or {}).get("verdicts", []):
+        lines.append(f"- {verdict['statement']}.")
+    if not (energy or {}).get("verdicts"):
+        for profile, baseline in baselines.items():
+            lines.append(f"- {energy['snn_profile']} vs {profile}: {baseline['verdict']}; "
+                         f"break-even: {baseline['break_even_note']}.")
     if latency:
         lines.append(latency_line(latency))
     figure = publish_figure(found["folder"] / "energy.png", figures_dir, f"{env_slug(env_id)}-energy.png")
@@ -844,12 +862,15 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     for model in MODELS:
         st, kept = stats[model], found["kept"][model]
         record[model] = None if st is None else {
+            "config": (found.get("run") or {}).get("config"),
             "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
-            "returns_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
+            "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()},
+            "evaluation_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
             "episodes": st["episodes"], "episode_mean": st["episode_mean"], "episode_std": st["episode_std"],
             "episode_min": st["episode_min"], "episode_max": st["episode_max"],
             "kept_checkpoint_by_seed": {str(seed): k for seed, k in kept.items() if k},
         }
+    record.update(energy_fields(found, record))
     record["expert"] = {k: v for k, v in entry["expert"].items() if k not in ("returns", "seeds")} \
         if entry.get("expert") else None
     record["zoo"] = entry.get("zoo")
@@ -860,6 +881,44 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     else:
         record["conditioning"] = None
     return record
+
+
+def energy_fields(found: dict, record: dict) -> dict:
+    """Issue #13's fields: the recommended SNN's fixed-point returns, spike rate and energy per
+    Loihi profile (decision-only, the first training seed's model); the cheapest ANN of the energy
+    sweep's front that reaches the target (None without a sweep) and the SNN / int8 ratio per
+    Loihi profile; and the same ratios against the same-size twin (`energy_vs_twin`). Adds the
+    SNN's part into record["snn"]."""
+    energy, front = found.get("energy"), found.get("front")
+    fixed = {str(seed): e["mean_return"] for seed, e in (found.get("fixed") or {}).items() if e}
+    snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in (energy or {}).get("profiles", [])}
+    if record.get("snn") is not None:
+        record["snn"].update({
+            "fixed_point_returns_by_seed": fixed or None,
+            "fixed_point_backend": "loihi-emulation" if fixed else None,
+            "spike_rate": energy["spike_rate"] if energy else None,
+            "energy_uj": snn_uj or None,
+            "energy_accounting": energy.get("accounting") if energy else None,
+            "energy_measured_on": f"training seed {found['seeds'][0]}" if energy else None,
+        })
+    cheapest = ((front or {}).get("ann") or {}).get("cheapest_reaching_target")
+    int8 = (front or {}).get("int8_profile", ANN_PROFILES[-1])
+    fields: dict = {"ann_cheapest": None, "ratio_snn_over_int8": None}
+    if cheapest:
+        fields["ann_cheapest"] = {
+            "config": cheapest["config"], "returns_by_seed": cheapest["returns_by_seed"],
+            "mean_return": cheapest["mean_return"], "energy_uj": cheapest["energy_uj"],
+            "source": "the energy sweep's front (spikingmind ablate): the cheapest ANN config whose mean return "
+                      "over its seeds reaches the target, by int8 energy, decision-only accounting"}
+        if snn_uj:
+            fields["ratio_snn_over_int8"] = {p: e / cheapest["energy_uj"][int8] for p, e in snn_uj.items()}
+    twin = {b["profile"]: b["ann_total_pj"] / 1e6 for b in (energy or {}).get("baselines", [])}
+    fields["energy_vs_twin"] = None if not (snn_uj and twin) else {
+        "ann_energy_uj": twin, "accounting": energy.get("accounting"),
+        "ratio_snn_over_ann": {f"{p}/{q}": e / a for p, e in snn_uj.items() for q, a in twin.items()},
+        "cheaper_under_every_profile": {v["ann_profile"]: v["cheaper_under_every_profile"]
+                                        for v in energy.get("verdicts", [])}}
+    return fields
 
 
 def write_summary(path: Path, found: dict[str, dict], experts: dict | None = None) -> Path:
@@ -894,7 +953,7 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
            third_party_path: Path | None = ROOT / "docs" / "results" / "third_party.json",
            demo_spread_dir: Path = ROOT / "runs" / "demo-spread") -> str:
     """The README's results section; copies every figure it shows into `figures_dir`."""
-    found = {env_id: env_results(results_dir, env_id, seeds) for env_id in envs}
+    found = {env_id: env_results(results_dir, env_id, seeds, ablate_dir) for env_id in envs}
     experts = _load(experts_path) if experts_path else None
     summary = summary_figure(results_dir, found)
     figure = publish_figure(summary, figures_dir, "summary.png") if summary is not None else None
@@ -960,7 +1019,8 @@ def main(argv=None) -> None:
                                            demo_spread_dir=args.demo_spread_dir))
         print(f"[results] rewrote the results section of {args.readme}")
         summary = write_summary(args.summary or args.figures_dir / "summary.json",
-                                {env_id: env_results(args.results_dir, env_id, args.seeds) for env_id in ENVS},
+                                {env_id: env_results(args.results_dir, env_id, args.seeds, args.ablate_dir)
+                                 for env_id in ENVS},
                                 _load(args.experts))
         print(f"[results] wrote {summary}")
 
