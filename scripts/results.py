@@ -221,6 +221,15 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
                                      "--episodes", str(args.energy_episodes), "--json", str(out / "energy.json"),
                                      "--plot", str(out / "energy.png"), "--force"],
               inputs=[out / "model.nir", _weights(ann)], outputs=[out / "energy.json", out / "energy.png"]),
+        # NeuroBench's own metrics beside ours, and the portable export in nirtorch, snnTorch and norse
+        Stage("neurobench", [sys.executable, str(ROOT / "benchmarks" / "neurobench_metrics.py"), "--checkpoint",
+                             str(snn / "checkpoint"), "--env", env_id, "--episodes", str(args.energy_episodes),
+                             "--max-decisions", "300", "--out", str(out / "neurobench-snn.json"), "--quiet"],
+              inputs=[_weights(snn)], outputs=[out / "neurobench-snn.json"]),
+        Stage("portable-readers", [sys.executable, str(ROOT / "benchmarks" / "portable_readers.py"), "--checkpoint",
+                                   str(snn / "checkpoint"), "--episodes", "3", "--max-steps", "25", "--out",
+                                   str(out / "portable_readers.json")],
+              inputs=[_weights(snn)], outputs=[out / "portable_readers.json"]),
         Stage("latency", [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--snn", str(snn / "checkpoint"),
                           "--ann", str(ann / "checkpoint"), "--rounds", str(args.latency_rounds),
                           "--out", str(out / "latency.json")],
@@ -357,6 +366,7 @@ def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAININ
     front = _load(ablate_dir / env_slug(env_id) / "front.json") if ablate_dir else None
     return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]],
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
+            "neurobench": _load(folder / "neurobench-snn.json"), "portable": _load(folder / "portable_readers.json"),
             "evals": evals, "fixed": fixed, "kept": kept, "seeds": list(seeds), "folder": folder, "front": front}
 
 
@@ -546,6 +556,39 @@ def latency_line(latency: dict) -> str:
     return f"- batch-1 latency by backend (ratio to ann-ort): {cells}{verdict}."
 
 
+def neurobench_line(result: dict | None) -> str | None:
+    """benchmarks/neurobench_metrics.py's JSON as one line: NeuroBench's own synaptic operations
+    beside ours (difference and its reasons), and what it could not measure."""
+    if not result:
+        return None
+    totals = result["comparison"]["synaptic_operations"]["totals"]
+    names = {"effective_acs": "Effective_ACs", "effective_macs": "Effective_MACs", "dense_ops": "Dense"}  # NeuroBench's
+    cells = []
+    for key, total in totals.items():
+        if not total.get("ours"):
+            continue
+        metric = names.get(key, key)
+        why = ", ".join(f"{key.replace('_', ' ')} {ops:,.0f}" for key, ops in total.get("explained_by", {}).items()
+                        if ops)
+        cells.append(f"{metric} {total['neurobench']:,.0f} vs ours {total['ours']:,.0f} "
+                     f"({total['difference_pct']:+.2f}%{': ' + why if why else ''})")
+    missing = sorted(result.get("not_measured") or {})
+    version = result.get("versions", {}).get("neurobench", "")
+    return (f"- NeuroBench {version} itself, on {result['protocol']['decisions_measured']} of these closed-loop "
+            f"decisions (per decision): {'; '.join(cells)}"
+            f"{'; not measured by it: ' + ', '.join(missing) if missing else ''}.")
+
+
+def portable_line(result: dict | None) -> str | None:
+    """benchmarks/portable_readers.py's JSON as one line: each third-party reader of the portable export."""
+    if not result:
+        return None
+    readers = ", ".join(f"{r['reader']} {r['version']} ({r['dtype']}) {r['spike_mismatches']} of "
+                        f"{r['spike_values']:,} spikes differ, {r['actions_agreeing']}/{r['decisions']} actions agree"
+                        for r in result["readers"])
+    return f"- the portable NIR export of this model in third-party readers: {readers}."
+
+
 def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, experts: dict | None = None) -> str:
     snn, ann, energy, latency, run = (found[k] for k in ("snn", "ann", "energy", "latency", "run"))
     lines = [f"### {env_id}", ""]
@@ -594,6 +637,9 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
                          f"break-even: {baseline['break_even_note']}.")
     if latency:
         lines.append(latency_line(latency))
+    for text in (neurobench_line(found.get("neurobench")), portable_line(found.get("portable"))):
+        if text is not None:
+            lines.append(text)
     figure = publish_figure(found["folder"] / "energy.png", figures_dir, f"{env_slug(env_id)}-energy.png")
     extras = []
     if figure is not None:

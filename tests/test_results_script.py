@@ -493,3 +493,12 @@ def test_energy_fields_of_the_summary_and_the_table(results, protocol_files):
     for verdict in energy["verdicts"]:
         assert f"- {verdict['statement']}." in text
     assert len(energy["verdicts"]) == 2
+
+
+def test_portable_readers_line(results):
+    row = {"reader": "norse", "version": "1.1.0", "dtype": "float32", "spike_mismatches": 0, "spike_values": 12345,
+           "actions_agreeing": 40, "decisions": 40}
+    line = results.portable_line({"readers": [row, {**row, "reader": "snntorch", "spike_mismatches": 3}]})
+    assert "norse 1.1.0 (float32) 0 of 12,345 spikes differ, 40/40 actions agree" in line
+    assert "snntorch 1.1.0 (float32) 3 of 12,345 spikes differ" in line
+    assert results.portable_line(None) is None
