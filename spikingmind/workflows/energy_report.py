@@ -17,19 +17,21 @@ from spikingmind.errors import ConfigError
 from spikingmind.export.nir import NIRPolicy, graph_metadata, load_or_export_graph
 from spikingmind.export.onnx import METADATA_KEY, export_metadata, model_to_onnx
 from spikingmind.export.reference import ReferenceSimulator
-from spikingmind.metadata import parse_metadata
+from spikingmind.metadata import parse_metadata, read_policy_metadata
 from spikingmind.rollout import record_decision_inputs
 
 #: Decisions simulated per chunk: bounds the memory that full per-node records need.
 RECORD_CHUNK = 64
 
 
-def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only", "full_window")) -> dict:
-    """SNN counts of `graph` over decision inputs (N, D_in, L), simulated in chunks, for each
-    accounting: {"decision_only": SNNCounts (the decision token's cone), "full_window": ...}."""
-    simulator = ReferenceSimulator(graph)
+def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only", "full_window"),
+                        source: str = "graph") -> dict:
+    """SNN counts of `graph` (read from the file `source`) over decision inputs (N, D_in, L),
+    simulated in chunks, for each accounting: {"decision_only": SNNCounts (the decision
+    token's cone), "full_window": ...}."""
+    simulator = ReferenceSimulator(graph, source=source)
     input_names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
-    token = int(graph_metadata(graph)["decode"]["token_index"])
+    token = int(read_policy_metadata(graph.metadata.get("spikingmind"), source, require_env=False).decode.token_index)
     parts: dict[str, list] = {name: [] for name in accountings}
     cone = None
     for start in range(0, len(inputs), RECORD_CHUNK):
@@ -96,10 +98,10 @@ def estimate_energy(source, profiles=("loihi",), baselines=(),
     ann_counts = baseline_counts(baselines)
     ann_profiles = [load_profile(name) for name in baseline_profiles] if ann_counts else []
     graph = load_or_export_graph(source)
-    inputs = np.asarray(record_decision_inputs(NIRPolicy(graph), episodes, seed))  # (N, D_in, L)
+    inputs = np.asarray(record_decision_inputs(NIRPolicy(graph, source=str(source)), episodes, seed))  # (N, D_in, L)
     if max_decisions is not None:
         inputs = inputs[:max_decisions]
-    snn_counts = count_snn_on_inputs(graph, inputs)
+    snn_counts = count_snn_on_inputs(graph, inputs, source=str(source))
     order = ["decision_only", "full_window"] if "decision_only" in ann_counts or not ann_counts else \
         ["full_window", "decision_only"]
     accountings = [Accounted(name, snn_counts[name], ann_counts.get(name)) for name in order]
