@@ -14,13 +14,13 @@ from safetensors.torch import load_file, save_file
 
 import spikingmind
 from spikingmind.envs import EnvSpec
-from spikingmind.errors import CheckpointError, ConfigError
-from spikingmind.io import atomic_dir, atomic_write_json, read_tensors
+from spikingmind.errors import CheckpointError, ConfigError, SpikingmindError
+from spikingmind.io import atomic_dir, atomic_write_json, interrupts_noted
 from spikingmind.limits import check_model_memory
 from spikingmind.metadata import read_policy_metadata
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout
-from spikingmind.validation import integer
+from spikingmind.validation import integer, non_finite_tensor
 
 FORMAT = "spikingmind-checkpoint"
 FORMAT_VERSION = 2  # 2: return-to-go also on the state token (tokens.step_tokens)
@@ -72,6 +72,26 @@ def checkpoint_meta(model: DecisionTransformer, spec: EnvSpec, layout: TokenLayo
                           "return_gain": norm.return_gain},
         **extra,
     }
+
+
+def read_tensors(path: str | Path, error: type[SpikingmindError], what: str = "weights") -> dict:
+    """The tensors of a safetensors file: `error` naming the file when it is missing, damaged
+    or holds a NaN or an infinity; an interrupt while reading stays an interrupt (never
+    reported as a damaged file)."""
+    path = Path(path)
+    with interrupts_noted() as noted:
+        try:
+            tensors = load_file(str(path))
+        except FileNotFoundError:
+            raise error(f"{path}: missing") from None
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            if noted["signal"] is not None:
+                raise KeyboardInterrupt from None
+            raise error(f"{path}: cannot read {what} ({' '.join(str(exc).split())[:200]})") from None
+    bad = non_finite_tensor(tensors)
+    if bad is not None:
+        raise error(f"{path}: tensor '{bad}' holds NaN or infinite values; the {what} are unusable")
+    return tensors
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = False) -> Path:

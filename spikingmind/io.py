@@ -354,27 +354,3 @@ def interrupts_noted() -> Iterator[dict]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def read_tensors(path: str | Path, error: type[SpikingmindError], what: str = "weights") -> dict:
-    """The tensors of a safetensors file: `error` naming the file when it is missing, damaged
-    or holds a NaN or an infinity; an interrupt while reading stays an interrupt (never
-    reported as a damaged file)."""
-    from safetensors.torch import load_file
-
-    from spikingmind.validation import non_finite_tensor
-
-    path = Path(path)
-    with interrupts_noted() as noted:
-        try:
-            tensors = load_file(str(path))
-        except FileNotFoundError:
-            raise error(f"{path}: missing") from None
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            if noted["signal"] is not None:
-                raise KeyboardInterrupt from None
-            raise error(f"{path}: cannot read {what} ({' '.join(str(exc).split())[:200]})") from None
-    bad = non_finite_tensor(tensors)
-    if bad is not None:
-        raise error(f"{path}: tensor '{bad}' holds NaN or infinite values; the {what} are unusable")
-    return tensors

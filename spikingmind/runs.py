@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from spikingmind.errors import DatasetError, OutputError, RunExistsError
-from spikingmind.io import atomic_dir, atomic_write_json, read_tensors, remove_stale_temps, same_or_inside
+from spikingmind.io import atomic_dir, atomic_write_json, remove_stale_temps, same_or_inside
 
 FRESH, RESUME, FINISHED = "fresh", "resume", "finished"
 
@@ -169,6 +169,8 @@ class RunFolder:
                     optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, torch.Tensor] | None]:
         """Restore weights and optimizer from resume/; returns (state, best weights or None).
         A damaged resume/ is a RunExistsError naming the file (pass --force to start over)."""
+        from spikingmind.checkpoint import read_tensors
+
         state = self._read_json(self.resume / "state.json")
         best = self.resume / "best.safetensors"
         try:

@@ -43,7 +43,7 @@ def ablate_cmd(
     """Ablation over T and K: manifest of runs (config x seed), resumable, CSV + plots."""
     from spikingmind.data import parse_mix
     from spikingmind.envs import env_slug, get_env_spec
-    from spikingmind.train import load_config_file
+    from spikingmind.train import TrainConfig, load_config_file
     from spikingmind.workflows.sweep import SweepConfig, parse_int_list, run_sweep
 
     get_env_spec(env)
@@ -52,6 +52,9 @@ def ablate_cmd(
     train_values = load_config_file(config) if config else {}
     if steps is not None:
         train_values["steps"] = steps
+    # the shared settings as the file gives them (errors name the file), before anything runs
+    TrainConfig.from_dict({**train_values, "env_id": env, "dataset": "the-sweep-dataset-v0"},
+                          source=str(config or "options"))
     cfg = SweepConfig(
         env_id=env, time_steps=parse_int_list(time_steps, "--time-steps"), context=parse_int_list(context, "--context"),
         seeds=seeds, grid=grid, default_time_steps=default_time_steps, default_context=default_context, ann=ann,
