@@ -45,9 +45,9 @@ from spikingmind.limits import check_model_memory
 from spikingmind.model import DecisionTransformer
 from spikingmind.policy import Policy, TorchPolicy
 from spikingmind.rollout import run_episodes
-from spikingmind.runs import FINISHED, FRESH, RESUME, RunFolder, changed_keys, snapshot
+from spikingmind.runs import FINISHED, FRESH, RESUME, RunFolder, changed_keys, guarded_step, snapshot
 from spikingmind.seeds import finetune_seeds, validation_seeds
-from spikingmind.validation import check_fields, non_finite_tensor
+from spikingmind.validation import check_fields
 
 ALGORITHMS = ("reinforce",)
 
@@ -410,7 +410,7 @@ def policy_gradient_step(learner: Learner, cfg: FinetuneConfig, batch: Batch, rn
         loss.backward()
         loss_total += float(loss.detach())
     torch.nn.utils.clip_grad_norm_(learner.params, cfg.grad_clip)
-    learner.optimizer.step()
+    guarded_step(learner.optimizer, model)
     return loss_total
 
 
@@ -484,17 +484,18 @@ def finetune(
     for update in range(progress.update + 1, cfg.updates + 1):
         rng = np.random.default_rng([cfg.seed, update])  # per-update stream: resuming replays it
         batch = play_batch(learner, cfg, update, rng)
-        loss = policy_gradient_step(learner, cfg, batch, rng)
+        try:
+            loss = policy_gradient_step(learner, cfg, batch, rng)
+            if not np.isfinite(loss):
+                raise DivergedError(f"the loss is {loss}")
+        except DivergedError as error:
+            raise DivergedError(f"fine-tuning diverged at update {update}: {error}; nothing of this update was saved "
+                                "(resume/ keeps the last good state); lower --lr") from None
         curve = progress.curve
         entry = {"update": update, "episodes": update * cfg.batch_episodes,
                  "env_steps": (curve[-1]["env_steps"] if curve else 0) + len(batch.windows),
                  "sample_return_mean": float(batch.returns.mean()), "sample_return_std": float(batch.returns.std()),
                  "loss": loss, "action_std": _std_value(learner.head), "greedy_return": None, "elapsed_s": None}
-        bad = "the loss" if not np.isfinite(loss) else non_finite_tensor(ckpt.model.state_dict())
-        if bad is not None:
-            what = bad if bad == "the loss" else f"weight '{bad}'"
-            raise DivergedError(f"fine-tuning diverged at update {update}: {what} is no longer finite; nothing of "
-                                "this update was saved (resume/ keeps the last good state); lower --lr")
         if update % cfg.eval_every == 0 or update == cfg.updates:
             progress.evaluate_greedy(learner, cfg, update, entry)
         entry["elapsed_s"] = elapsed()

@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from spikingmind.errors import DatasetError, OutputError, RunExistsError
+from spikingmind.errors import DatasetError, DivergedError, OutputError, RunExistsError
 from spikingmind.io import atomic_dir, atomic_write_json, remove_stale_temps, same_or_inside
+from spikingmind.validation import non_finite_tensor
 
 FRESH, RESUME, FINISHED = "fresh", "resume", "finished"
 
@@ -54,6 +55,21 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         state.setdefault(int(index), {})[key] = value
     state_dict["state"] = state
     optimizer.load_state_dict(state_dict)
+
+
+def guarded_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> None:
+    """optimizer.step(), then check that every weight and buffer of `model` is finite.
+    DivergedError saying what diverged otherwise (callers add the step and the advice); an
+    optimizer step that overflows float32 (AdamW's first step at lr ~1e38) counts as one."""
+    try:
+        optimizer.step()
+    except RuntimeError as error:
+        if "overflow" not in str(error):
+            raise
+        raise DivergedError(f"the optimizer step overflowed ({error})") from None
+    bad = non_finite_tensor(model.state_dict())
+    if bad is not None:
+        raise DivergedError(f"weight '{bad}' is no longer finite")
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -33,10 +33,10 @@ from spikingmind.limits import check_model_memory
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.policy import TorchPolicy
 from spikingmind.rollout import run_episodes
-from spikingmind.runs import FINISHED, RESUME, RunFolder, snapshot
+from spikingmind.runs import FINISHED, RESUME, RunFolder, guarded_step, snapshot
 from spikingmind.seeds import validation_seeds
 from spikingmind.tokens import STATE, Normalization, TokenLayout, step_tokens, window_indices, windows
-from spikingmind.validation import check_fields, non_finite_tensor
+from spikingmind.validation import check_fields
 
 
 @dataclass(frozen=True)
@@ -373,10 +373,10 @@ def train_step(setup: Setup, cfg: TrainConfig, step: int) -> tuple[float, dict]:
     value = float(loss.detach())
     if not np.isfinite(value):
         raise DivergedError(f"training diverged at step {step + 1}: the loss is {value}; {_KEPT}")
-    optimizer.step()
-    bad = non_finite_tensor(model.state_dict())
-    if bad is not None:
-        raise DivergedError(f"training diverged at step {step + 1}: weight '{bad}' is no longer finite; {_KEPT}")
+    try:
+        guarded_step(optimizer, model)
+    except DivergedError as error:
+        raise DivergedError(f"training diverged at step {step + 1}: {error}; {_KEPT}") from None
     return value, activity
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import nir
@@ -64,7 +65,7 @@ def load_plan(bundle: str | Path) -> Plan:
         try:
             with np.load(bundle / part, allow_pickle=False) as data:
                 arrays.update({key: data[key] for key in data.files})
-        except (OSError, ValueError, EOFError) as error:  # missing, truncated, or an object array (pickle)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # missing, damaged, or pickled
             raise _damaged(bundle, part, error) from None
     try:
         return Plan(int(meta["time_steps"]), float(meta["dt"]), [Population(**p) for p in meta["populations"]],
