@@ -115,8 +115,6 @@ def _sidecar_env(*scratch: Path) -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", "1")
     env["SPIKINGMIND_LAVA_PARENT_PID"] = str(os.getpid())
     env["SPIKINGMIND_LAVA_SCRATCH"] = os.pathsep.join(str(p) for p in scratch)
-    if scratch:  # Lava's own temporary files (multiprocessing's pymp-*) go where they are cleaned up with ours
-        env["TMPDIR"] = str(scratch[0])
     # the parent-death signal follows the thread that starts the child: ask for it only from
     # the main thread, which lives as long as the process (the getppid watchdog covers the rest)
     env["SPIKINGMIND_LAVA_PDEATHSIG"] = "1" if threading.current_thread() is threading.main_thread() else "0"

@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import traceback
+from multiprocessing import process, util
 from pathlib import Path
 
 import numpy as np
@@ -240,7 +241,7 @@ def serve(plan_dir: str, mode: str) -> None:
             reply_stream.write(json.dumps(reply) + "\n")
             reply_stream.flush()
             sys.stderr.flush()
-            os._exit(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
+            _exit_now(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
         reply_stream.write(json.dumps(reply) + "\n")
         reply_stream.flush()
     if network is not None:
@@ -249,6 +250,15 @@ def serve(plan_dir: str, mode: str) -> None:
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_PERIOD_S = 0.2
+
+
+def _exit_now(code: int) -> None:
+    """os._exit (a failed or orphaned Lava runtime cannot be stopped cleanly), after removing
+    multiprocessing's pymp-* folder (Lava's manager sockets), which only a clean exit removes."""
+    tempdir = process.current_process()._config.get("tempdir")
+    if tempdir:
+        shutil.rmtree(tempdir, ignore_errors=True)
+    os._exit(code)
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -301,7 +311,7 @@ def die_with_parent() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         if os.getpgrp() == me:  # our own group (the parent started us in a new session): Lava's children too
             _kill_group_but_tracker(me)
-        os._exit(1)
+        _exit_now(1)
 
     def on_term(signum, frame) -> None:
         if os.getpid() != me:  # a Lava child forked with this handler: die as SIGTERM says, alone
@@ -311,6 +321,7 @@ def die_with_parent() -> None:
         end_group()
 
     signal.signal(signal.SIGTERM, on_term)
+    util.get_temp_dir()  # multiprocessing's pymp-* folder made here, not in a child: `_exit_now` knows it
     if os.environ.get("SPIKINGMIND_LAVA_PDEATHSIG") == "1":
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -346,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
-        os._exit(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
+        _exit_now(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
     Path(job["out"] + ".json").write_text(json.dumps(reply))
     return 0
 
