@@ -295,15 +295,17 @@ def _writable_folder(path: Path, label: str) -> None:
         raise OutputError(f"{label} {path}: cannot write into {folder}: {exc.strerror or exc}") from None
 
 
-def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] = {},
+def check_outputs(outputs: Mapping[str, str | Path | None],
+                  inputs: Mapping[str, str | Path | None] | Iterable[tuple[str, str | Path | None]] = (),
                   force: bool = False, folders: Iterable[str] = ()) -> None:
     """Before any work: every output (option label -> path; None: not asked for) is refused
     with one line when it is an existing file without `force`, a folder where a file is
     written (labels not in `folders`), in a folder that cannot be written, the same path as
-    another output, or the same path as an input, inside an input folder, or (a folder
-    output) a folder that holds an input."""
+    another output, or the same path as an input ((what it is, path) pairs or a mapping),
+    inside an input folder, or (a folder output) a folder that holds an input."""
     wanted = {label: Path(p) for label, p in outputs.items() if p is not None}
-    given = {label: Path(p) for label, p in inputs.items() if p is not None}
+    pairs = inputs.items() if isinstance(inputs, Mapping) else inputs
+    given = [(label, Path(p)) for label, p in pairs if p is not None]
     folders = set(folders)
     seen: list[tuple[str, Path]] = []
     for label, path in wanted.items():
@@ -311,11 +313,11 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str,
             if same_or_inside(path, other) or same_or_inside(other, path):
                 raise OutputError(f"{label} {path} and {other_label} {other} name the same output; give each its own")
         seen.append((label, path))
-        for in_label, source in given.items():
+        for in_label, source in given:
             if same_or_inside(path, source):
-                raise OutputError(f"{label} {path} would overwrite the input {in_label} {source}; choose another path")
+                raise OutputError(f"{label} {path} would overwrite the input {source} ({in_label}); choose another path")
             if label in folders and same_or_inside(source, path):
-                raise OutputError(f"{label} {path} would replace the folder holding the input {in_label} {source}; "
+                raise OutputError(f"{label} {path} would replace the folder holding the input {source} ({in_label}); "
                                   "choose another path")
         if label not in folders and path.is_dir():
             raise OutputError(f"{label} {path} is a folder; give a file name")

@@ -14,8 +14,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -102,6 +100,21 @@ def train_args(cfg: Path, dataset: str, out: Path, *more):
             *more)
 
 
+def interrupted_train(monkeypatch, *args) -> None:
+    """`train *args`, interrupted (Ctrl-C) right after its first resume/ save: exit 130, one line."""
+    import spikingmind.train as train_module
+
+    real = train_module.evaluate_and_save
+
+    def save_then_interrupt(*a, **k):
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "evaluate_and_save", save_then_interrupt)
+        assert_refused(invoke(*args), "interrupted", exit_code=130)
+
+
 # ---------------------------------------------------------------------------- 1. orphans
 
 
@@ -186,7 +199,7 @@ class TestConfidentWrongAnswers:
         cfg = tiny_config(tmp_path, cartpole_dataset, lr=lr, warmup_steps="0")  # finite, but explodes
         before = snapshot(tmp_path)
         result = invoke(*train_args(cfg, cartpole_dataset, tmp_path / "run"))
-        line = assert_refused(result, "training diverged at step", what, "lower train.lr")
+        assert_refused(result, "training diverged at step", what, "lower train.lr")
         assert_kept(before, tmp_path)
         assert not (tmp_path / "run" / "checkpoint").exists() and not (tmp_path / "run" / "resume").exists()
 
@@ -283,19 +296,7 @@ class TestLostFiles:
         assert invoke(*train_args(cfg, cartpole_dataset, out)).exit_code == 0
         finished = snapshot(out / "checkpoint")
         cfg = tiny_config(tmp_path, cartpole_dataset, steps="6", eval_every="2")  # another config: needs --force
-        import spikingmind.train as train_module
-
-        real = train_module.evaluate_and_save
-        calls = []
-
-        def interrupted(*args, **kwargs):
-            real(*args, **kwargs)
-            calls.append(1)
-            if len(calls) == 1:
-                raise KeyboardInterrupt
-
-        monkeypatch.setattr(train_module, "evaluate_and_save", interrupted)
-        assert_refused(invoke(*train_args(cfg, cartpole_dataset, out, "--force")), "interrupted", exit_code=130)
+        interrupted_train(monkeypatch, *train_args(cfg, cartpole_dataset, out, "--force"))
         assert_kept(finished, out / "checkpoint")  # the old policy is still there, byte for byte
         result = invoke(*train_args(cfg, cartpole_dataset, out))  # resumes the forced run (no --force needed)
         assert result.exit_code == 0, result.output
@@ -367,17 +368,7 @@ class TestResume:
         _, first = collect("CartPole-v1", 4, {"expert": 1.0}, seed=0, dataset_id=dataset, root=datasets_root)
         cfg = tiny_config(tmp_path, dataset, steps="4", eval_every="2")
         out = tmp_path / "run"
-        import spikingmind.train as train_module
-
-        real = train_module.evaluate_and_save
-
-        def interrupted(*args, **kwargs):
-            real(*args, **kwargs)
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(train_module, "evaluate_and_save", interrupted)
-        assert_refused(invoke(*train_args(cfg, dataset, out)), "interrupted", exit_code=130)
-        monkeypatch.setattr(train_module, "evaluate_and_save", real)
+        interrupted_train(monkeypatch, *train_args(cfg, dataset, out))
         shutil.rmtree(datasets_root / dataset)  # re-collected under the same id, other data
         _, second = collect("CartPole-v1", 4, {"random": 1.0}, seed=1, dataset_id=dataset, root=datasets_root)
         before = snapshot(tmp_path, datasets_root / dataset)
@@ -495,17 +486,7 @@ class TestOneLineErrors:
     def test_a_damaged_run_folder_is_one_line(self, tmp_path, cartpole_dataset, monkeypatch, damage):
         cfg = tiny_config(tmp_path, cartpole_dataset, steps="4", eval_every="2")
         out = tmp_path / "run"
-        import spikingmind.train as train_module
-
-        real = train_module.evaluate_and_save
-
-        def interrupted(*args, **kwargs):
-            real(*args, **kwargs)
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(train_module, "evaluate_and_save", interrupted)
-        invoke(*train_args(cfg, cartpole_dataset, out))
-        monkeypatch.setattr(train_module, "evaluate_and_save", real)
+        interrupted_train(monkeypatch, *train_args(cfg, cartpole_dataset, out))
         (out / "resume" / damage).write_bytes(b"{garbage")
         before = snapshot(tmp_path)
         assert_refused(invoke(*train_args(cfg, cartpole_dataset, out)), str(out / "resume" / damage), "--force")

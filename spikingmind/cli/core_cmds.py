@@ -146,7 +146,7 @@ def evaluate_cmd(
     from spikingmind.io import atomic_write_json, check_outputs
     from spikingmind.workflows.evaluate import evaluate, load_policy
 
-    check_outputs({"--json": json_out}, {"the evaluated": source}, force)  # before any work
+    check_outputs({"--json": json_out}, {"the source": source}, force)  # before any work
     policy = load_policy(source, backend, fixed_point)  # fails before the progress bar shows
     with progress_bar() as progress:
         task = progress.add_task("evaluate", total=episodes, info="")

@@ -75,8 +75,8 @@ def energy_report(
 
     split = lambda text: [name.strip() for name in text.split(",") if name.strip()]  # noqa: E731
     profile_files = [name for name in split(profile) + split(baseline_profile) if name.endswith(".toml") or "/" in name]
-    inputs = {"the source": source, **{f"--baseline {b}": b for b in baseline or []},
-              **{f"profile {name}": Path(name) for name in profile_files}}
+    inputs = [("the source", source), *(("--baseline", b) for b in baseline or []),
+              *(("a profile", Path(name)) for name in profile_files)]
     check_outputs({"--json": json_out, "--plot": plot}, inputs, force)  # before any work
     report = estimate_energy(source, split(profile), list(baseline or []), split(baseline_profile), episodes, seed,
                              max_decisions)

@@ -44,7 +44,7 @@ def ablate_cmd(
     from spikingmind.data import parse_mix
     from spikingmind.envs import env_slug, get_env_spec
     from spikingmind.train import TrainConfig, load_config_file
-    from spikingmind.workflows.sweep import SweepConfig, parse_int_list, run_sweep
+    from spikingmind.workflows.sweep import SweepConfig, check_runs, parse_int_list, run_sweep
 
     get_env_spec(env)
     if config is None and Path(f"configs/{env_slug(env)}.toml").exists():
@@ -61,6 +61,7 @@ def ablate_cmd(
         train=train_values, dataset_episodes=dataset_episodes, dataset_mix=parse_mix(mix) if mix else None,
         eval_episodes=episodes,
     )
+    check_runs(cfg)  # every run at its own T and K, before the dataset is collected
     sweep_dir = out or Path("runs") / "ablate" / env_slug(env)
     t0, k0 = cfg.defaults()
     console.print(f"sweep [bold]{sweep_dir}[/]: {env}, grid {grid} (defaults T={t0}, K={k0}), {seeds} seed(s), "

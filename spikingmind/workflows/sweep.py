@@ -146,8 +146,9 @@ def plan_runs(cfg: SweepConfig, dataset_id: str) -> list[dict]:
 
 def check_runs(cfg: SweepConfig) -> None:
     """Every run's TrainConfig (types, ranges, memory budget at its T and K) and every energy
-    profile, checked before a dataset is collected or a run started: a bad value fails the
-    sweep at once with one line, not each of its runs after the data were collected."""
+    profile, checked before a dataset is collected or a run started (what `spikingmind ablate`
+    does first): a bad value fails the sweep at once with one line, not each of its runs after
+    the data were collected. `run_sweep` itself records such a run as failed and goes on."""
     from spikingmind.energy.profiles import load_profile
     from spikingmind.envs import get_env_spec
     from spikingmind.train import TrainConfig
@@ -406,7 +407,6 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     started = time.perf_counter()
     sweep_dir = Path(sweep_dir).resolve()
-    check_runs(cfg)  # before the dataset is collected
     dataset_id = prepare_dataset(cfg)
     planned = plan_runs(cfg, dataset_id)
     manifest = Manifest.open(sweep_dir, cfg.to_dict(), planned)
