@@ -172,9 +172,14 @@ class SidecarServer:
         owned = [self.scratch] + ([plan_dir] if _SCRATCH_NAME.match(Path(plan_dir).name) else [])
         self.stderr_path = self.scratch / "stderr.txt"
         self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([str(python), "-m", SIDECAR_MODULE, "--serve", str(plan_dir), mode],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     start_new_session=True, env=_sidecar_env(*owned), cwd=self.scratch)
+        try:
+            self.proc = subprocess.Popen([str(python), "-m", SIDECAR_MODULE, "--serve", str(plan_dir), mode],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                         start_new_session=True, env=_sidecar_env(*owned), cwd=self.scratch)
+        except OSError as error:
+            self._stderr.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise LavaError(f"cannot start the Lava sidecar {python}: {error.strerror or error}") from None
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
         self._buffer = b""
