@@ -23,6 +23,7 @@ import spikingmind
 from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import ConfigError, DatasetError, RunExistsError
 from spikingmind.io import atomic_write_json, read_text
+from spikingmind.validation import integer
 from spikingmind.seeds import episode_seed
 
 POLICY_KINDS = ("expert", "capped", "random")
@@ -250,6 +251,13 @@ def _minari_root(path: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
+def check_collect_options(n_episodes: int, seed: int) -> None:
+    """`--episodes` an integer >= 1 and `--seed` an integer >= 0 (numpy's generators refuse
+    negative seeds)."""
+    integer(n_episodes, "--episodes", minimum=1)
+    integer(seed, "--seed", minimum=0)
+
+
 def collect(
     env_id: str,
     n_episodes: int,
@@ -277,8 +285,7 @@ def collect(
     from spikingmind.parallel import check_workers, map_in_workers
 
     spec = get_env_spec(env_id)
-    if n_episodes <= 0:
-        raise ConfigError(f"--episodes must be positive, got {n_episodes}")
+    check_collect_options(n_episodes, seed)
     check_workers(workers)
     dataset_id = dataset_id or default_dataset_id(env_id, mix, n_episodes, seed)
     _check_dataset_id(dataset_id)

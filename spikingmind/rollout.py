@@ -21,6 +21,7 @@ from spikingmind.errors import ConfigError
 from spikingmind.policy import Policy
 from spikingmind.seeds import evaluation_seeds
 from spikingmind.tokens import ACTION, step_tokens
+from spikingmind.validation import finite_number
 
 
 @dataclass
@@ -70,7 +71,7 @@ def run_episodes(
     if spec is None:
         raise ConfigError(f"{type(policy).__name__}: its metadata names no environment ('env'), so it cannot "
                           "run closed loop; export the policy from a checkpoint")
-    target = spec.target_return if target_return is None else float(target_return)
+    target = spec.target_return if target_return is None else finite_number(target_return, "--target-return")
     k = layout.context_length
     results = EpisodeResults(seeds=list(seeds), returns=[0.0] * len(seeds), lengths=[0] * len(seeds),
                              decisions=0, policy_seconds=0.0)

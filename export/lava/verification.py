@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
     timing: dict[str, Any] = {}
     report = fxp.QuantizationReport()
     lava: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="spikingmind-lava-plan-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"spikingmind-lava-plan-{os.getpid()}-") as scratch:  # pid: whose it is
         plan.save(scratch)
         for mode in modes:
             fixed = mode == "fixed"

@@ -199,6 +199,23 @@ def plan_runs(cfg: SweepConfig, dataset_id: str) -> list[dict]:
     return runs
 
 
+def check_runs(cfg: SweepConfig) -> None:
+    """Every run's TrainConfig (types, ranges, memory budget at its T and K) and every energy
+    profile, checked before a dataset is collected or a run started (what `spikingmind ablate`
+    does first): a bad value fails the sweep at once with one line, not each of its runs after
+    the data were collected. `run_sweep` itself records such a run as failed and goes on."""
+    from spikingmind.energy.profiles import load_profile
+    from spikingmind.envs import get_env_spec
+    from spikingmind.train import TrainConfig
+
+    get_env_spec(cfg.env_id)
+    for entry in plan_runs(cfg, "the-sweep-dataset-v0"):
+        TrainConfig.from_dict(entry["train"], source=f"sweep run {entry['model']} T={entry['time_steps']} "
+                                                     f"K={entry['context']} seed {entry['seed']}")
+    for name in (*cfg.snn_profiles, *cfg.ann_profiles):
+        load_profile(name)
+
+
 class Manifest:
     """The sweep's manifest.json: settings + runs by id, written atomically on every update."""
 
