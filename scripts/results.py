@@ -235,9 +235,54 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
                           "--out", str(out / "latency.json")],
               inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
     ]
+    stages += streaming_stages(env_id, args, dataset, runs)
     settings = {"env_id": env_id, "config": str(config), "dataset": dataset, "training_seeds": list(seeds),
                 "eval_episodes": args.episodes, "folder": out}
     return settings, stages
+
+
+def streaming_stages(env_id: str, args: argparse.Namespace, dataset: str, windowed: dict) -> list[Stage]:
+    """Issue #18's runs, when configs/<env>-stream.toml exists (same data as the windowed
+    models): the streaming SNN and ANN twin per training seed, each evaluated on its unseen
+    seeds; for the first seed's pair the streaming NIR export, its energy report against the
+    streaming twin's step graph, the same SNN recomputing a K = 20 window, and the streaming
+    latency benchmark; <results-dir>/<env>/stream/."""
+    slug = env_slug(env_id)
+    config = args.configs / f"{slug}-stream.toml"
+    if not config.exists():
+        return []
+    out, sm, seeds = args.results_dir / slug / "stream", _spikingmind(), args.seeds
+    runs = {(m, seed): out / m / f"seed{seed}" for m in MODELS for seed in seeds}
+    stages = [Stage(f"stream-train-{m}-seed{seed}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset,
+                                                          "--config", str(config), "--seed", str(seed), "--out",
+                                                          str(run)], outputs=[_weights(run)], group="train")
+              for (m, seed), run in runs.items()]
+    stages += [Stage(f"stream-evaluate-{m}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), "--episodes",
+                                                              str(args.episodes), "--seed", str(seed), "--json",
+                                                              str(eval_path(out, m, seed)), "--force"],
+                     inputs=[_weights(run)], outputs=[eval_path(out, m, seed)], group="evaluate")
+               for (m, seed), run in runs.items()]
+    snn, ann = runs[("snn", seeds[0])], runs[("ann", seeds[0])]
+    stages += [
+        Stage("stream-export-nir", sm + ["export", str(snn / "checkpoint"), "--target", "nir", "-o",
+                                         str(out / "model.nir"), "--force"],
+              inputs=[_weights(snn)], outputs=[out / "model.nir"]),
+        Stage("stream-energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", ",".join(SNN_PROFILES),
+                                            "--baseline", str(ann / "checkpoint"), "--baseline-profile",
+                                            ",".join(ANN_PROFILES), "--episodes", str(args.energy_episodes),
+                                            "--json", str(out / "energy.json"), "--force"],
+              inputs=[out / "model.nir", _weights(ann)], outputs=[out / "energy.json"]),
+        Stage("stream-vs-window", [sys.executable, str(ROOT / "scripts" / "stream_vs_window.py"), str(snn / "checkpoint"),
+                                   "--out", str(out / "window-copy"), "--json", str(out / "stream_vs_window.json"),
+                                   "--energy-episodes", str(args.energy_episodes), "--eval-episodes",
+                                   str(args.episodes), "--seed", str(seeds[0])],
+              inputs=[_weights(snn)], outputs=[out / "stream_vs_window.json"]),
+        Stage("stream-latency", [sys.executable, str(ROOT / "benchmarks" / "latency_streaming.py"), "--snn",
+                                 str(snn / "checkpoint"), "--ann", str(ann / "checkpoint"), "--rounds",
+                                 str(args.latency_rounds), "--out", str(out / "latency.json")],
+              inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
+    ]
+    return stages
 
 
 def up_to_date(stage: Stage) -> bool:
@@ -364,7 +409,10 @@ def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAININ
     fixed = {seed: _load(eval_path(folder, "snn-fixed", seed)) for seed in seeds}
     kept = {m: {seed: _kept_checkpoint(folder / m / f"seed{seed}") for seed in seeds} for m in MODELS}
     front = _load(ablate_dir / env_slug(env_id) / "front.json") if ablate_dir else None
-    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]],
+    stream = folder / "stream"
+    streaming = {"evals": {m: {seed: _load(eval_path(stream, m, seed)) for seed in seeds} for m in MODELS},
+                 **{name: _load(stream / f"{name}.json") for name in ("energy", "latency", "stream_vs_window")}}
+    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming,
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
             "neurobench": _load(folder / "neurobench-snn.json"), "portable": _load(folder / "portable_readers.json"),
             "evals": evals, "fixed": fixed, "kept": kept, "seeds": list(seeds), "folder": folder, "front": front}
@@ -653,7 +701,80 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     if extras:
         lines.append(f"- {'; '.join(extras)}.")
     lines.append("")
+    lines += streaming_lines(env_id, found)
     return "\n".join(lines)
+
+
+def streaming_record(found: dict) -> dict | None:
+    """summary.json's `streaming` entry of one env (issue #18); None when its runs do not exist."""
+    streaming = found.get("streaming") or {}
+    stats = {m: seed_stats(streaming.get("evals", {}).get(m, {})) for m in MODELS}
+    energy, versus, latency = (streaming.get(k) for k in ("energy", "stream_vs_window", "latency"))
+    if not any((*stats.values(), energy, versus, latency)):
+        return None
+    windowed = {m: seed_stats(found["evals"][m]) for m in MODELS}
+    returns = lambda st: None if st is None else {  # noqa: E731
+        "mean_over_seeds": st["mean"], "std_over_seeds": st["std"],
+        "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()}, "missing_seeds": st["missing_seeds"]}
+    record = {"snn": returns(stats["snn"]), "ann": returns(stats["ann"]),
+              "windowed_snn": returns(windowed["snn"]), "windowed_ann": returns(windowed["ann"])}
+    if energy:
+        snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in energy.get("profiles", [])}
+        ann_uj = {b["profile"]: b["ann_total_pj"] / 1e6 for b in energy.get("baselines", [])}
+        record["energy"] = {
+            "accounting": energy.get("accounting"), "per": "steady-state decision (3 new tokens)",
+            "snn_uj": snn_uj, "ann_uj": ann_uj, "spike_rate": energy.get("spike_rate"),
+            "ratio_snn_over_int8": {p: e / ann_uj[ANN_PROFILES[-1]] for p, e in snn_uj.items()}
+            if ANN_PROFILES[-1] in ann_uj else None,
+            "cheaper_than_int8_under_every_profile": next(
+                (v["cheaper_under_every_profile"] for v in energy.get("verdicts", [])
+                 if v["ann_profile"] == ANN_PROFILES[-1]), None)}
+    if versus:
+        record["versus_window"] = {key: versus[key] for key in ("window_steps", "window_over_stream")}
+        record["versus_window"].update({name: {k: versus[name][k] for k in
+                                               ("mean_return", "spikes", "synaptic_ops", "energy_uj")}
+                                        for name in ("stream", "window")})
+    if latency:
+        record["latency_batch1_ms"] = {name: r["batch1"]["median_ms"] for name, r in latency["results"].items()}
+        record["latency_goal"] = latency.get("goal")
+    return record
+
+
+def streaming_lines(env_id: str, found: dict) -> list[str]:
+    """The env's streaming runs (issue #18) under its table: returns beside the windowed models',
+    the per-decision cost against the same network recomputing a window, energy and latency."""
+    record = streaming_record(found)
+    if record is None:
+        return []
+    cell = lambda r: NOT_RUN if r is None else (  # noqa: E731
+        f"{r['mean_over_seeds']:.1f} ± {r['std_over_seeds']:.1f} over {len(r['returns_by_seed'])} seeds")
+    lines = [f"**Streaming** ({env_id}; 3 new tokens per decision from carried state, docs/SEMANTICS.md): SNN "
+             f"{cell(record['snn'])}, ANN twin (key/value cache) {cell(record['ann'])}; the windowed models above: "
+             f"SNN {cell(record['windowed_snn'])}, ANN {cell(record['windowed_ann'])}.", ""]
+    versus = record.get("versus_window")
+    if versus:
+        stream, window, ratio = versus["stream"], versus["window"], versus["window_over_stream"]
+        lines.append(f"- per decision, streaming vs the same SNN recomputing a K = {versus['window_steps']} window "
+                     f"(decision-only): {stream['spikes']:,.0f} vs {window['spikes']:,.0f} spikes "
+                     f"({ratio['spikes']:.1f}x fewer), {stream['synaptic_ops']:,.0f} vs {window['synaptic_ops']:,.0f} "
+                     f"synaptic ops ({ratio['synaptic_ops']:.1f}x fewer); returns {stream['mean_return']:.1f} "
+                     f"(streaming) and {window['mean_return']:.1f} (windowed copy) on the same seeds.")
+    energy = record.get("energy")
+    if energy:
+        cells = ", ".join(f"{p} {format_pj(e * 1e6)}" for p, e in energy["snn_uj"].items())
+        twin = ", ".join(f"{p} {format_pj(e * 1e6)}" for p, e in energy["ann_uj"].items())
+        verdict = energy["cheaper_than_int8_under_every_profile"]
+        lines.append(f"- energy per steady-state decision, decision-only on both sides: streaming SNN {cells}; "
+                     f"streaming ANN twin {twin}; cheaper than the twin's int8 under every Loihi profile: "
+                     f"**{'yes' if verdict else 'no'}**.")
+    latency = record.get("latency_batch1_ms")
+    if latency:
+        cells = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(latency.items(), key=lambda item: item[1]))
+        goal = record.get("latency_goal") or {}
+        lines.append(f"- streaming batch-1 latency per decision: {cells}; snn-event / ann-ort = "
+                     f"{goal.get('ratio', float('nan')):.2f}x ({'met' if goal.get('met') else 'not met'}: <= 1).")
+    lines.append("")
+    return lines
 
 
 def demo_table(demo_dir: Path, readme_dir: Path, figures_dir: Path) -> str:
@@ -917,6 +1038,7 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
             "kept_checkpoint_by_seed": {str(seed): k for seed, k in kept.items() if k},
         }
     record.update(energy_fields(found, record))
+    record["streaming"] = streaming_record(found)
     record["expert"] = {k: v for k, v in entry["expert"].items() if k not in ("returns", "seeds")} \
         if entry.get("expert") else None
     record["zoo"] = entry.get("zoo")

@@ -502,3 +502,36 @@ def test_portable_readers_line(results):
     assert "norse 1.1.0 (float32) 0 of 12,345 spikes differ, 40/40 actions agree" in line
     assert "snntorch 1.1.0 (float32) 3 of 12,345 spikes differ" in line
     assert results.portable_line(None) is None
+
+
+def test_streaming_runs_are_summarised_beside_the_windowed_ones(results, protocol_files):
+    """Issue #18's section: streaming returns over seeds beside the windowed models', the window
+    recompute's cost ratios, energy against the streaming twin's int8 and the latency goal."""
+    tmp_path, folder, _ = protocol_files
+    stream = folder / "stream"
+    for seed, returns in enumerate(([500.0, 490.0], [480.0, 480.0], [470.0, 500.0])):
+        write_eval(stream, "snn", seed, returns)
+    write_eval(stream, "ann", 0, [500.0, 500.0])
+    energy = write_energy(stream)
+    window = {"mean_return": 480.0, "spikes": 4000.0, "synaptic_ops": 90000.0, "energy_uj": {"loihi": 9.0}}
+    (stream / "stream_vs_window.json").write_text(json.dumps({
+        "window_steps": 20, "window_over_stream": {"spikes": 20.0, "synaptic_ops": 18.0, "energy": {"loihi": 15.0}},
+        "stream": {"mean_return": 490.0, "spikes": 200.0, "synaptic_ops": 5000.0, "energy_uj": {"loihi": 0.6}},
+        "window": window}))
+    (stream / "latency.json").write_text(json.dumps({
+        "results": {"snn-event": {"batch1": {"median_ms": 0.05}}, "ann-ort": {"batch1": {"median_ms": 0.1}}},
+        "goal": {"ratio": 0.5, "met": True}}))
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    record = results.summary_record("CartPole-v1", found)["streaming"]
+    assert record["snn"]["returns_by_seed"] == {"0": 495.0, "1": 480.0, "2": 485.0}
+    assert record["windowed_snn"]["mean_over_seeds"] == 485.0 and record["ann"]["missing_seeds"] == [1, 2]
+    int8 = next(b["ann_total_pj"] for b in energy["baselines"] if b["profile"] == "cmos45nm-int8") / 1e6
+    assert record["energy"]["ratio_snn_over_int8"]["loihi"] == pytest.approx(energy["profiles"][0]["snn_total_pj"]
+                                                                             / 1e6 / int8)
+    assert record["versus_window"]["window_over_stream"]["spikes"] == 20.0
+    assert record["latency_batch1_ms"] == {"snn-event": 0.05, "ann-ort": 0.1}
+    text = "\n".join(results.streaming_lines("CartPole-v1", found))
+    assert "SNN 486.7 ± 6.2 over 3 seeds" in text and "ANN twin (key/value cache) 500.0 ± 0.0 over 1 seeds" in text
+    assert "200 vs 4,000 spikes (20.0x fewer), 5,000 vs 90,000 synaptic ops (18.0x fewer)" in text
+    assert "snn-event / ann-ort = 0.50x (met: <= 1)" in text
+    assert results.streaming_lines("Acrobot-v1", results.env_results(tmp_path / "results", "Acrobot-v1")) == []
