@@ -23,6 +23,9 @@ evaluation every `eval_every` updates, `finish`. The run folder (`spikingmind.ru
     checkpoint/            the fine-tuned policy (best greedy validation return); "done"
 Re-running the same config resumes an interrupted run and leaves a finished one alone;
 another config in the same folder is refused (force=True starts over).
+
+Why one file over 500 lines: the REINFORCE loop, its config and its named steps are one
+algorithm; the run-folder state machine it shares with train lives in spikingmind/runs.py.
 """
 
 from __future__ import annotations

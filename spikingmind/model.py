@@ -9,6 +9,9 @@ spiking model runs `time_steps` SNN steps per decision on the token grid (tokens
 spatial axis) and only uses operations NIR can express (docs/SEMANTICS.md): per-token
 linear maps, BatchNorm (folded at export), LIF neurons, AND of two spike trains and a
 decay-weighted causal sum over earlier tokens. No softmax, no LayerNorm in the spiking path.
+
+Why one file over 500 lines: as nanoGPT's model.py, the whole network (both models, their
+streaming state) reads top to bottom in one place; splitting it would scatter one forward pass.
 """
 
 from __future__ import annotations

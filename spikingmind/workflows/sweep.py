@@ -26,6 +26,9 @@ included, and the evaluation settings), so re-running a sweep skips runs that ar
 resumes interrupted ones (train() is resumable) and retries failed ones. Each run is one
 call of `execute_run`, a plain function of JSON-able arguments: the local executor runs it
 in a process pool, the Ray executor as a `ray.remote` task, with no other difference.
+
+Why one file over 500 lines: the manifest, its executors (local, Ray) and the per-run
+steps are one resumable state machine; tables, plots and the front are in sweep_results.py.
 """
 
 from __future__ import annotations
