@@ -1,4 +1,4 @@
-"""Demonstrations: collect expert/capped/random episodes into a Minari dataset, load them back.
+"""Demonstrations: collect expert/capped/noisy/random episodes into a Minari dataset, load them back.
 
 Datasets are written offline into a project folder (MINARI_DATASETS_PATH, default
 `runs/datasets`), atomically (built in a temp root, then renamed into place). Their
@@ -25,7 +25,10 @@ from spikingmind.errors import ConfigError, DatasetError, RunExistsError
 from spikingmind.io import atomic_write_json, read_text
 from spikingmind.seeds import episode_seed
 
-POLICY_KINDS = ("expert", "capped", "random")
+POLICY_KINDS = ("expert", "capped", "noisy", "random")
+EXPERT_KINDS = ("expert", "capped", "noisy")  # the kinds that play the env's expert
+#: The noisy kind's per-episode probability of a random action is drawn uniformly from this.
+NOISY_EPSILON_RANGE = (0.0, 1.0)
 DATASET_FORMAT = 1
 
 
@@ -102,6 +105,34 @@ def _random_actions(env, rng: np.random.Generator):
     return lambda obs: env.action_space.sample()
 
 
+class NoisyExpert:
+    """The expert, except that at each step, with probability ``epsilon``, a random action.
+
+    The random action is uniform over the env's action space, discrete or continuous alike:
+    epsilon 0 is the expert, epsilon 1 the random kind, and for a continuous action the mean
+    action at a state moves from the expert's toward the middle of the range as epsilon grows
+    (zero-mean noise added to the expert's action would leave that mean where it is). The
+    coin is tossed before the expert is asked, and the expert is asked only on the steps it
+    plays: a planner replans only where a random step has moved the state off its plan.
+    Stateful through the expert: call ``reset()`` at the start of every episode.
+    """
+
+    def __init__(self, expert, epsilon: float, random_action, rng: np.random.Generator):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.expert, self.epsilon, self.random_action, self.rng = expert, float(epsilon), random_action, rng
+
+    def reset(self) -> None:
+        from spikingmind.experts import reset_policy
+
+        reset_policy(self.expert)
+
+    def __call__(self, obs: np.ndarray):
+        if self.rng.random() < self.epsilon:
+            return self.random_action(obs)
+        return self.expert(obs)
+
+
 def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     """The policy of one episode (reset) and what to record about it; randomness from `rng` only."""
     from spikingmind import experts
@@ -113,6 +144,11 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     if kind == "expert":
         experts.reset_policy(spec.expert)
         return spec.expert, {}
+    if kind == "noisy":
+        epsilon = float(rng.uniform(*NOISY_EPSILON_RANGE))
+        policy = NoisyExpert(spec.expert, epsilon, _random_actions(env, rng), rng)
+        policy.reset()
+        return policy, {"epsilon": epsilon}
     give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
     policy = experts.make_capped_expert(spec.expert, give_up_after, _random_actions(env, rng))
     policy.reset()
@@ -121,8 +157,8 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
 
 def _collect_episode(spec: EnvSpec, env, kind: str, dataset_seed: int, index: int) -> tuple[dict, dict]:
     """Episode `index` of a dataset: its arrays and its metadata record. Everything random in it
-    (give-up step, random actions) derives from (dataset_seed, index) alone, so the data do not
-    depend on which process plays which episode."""
+    (give-up step, noise level and coin tosses, random actions) derives from (dataset_seed,
+    index) alone, so the data do not depend on which process plays which episode."""
     rng = np.random.default_rng([dataset_seed, index])
     policy, extra = _make_policy(kind, spec, env, rng)
     env_seed = episode_seed(dataset_seed, index)
@@ -286,7 +322,7 @@ def collect(
     root = final_dir.parent
 
     plan = _policy_plan(n_episodes, mix, np.random.default_rng(seed))
-    if spec.expert is None and set(plan) & {"expert", "capped"}:
+    if spec.expert is None and set(plan) & set(EXPERT_KINDS):
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
     jobs = [(kind, seed, index) for index, kind in enumerate(plan)]
     env = spec.make_env()
