@@ -37,6 +37,19 @@ def test_noisy_and_late_episodes_are_the_same_bit_for_bit_with_one_or_two_worker
     assert sorted({r["policy"] for r in alone["episodes"]}) == ["expert", "late", "noisy"]
 
 
+def test_late_episodes_of_a_planner_are_the_same_with_one_or_two_workers(tmp_path):
+    # the Acrobot planner keeps a plan between calls: a worker that plays several episodes
+    # must start each from a reset planner, whichever episodes it got
+    mix = {"expert": 0.25, "late": 0.75}
+    alone, pair = (collect("Acrobot-v1", 4, mix, seed=6, dataset_id="a-v0", root=tmp_path / str(w), workers=w)[1]
+                   for w in (1, 2))
+    assert alone["content_hash"] == pair["content_hash"] and alone["episodes"] == pair["episodes"]
+    late = [r for r in alone["episodes"] if r["policy"] == "late"]
+    assert len(late) == 3 and min(r["expert_from"] for r in late) < 100
+    # the planner takes over and reaches the goal in about the expert's time from there
+    assert all(-(r["expert_from"] + 150) < r["return"] <= -r["expert_from"] for r in late)
+
+
 def test_noisy_episodes_record_the_epsilon_they_were_played_with(tmp_path):
     dataset, meta = collect("CartPole-v1", 16, {"noisy": 1.0}, seed=2, dataset_id="n-v0", root=tmp_path)
     records = meta["episodes"]
