@@ -20,14 +20,13 @@ from typing import Iterator
 import numpy as np
 
 import spikingmind
-from spikingmind.envs import EnvSpec, get_env_spec
+from spikingmind.envs import EXPERT_KINDS, EnvSpec, get_env_spec
 from spikingmind.errors import ConfigError, DatasetError, RunExistsError
 from spikingmind.io import atomic_write_json, read_text
 from spikingmind.validation import integer
 from spikingmind.seeds import episode_seed
 
 POLICY_KINDS = ("expert", "capped", "noisy", "late", "random")
-EXPERT_KINDS = ("expert", "capped", "noisy", "late")  # the kinds that play the env's expert
 #: The noisy kind's per-episode probability of a random action is drawn uniformly from this.
 NOISY_EPSILON_RANGE = (0.0, 1.0)
 DATASET_FORMAT = 1
