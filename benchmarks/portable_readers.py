@@ -14,7 +14,6 @@ difference. Writes JSON (default benchmarks/out/portable_readers.json) and print
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ def main(argv=None) -> int:
 
     from spikingmind.export import export
     from spikingmind.export.nir import graph_metadata
+    from spikingmind.io import atomic_write_json
     from spikingmind.export.nir.portable import closed_loop_decisions, portable_inputs, verify_portable
     from spikingmind.export.nir.readers import agreement, reader_version, run_reader
     from spikingmind.export.reference import ReferenceSimulator, load_graph
@@ -71,8 +71,7 @@ def main(argv=None) -> int:
               "weights": note["weights"], "nodes": {"standard": len(standard.nodes), "portable": len(portable.nodes)},
               "export_verification": note["verification"], "standard_vs_portable_on_these_decisions": check,
               "readers": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out, result)
     print(f"{meta['env']['env_id']} width {meta['model']['width']}, {meta['model']['n_blocks']} blocks, "
           f"K {meta['model']['context_length']}: {len(decisions)} decisions, weights portable/standard "
           f"{note['weights']['ratio']}, portable export {export_seconds:.1f} s (verification included)")

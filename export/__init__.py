@@ -69,10 +69,14 @@ def source_kind(path: str | Path) -> str | None:
 
 def export(target: str, source: str | Path, out: str | Path, force: bool = False, **options) -> Path:
     """Export `source` with the named target; unknown targets list the known ones."""
+    from spikingmind.io import check_outputs
+
     try:
         module_name, _ = TARGETS[target]
     except KeyError:
         raise ExportError(f"unknown export target {target!r}; choose from {', '.join(TARGETS)}") from None
+    # before any work: the output must not be (or replace a folder holding) the source
+    check_outputs({"--out": out}, {"the source": source}, force, folders={"--out"} if target == "lava" else ())
     module = importlib.import_module(module_name)
     return module.export(source, out, force=force, **options)
 

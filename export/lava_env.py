@@ -21,6 +21,7 @@ import argparse
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,19 +38,46 @@ HOW_TO_GET_ONE = (
 )
 
 
+#: Seconds an interpreter probe may take (a version query, an import of lava).
+PROBE_TIMEOUT_S = 60.0
+
+
+def _probe(command: list[str], timeout: float | None = None) -> tuple[int, str] | None:
+    """(exit code, stdout) of a probe command run in its own process group, or None when it
+    cannot start or times out. On a timeout the whole group is killed: an interpreter that is
+    a wrapper script (pyenv's shims, a user's) must not leave its grandchildren running."""
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=PROBE_TIMEOUT_S if timeout is None else timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.communicate()
+        return None
+    finally:
+        if proc.poll() is None:  # interrupted: leave nothing of the probe behind
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+    return proc.returncode, out.decode(errors="replace")
+
+
 def _python_version(python: str | Path) -> tuple[int, int] | None:
     """(major, minor) of an interpreter that actually runs, else None."""
-    try:
-        out = subprocess.run(
-            [str(python), "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
-            capture_output=True, text=True, timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
+    result = _probe([str(python), "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+                    timeout=min(30.0, PROBE_TIMEOUT_S))
+    if result is None or result[0] != 0:
         return None
     try:
-        major, minor = (int(part) for part in out.stdout.split())
+        major, minor = (int(part) for part in result[1].split())
     except ValueError:
         return None
     return major, minor
@@ -57,12 +85,8 @@ def _python_version(python: str | Path) -> tuple[int, int] | None:
 
 def _imports(python: str | Path, modules: str) -> bool:
     """Whether `python` can import `modules` (comma-separated)."""
-    try:
-        out = subprocess.run([str(python), "-c", f"import {modules}, sys; sys.exit(0)"],
-                             capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return out.returncode == 0
+    result = _probe([str(python), "-c", f"import {modules}, sys; sys.exit(0)"])
+    return result is not None and result[0] == 0
 
 
 def _has_lava(python: str | Path) -> bool:
@@ -94,11 +118,8 @@ def find_base_python310() -> Path | None:
         candidates.append(on_path)
     pyenv_root = os.environ.get("PYENV_ROOT")
     if not pyenv_root and shutil.which("pyenv"):
-        try:
-            pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
-                                        timeout=30).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            pyenv_root = None
+        result = _probe(["pyenv", "root"], timeout=30)
+        pyenv_root = (result[1].strip() or None) if result is not None and result[0] == 0 else None
     for root in filter(None, [pyenv_root, str(Path.home() / ".pyenv")]):
         candidates += sorted(glob.glob(os.path.join(root, "versions", "3.10.*", "bin", "python")), reverse=True)
     for candidate in candidates:

@@ -64,7 +64,8 @@ from spikingmind.workflows.conditioning import MODEL_LABELS, MODEL_ORDER
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "Pendulum-v1")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SNN_PROFILE = "loihi"
+SNN_PROFILE = "loihi"  # the flat fields of the energy report (its first profile)
+SNN_PROFILES = ("loihi", "loihi-sanafe", "loihi-kerasspiking")  # every cited Loihi parameterisation
 ANN_PROFILES = ("cmos45nm-fp32", "cmos45nm-int8")
 NOT_RUN = "not run"
 # `spikingmind ablate` writes <sweep>/plots/<metric>.png (spikingmind.workflows.sweep_results.PLOTTED); two are shown, two linked
@@ -214,19 +215,74 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
                                   "--force"], inputs=[_weights(snn)], outputs=[out / "model.nir"]),
         Stage("export-onnx", sm + ["export", str(ann / "checkpoint"), "--target", "onnx", "-o", str(out / "ann.onnx"),
                                    "--force"], inputs=[_weights(ann)], outputs=[out / "ann.onnx"]),
-        Stage("energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", SNN_PROFILE, "--baseline",
-                                     str(out / "ann.onnx"), "--baseline-profile", ",".join(ANN_PROFILES), "--episodes",
-                                     str(args.energy_episodes), "--json", str(out / "energy.json"), "--plot",
-                                     str(out / "energy.png"), "--force"],
-              inputs=[out / "model.nir", out / "ann.onnx"], outputs=[out / "energy.json", out / "energy.png"]),
+        # the ANN twin's checkpoint: both its graphs are counted, the verdict on the decision-only one
+        Stage("energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", ",".join(SNN_PROFILES),
+                                     "--baseline", str(ann / "checkpoint"), "--baseline-profile", ",".join(ANN_PROFILES),
+                                     "--episodes", str(args.energy_episodes), "--json", str(out / "energy.json"),
+                                     "--plot", str(out / "energy.png"), "--force"],
+              inputs=[out / "model.nir", _weights(ann)], outputs=[out / "energy.json", out / "energy.png"]),
+        # NeuroBench's own metrics beside ours, and the portable export in nirtorch, snnTorch and norse
+        Stage("neurobench", [sys.executable, str(ROOT / "benchmarks" / "neurobench_metrics.py"), "--checkpoint",
+                             str(snn / "checkpoint"), "--env", env_id, "--episodes", str(args.energy_episodes),
+                             "--max-decisions", "300", "--out", str(out / "neurobench-snn.json"), "--quiet"],
+              inputs=[_weights(snn)], outputs=[out / "neurobench-snn.json"]),
+        Stage("portable-readers", [sys.executable, str(ROOT / "benchmarks" / "portable_readers.py"), "--checkpoint",
+                                   str(snn / "checkpoint"), "--episodes", "3", "--max-steps", "25", "--out",
+                                   str(out / "portable_readers.json")],
+              inputs=[_weights(snn)], outputs=[out / "portable_readers.json"]),
         Stage("latency", [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--snn", str(snn / "checkpoint"),
                           "--ann", str(ann / "checkpoint"), "--rounds", str(args.latency_rounds),
                           "--out", str(out / "latency.json")],
               inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
     ]
+    stages += streaming_stages(env_id, args, dataset, runs)
     settings = {"env_id": env_id, "config": str(config), "dataset": dataset, "training_seeds": list(seeds),
                 "eval_episodes": args.episodes, "folder": out}
     return settings, stages
+
+
+def streaming_stages(env_id: str, args: argparse.Namespace, dataset: str, windowed: dict) -> list[Stage]:
+    """Issue #18's runs, when configs/<env>-stream.toml exists (same data as the windowed
+    models): the streaming SNN and ANN twin per training seed, each evaluated on its unseen
+    seeds; for the first seed's pair the streaming NIR export, its energy report against the
+    streaming twin's step graph, the same SNN recomputing a K = 20 window, and the streaming
+    latency benchmark; <results-dir>/<env>/stream/."""
+    slug = env_slug(env_id)
+    config = args.configs / f"{slug}-stream.toml"
+    if not config.exists():
+        return []
+    out, sm, seeds = args.results_dir / slug / "stream", _spikingmind(), args.seeds
+    runs = {(m, seed): out / m / f"seed{seed}" for m in MODELS for seed in seeds}
+    stages = [Stage(f"stream-train-{m}-seed{seed}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset,
+                                                          "--config", str(config), "--seed", str(seed), "--out",
+                                                          str(run)], outputs=[_weights(run)], group="train")
+              for (m, seed), run in runs.items()]
+    stages += [Stage(f"stream-evaluate-{m}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), "--episodes",
+                                                              str(args.episodes), "--seed", str(seed), "--json",
+                                                              str(eval_path(out, m, seed)), "--force"],
+                     inputs=[_weights(run)], outputs=[eval_path(out, m, seed)], group="evaluate")
+               for (m, seed), run in runs.items()]
+    snn, ann = runs[("snn", seeds[0])], runs[("ann", seeds[0])]
+    stages += [
+        Stage("stream-export-nir", sm + ["export", str(snn / "checkpoint"), "--target", "nir", "-o",
+                                         str(out / "model.nir"), "--force"],
+              inputs=[_weights(snn)], outputs=[out / "model.nir"]),
+        Stage("stream-energy-report", sm + ["energy-report", str(out / "model.nir"), "--profile", ",".join(SNN_PROFILES),
+                                            "--baseline", str(ann / "checkpoint"), "--baseline-profile",
+                                            ",".join(ANN_PROFILES), "--episodes", str(args.energy_episodes),
+                                            "--json", str(out / "energy.json"), "--force"],
+              inputs=[out / "model.nir", _weights(ann)], outputs=[out / "energy.json"]),
+        Stage("stream-vs-window", [sys.executable, str(ROOT / "scripts" / "stream_vs_window.py"), str(snn / "checkpoint"),
+                                   "--out", str(out / "window-copy"), "--json", str(out / "stream_vs_window.json"),
+                                   "--energy-episodes", str(args.energy_episodes), "--eval-episodes",
+                                   str(args.episodes), "--seed", str(seeds[0])],
+              inputs=[_weights(snn)], outputs=[out / "stream_vs_window.json"]),
+        Stage("stream-latency", [sys.executable, str(ROOT / "benchmarks" / "latency_streaming.py"), "--snn",
+                                 str(snn / "checkpoint"), "--ann", str(ann / "checkpoint"), "--rounds",
+                                 str(args.latency_rounds), "--out", str(out / "latency.json")],
+              inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
+    ]
+    return stages
 
 
 def up_to_date(stage: Stage) -> bool:
@@ -342,16 +398,24 @@ def _kept_checkpoint(run_dir: Path) -> dict | None:
             "validation_seeds": metrics.get("validation_seeds"), "seed": train.get("seed")}
 
 
-def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAINING_SEEDS) -> dict:
+def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAINING_SEEDS,
+                ablate_dir: Path | None = None) -> dict:
     """Whatever result files exist for the env (None for each missing one): every training
-    seed's evaluation ("evals") and kept checkpoint ("kept"), and under "snn"/"ann" the first
-    seed's evaluations (the energy and latency table's models)."""
+    seed's evaluation ("evals", the SNN's fixed-point one under "fixed") and kept checkpoint
+    ("kept"), under "snn"/"ann" the first seed's evaluations (the energy and latency table's
+    models), and the energy sweep's front (`ablate_dir/<env>/front.json`)."""
     folder = results_dir / env_slug(env_id)
     evals = {m: {seed: _load(eval_path(folder, m, seed)) for seed in seeds} for m in MODELS}
+    fixed = {seed: _load(eval_path(folder, "snn-fixed", seed)) for seed in seeds}
     kept = {m: {seed: _kept_checkpoint(folder / m / f"seed{seed}") for seed in seeds} for m in MODELS}
-    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]],
+    front = _load(ablate_dir / env_slug(env_id) / "front.json") if ablate_dir else None
+    stream = folder / "stream"
+    streaming = {"evals": {m: {seed: _load(eval_path(stream, m, seed)) for seed in seeds} for m in MODELS},
+                 **{name: _load(stream / f"{name}.json") for name in ("energy", "latency", "stream_vs_window")}}
+    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming,
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
-            "evals": evals, "kept": kept, "seeds": list(seeds), "folder": folder}
+            "neurobench": _load(folder / "neurobench-snn.json"), "portable": _load(folder / "portable_readers.json"),
+            "evals": evals, "fixed": fixed, "kept": kept, "seeds": list(seeds), "folder": folder, "front": front}
 
 
 def seed_stats(evals: dict[int, dict | None]) -> dict | None:
@@ -540,6 +604,39 @@ def latency_line(latency: dict) -> str:
     return f"- batch-1 latency by backend (ratio to ann-ort): {cells}{verdict}."
 
 
+def neurobench_line(result: dict | None) -> str | None:
+    """benchmarks/neurobench_metrics.py's JSON as one line: NeuroBench's own synaptic operations
+    beside ours (difference and its reasons), and what it could not measure."""
+    if not result:
+        return None
+    totals = result["comparison"]["synaptic_operations"]["totals"]
+    names = {"effective_acs": "Effective_ACs", "effective_macs": "Effective_MACs", "dense_ops": "Dense"}  # NeuroBench's
+    cells = []
+    for key, total in totals.items():
+        if not total.get("ours"):
+            continue
+        metric = names.get(key, key)
+        why = ", ".join(f"{key.replace('_', ' ')} {ops:,.0f}" for key, ops in total.get("explained_by", {}).items()
+                        if ops)
+        cells.append(f"{metric} {total['neurobench']:,.0f} vs ours {total['ours']:,.0f} "
+                     f"({total['difference_pct']:+.2f}%{': ' + why if why else ''})")
+    missing = sorted(result.get("not_measured") or {})
+    version = result.get("versions", {}).get("neurobench", "")
+    return (f"- NeuroBench {version} itself, on {result['protocol']['decisions_measured']} of these closed-loop "
+            f"decisions (per decision): {'; '.join(cells)}"
+            f"{'; not measured by it: ' + ', '.join(missing) if missing else ''}.")
+
+
+def portable_line(result: dict | None) -> str | None:
+    """benchmarks/portable_readers.py's JSON as one line: each third-party reader of the portable export."""
+    if not result:
+        return None
+    readers = ", ".join(f"{r['reader']} {r['version']} ({r['dtype']}) {r['spike_mismatches']} of "
+                        f"{r['spike_values']:,} spikes differ, {r['actions_agreeing']}/{r['decisions']} actions agree"
+                        for r in result["readers"])
+    return f"- the portable NIR export of this model in third-party readers: {readers}."
+
+
 def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, experts: dict | None = None) -> str:
     snn, ann, energy, latency, run = (found[k] for k in ("snn", "ann", "energy", "latency", "run"))
     lines = [f"### {env_id}", ""]
@@ -549,9 +646,12 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     lines += [protocol_table(env_id, found, experts), ""]
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
     # spikes, latency and energy: the first training seed's models
-    profiles = [SNN_PROFILE, *ANN_PROFILES]
+    snn_priced = {entry["profile"]: entry["snn_total_pj"] for entry in (energy or {}).get("profiles", [])} \
+        or ({energy["snn_profile"]: energy["snn_total_pj"]} if energy else {})
+    snn_profiles = list(snn_priced) or list(SNN_PROFILES)
+    accounting = (energy or {}).get("accounting", "decision_only").replace("_", "-")
     header = ["model", f"return, training seed {found['seeds'][0]} (unseen seeds)", "spikes / decision", "latency batch 1",
-              "latency / ANN (ORT)", *[f"energy / decision, {p}" for p in profiles]]
+              "latency / ANN (ORT)", *[f"energy / decision, {p}" for p in (*snn_profiles, *ANN_PROFILES)]]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     baselines = {b["profile"]: b for b in (energy or {}).get("baselines", [])}
     lat = (latency or {}).get("results", {})
@@ -563,19 +663,31 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
             return [NOT_RUN, NOT_RUN]
         return [f"{ms:.3g} ms ({backend})", f"{ms / ort_ms:.2f}x" if ort_ms else NOT_RUN]
 
-    snn_energy = [format_pj(energy["snn_total_pj"]) if energy else NOT_RUN] + ["—"] * len(ANN_PROFILES)
+    snn_energy = [format_pj(snn_priced[p]) if p in snn_priced else NOT_RUN for p in snn_profiles] + \
+        ["—"] * len(ANN_PROFILES)
     snn_spikes = f"{snn['spikes_per_decision']:.0f} (rate {snn['mean_spike_rate']:.1%})" \
         if snn and snn.get("spikes_per_decision") is not None else NOT_RUN
-    ann_energy = ["—"] + [format_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN for p in ANN_PROFILES]
+    ann_energy = ["—"] * len(snn_profiles) + [format_pj(baselines[p]["ann_total_pj"]) if p in baselines else NOT_RUN
+                                              for p in ANN_PROFILES]
     snn_backend = (latency or {}).get("goal", {}).get("spiking_backend", "snn-pytorch")  # its faster backend
     lines.append("| " + " | ".join(["SNN (spiking DT)", _returns(snn), snn_spikes, *latency_cells(snn_backend),
                                      *snn_energy]) + " |")
     lines.append("| " + " | ".join(["ANN twin", _returns(ann), "—", *latency_cells("ann-ort"), *ann_energy]) + " |")
     lines.append("")
-    for profile, baseline in baselines.items():
-        lines.append(f"- {SNN_PROFILE} vs {profile}: {baseline['verdict']}; break-even: {baseline['break_even_note']}.")
+    if energy:
+        lines.append(f"- energy: {accounting} accounting on both sides (what a deployed policy computes per "
+                     "decision; docs/SEMANTICS.md), an estimate from counted operations x cited per-op energies.")
+    for verdict in (energy or {}).get("verdicts", []):
+        lines.append(f"- {verdict['statement']}.")
+    if not (energy or {}).get("verdicts"):
+        for profile, baseline in baselines.items():
+            lines.append(f"- {energy['snn_profile']} vs {profile}: {baseline['verdict']}; "
+                         f"break-even: {baseline['break_even_note']}.")
     if latency:
         lines.append(latency_line(latency))
+    for text in (neurobench_line(found.get("neurobench")), portable_line(found.get("portable"))):
+        if text is not None:
+            lines.append(text)
     figure = publish_figure(found["folder"] / "energy.png", figures_dir, f"{env_slug(env_id)}-energy.png")
     extras = []
     if figure is not None:
@@ -589,7 +701,80 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     if extras:
         lines.append(f"- {'; '.join(extras)}.")
     lines.append("")
+    lines += streaming_lines(env_id, found)
     return "\n".join(lines)
+
+
+def streaming_record(found: dict) -> dict | None:
+    """summary.json's `streaming` entry of one env (issue #18); None when its runs do not exist."""
+    streaming = found.get("streaming") or {}
+    stats = {m: seed_stats(streaming.get("evals", {}).get(m, {})) for m in MODELS}
+    energy, versus, latency = (streaming.get(k) for k in ("energy", "stream_vs_window", "latency"))
+    if not any((*stats.values(), energy, versus, latency)):
+        return None
+    windowed = {m: seed_stats(found["evals"][m]) for m in MODELS}
+    returns = lambda st: None if st is None else {  # noqa: E731
+        "mean_over_seeds": st["mean"], "std_over_seeds": st["std"],
+        "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()}, "missing_seeds": st["missing_seeds"]}
+    record = {"snn": returns(stats["snn"]), "ann": returns(stats["ann"]),
+              "windowed_snn": returns(windowed["snn"]), "windowed_ann": returns(windowed["ann"])}
+    if energy:
+        snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in energy.get("profiles", [])}
+        ann_uj = {b["profile"]: b["ann_total_pj"] / 1e6 for b in energy.get("baselines", [])}
+        record["energy"] = {
+            "accounting": energy.get("accounting"), "per": "steady-state decision (3 new tokens)",
+            "snn_uj": snn_uj, "ann_uj": ann_uj, "spike_rate": energy.get("spike_rate"),
+            "ratio_snn_over_int8": {p: e / ann_uj[ANN_PROFILES[-1]] for p, e in snn_uj.items()}
+            if ANN_PROFILES[-1] in ann_uj else None,
+            "cheaper_than_int8_under_every_profile": next(
+                (v["cheaper_under_every_profile"] for v in energy.get("verdicts", [])
+                 if v["ann_profile"] == ANN_PROFILES[-1]), None)}
+    if versus:
+        record["versus_window"] = {key: versus[key] for key in ("window_steps", "window_over_stream")}
+        record["versus_window"].update({name: {k: versus[name][k] for k in
+                                               ("mean_return", "spikes", "synaptic_ops", "energy_uj")}
+                                        for name in ("stream", "window")})
+    if latency:
+        record["latency_batch1_ms"] = {name: r["batch1"]["median_ms"] for name, r in latency["results"].items()}
+        record["latency_goal"] = latency.get("goal")
+    return record
+
+
+def streaming_lines(env_id: str, found: dict) -> list[str]:
+    """The env's streaming runs (issue #18) under its table: returns beside the windowed models',
+    the per-decision cost against the same network recomputing a window, energy and latency."""
+    record = streaming_record(found)
+    if record is None:
+        return []
+    cell = lambda r: NOT_RUN if r is None else (  # noqa: E731
+        f"{r['mean_over_seeds']:.1f} ± {r['std_over_seeds']:.1f} over {len(r['returns_by_seed'])} seeds")
+    lines = [f"**Streaming** ({env_id}; 3 new tokens per decision from carried state, docs/SEMANTICS.md): SNN "
+             f"{cell(record['snn'])}, ANN twin (key/value cache) {cell(record['ann'])}; the windowed models above: "
+             f"SNN {cell(record['windowed_snn'])}, ANN {cell(record['windowed_ann'])}.", ""]
+    versus = record.get("versus_window")
+    if versus:
+        stream, window, ratio = versus["stream"], versus["window"], versus["window_over_stream"]
+        lines.append(f"- per decision, streaming vs the same SNN recomputing a K = {versus['window_steps']} window "
+                     f"(decision-only): {stream['spikes']:,.0f} vs {window['spikes']:,.0f} spikes "
+                     f"({ratio['spikes']:.1f}x fewer), {stream['synaptic_ops']:,.0f} vs {window['synaptic_ops']:,.0f} "
+                     f"synaptic ops ({ratio['synaptic_ops']:.1f}x fewer); returns {stream['mean_return']:.1f} "
+                     f"(streaming) and {window['mean_return']:.1f} (windowed copy) on the same seeds.")
+    energy = record.get("energy")
+    if energy:
+        cells = ", ".join(f"{p} {format_pj(e * 1e6)}" for p, e in energy["snn_uj"].items())
+        twin = ", ".join(f"{p} {format_pj(e * 1e6)}" for p, e in energy["ann_uj"].items())
+        verdict = energy["cheaper_than_int8_under_every_profile"]
+        lines.append(f"- energy per steady-state decision, decision-only on both sides: streaming SNN {cells}; "
+                     f"streaming ANN twin {twin}; cheaper than the twin's int8 under every Loihi profile: "
+                     f"**{'yes' if verdict else 'no'}**.")
+    latency = record.get("latency_batch1_ms")
+    if latency:
+        cells = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(latency.items(), key=lambda item: item[1]))
+        goal = record.get("latency_goal") or {}
+        lines.append(f"- streaming batch-1 latency per decision: {cells}; snn-event / ann-ort = "
+                     f"{goal.get('ratio', float('nan')):.2f}x ({'met' if goal.get('met') else 'not met'}: <= 1).")
+    lines.append("")
+    return lines
 
 
 def demo_table(demo_dir: Path, readme_dir: Path, figures_dir: Path) -> str:
@@ -844,12 +1029,16 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     for model in MODELS:
         st, kept = stats[model], found["kept"][model]
         record[model] = None if st is None else {
+            "config": (found.get("run") or {}).get("config"),
             "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
-            "returns_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
+            "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()},
+            "evaluation_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
             "episodes": st["episodes"], "episode_mean": st["episode_mean"], "episode_std": st["episode_std"],
             "episode_min": st["episode_min"], "episode_max": st["episode_max"],
             "kept_checkpoint_by_seed": {str(seed): k for seed, k in kept.items() if k},
         }
+    record.update(energy_fields(found, record))
+    record["streaming"] = streaming_record(found)
     record["expert"] = {k: v for k, v in entry["expert"].items() if k not in ("returns", "seeds")} \
         if entry.get("expert") else None
     record["zoo"] = entry.get("zoo")
@@ -860,6 +1049,44 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     else:
         record["conditioning"] = None
     return record
+
+
+def energy_fields(found: dict, record: dict) -> dict:
+    """Issue #13's fields: the recommended SNN's fixed-point returns, spike rate and energy per
+    Loihi profile (decision-only, the first training seed's model); the cheapest ANN of the energy
+    sweep's front that reaches the target (None without a sweep) and the SNN / int8 ratio per
+    Loihi profile; and the same ratios against the same-size twin (`energy_vs_twin`). Adds the
+    SNN's part into record["snn"]."""
+    energy, front = found.get("energy"), found.get("front")
+    fixed = {str(seed): e["mean_return"] for seed, e in (found.get("fixed") or {}).items() if e}
+    snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in (energy or {}).get("profiles", [])}
+    if record.get("snn") is not None:
+        record["snn"].update({
+            "fixed_point_returns_by_seed": fixed or None,
+            "fixed_point_backend": "loihi-emulation" if fixed else None,
+            "spike_rate": energy["spike_rate"] if energy else None,
+            "energy_uj": snn_uj or None,
+            "energy_accounting": energy.get("accounting") if energy else None,
+            "energy_measured_on": f"training seed {found['seeds'][0]}" if energy else None,
+        })
+    cheapest = ((front or {}).get("ann") or {}).get("cheapest_reaching_target")
+    int8 = (front or {}).get("int8_profile", ANN_PROFILES[-1])
+    fields: dict = {"ann_cheapest": None, "ratio_snn_over_int8": None}
+    if cheapest:
+        fields["ann_cheapest"] = {
+            "config": cheapest["config"], "returns_by_seed": cheapest["returns_by_seed"],
+            "mean_return": cheapest["mean_return"], "energy_uj": cheapest["energy_uj"],
+            "source": "the energy sweep's front (spikingmind ablate): the cheapest ANN config whose mean return "
+                      "over its seeds reaches the target, by int8 energy, decision-only accounting"}
+        if snn_uj:
+            fields["ratio_snn_over_int8"] = {p: e / cheapest["energy_uj"][int8] for p, e in snn_uj.items()}
+    twin = {b["profile"]: b["ann_total_pj"] / 1e6 for b in (energy or {}).get("baselines", [])}
+    fields["energy_vs_twin"] = None if not (snn_uj and twin) else {
+        "ann_energy_uj": twin, "accounting": energy.get("accounting"),
+        "ratio_snn_over_ann": {f"{p}/{q}": e / a for p, e in snn_uj.items() for q, a in twin.items()},
+        "cheaper_under_every_profile": {v["ann_profile"]: v["cheaper_under_every_profile"]
+                                        for v in energy.get("verdicts", [])}}
+    return fields
 
 
 def write_summary(path: Path, found: dict[str, dict], experts: dict | None = None) -> Path:
@@ -894,7 +1121,7 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
            third_party_path: Path | None = ROOT / "docs" / "results" / "third_party.json",
            demo_spread_dir: Path = ROOT / "runs" / "demo-spread") -> str:
     """The README's results section; copies every figure it shows into `figures_dir`."""
-    found = {env_id: env_results(results_dir, env_id, seeds) for env_id in envs}
+    found = {env_id: env_results(results_dir, env_id, seeds, ablate_dir) for env_id in envs}
     experts = _load(experts_path) if experts_path else None
     summary = summary_figure(results_dir, found)
     figure = publish_figure(summary, figures_dir, "summary.png") if summary is not None else None
@@ -960,7 +1187,8 @@ def main(argv=None) -> None:
                                            demo_spread_dir=args.demo_spread_dir))
         print(f"[results] rewrote the results section of {args.readme}")
         summary = write_summary(args.summary or args.figures_dir / "summary.json",
-                                {env_id: env_results(args.results_dir, env_id, args.seeds) for env_id in ENVS},
+                                {env_id: env_results(args.results_dir, env_id, args.seeds, args.ablate_dir)
+                                 for env_id in ENVS},
                                 _load(args.experts))
         print(f"[results] wrote {summary}")
 

@@ -14,11 +14,13 @@ from safetensors.torch import load_file, save_file
 
 import spikingmind
 from spikingmind.envs import EnvSpec
-from spikingmind.errors import CheckpointError
-from spikingmind.io import atomic_dir, atomic_write_json
+from spikingmind.errors import CheckpointError, ConfigError, SpikingmindError
+from spikingmind.io import atomic_dir, atomic_write_json, interrupts_noted
+from spikingmind.limits import check_model_memory
 from spikingmind.metadata import read_policy_metadata
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.tokens import Normalization, TokenLayout
+from spikingmind.validation import integer, non_finite_tensor
 
 FORMAT = "spikingmind-checkpoint"
 FORMAT_VERSION = 2  # 2: return-to-go also on the state token (tokens.step_tokens)
@@ -72,6 +74,26 @@ def checkpoint_meta(model: DecisionTransformer, spec: EnvSpec, layout: TokenLayo
     }
 
 
+def read_tensors(path: str | Path, error: type[SpikingmindError], what: str = "weights") -> dict:
+    """The tensors of a safetensors file: `error` naming the file when it is missing, damaged
+    or holds a NaN or an infinity; an interrupt while reading stays an interrupt (never
+    reported as a damaged file)."""
+    path = Path(path)
+    with interrupts_noted() as noted:
+        try:
+            tensors = load_file(str(path))
+        except FileNotFoundError:
+            raise error(f"{path}: missing") from None
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            if noted["signal"] is not None:
+                raise KeyboardInterrupt from None
+            raise error(f"{path}: cannot read {what} ({' '.join(str(exc).split())[:200]})") from None
+    bad = non_finite_tensor(tensors)
+    if bad is not None:
+        raise error(f"{path}: tensor '{bad}' holds NaN or infinite values; the {what} are unusable")
+    return tensors
+
+
 def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = False) -> Path:
     """Write the checkpoint folder atomically (temp folder + rename)."""
     state = {name: tensor.detach().contiguous().clone() for name, tensor in ckpt.model.state_dict().items()}
@@ -103,24 +125,31 @@ def read_meta(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
-    """Load a checkpoint folder; every failure is a CheckpointError naming the file."""
+    """Load a checkpoint folder; every failure is a CheckpointError naming the file and field.
+
+    Checked before anything is built: the model config's types and ranges, its memory at one
+    decision against the budget (`spikingmind.limits`), that the metadata agrees with itself;
+    then every weight is finite (a diverged run's NaNs are refused, not evaluated)."""
     path = Path(path)
     meta = read_meta(path)
-    policy = read_policy_metadata(meta, str(path / META), error=CheckpointError)
+    source = str(path / META)
+    policy = read_policy_metadata(meta, source, error=CheckpointError)
     spec, layout, norm = policy.spec, policy.layout, policy.norm
     try:
-        cfg = ModelConfig.from_dict(meta["model"])
-        model = DecisionTransformer(cfg, meta["n_features"], meta["n_out"])
+        cfg = ModelConfig.from_dict(meta["model"], source)
+        n_features = integer(meta["n_features"], f"{source}: n_features", CheckpointError, minimum=1)
+        n_out = integer(meta["n_out"], f"{source}: n_out", CheckpointError, minimum=1)
     except KeyError as error:
-        raise CheckpointError(f"{path / META}: missing field {error}") from None
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path / META}: invalid field ({error})") from None
-    try:
-        state = load_file(str(path / WEIGHTS))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path / WEIGHTS}: missing") from None
-    except Exception as error:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path / WEIGHTS}: cannot read weights ({error})") from None
+        raise CheckpointError(f"{source}: missing field {error}") from None
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+    for field_name, value, expected in (("n_features", n_features, layout.n_features), ("n_out", n_out, spec.act_dim),
+                                        ("model.context_length", cfg.context_length, layout.context_length)):
+        if value != expected:
+            raise CheckpointError(f"{source}: {field_name} {value} disagrees with the token layout / env ({expected})")
+    check_model_memory(cfg, 1, False, source, n_features, n_out, error=CheckpointError)
+    model = DecisionTransformer(cfg, n_features, n_out)
+    state = read_tensors(path / WEIGHTS, CheckpointError)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -128,7 +157,6 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Che
         raise CheckpointError(f"{path / WEIGHTS}: weights do not match the model config ({first})") from None
     model.to(dtype).eval()
     return Checkpoint(model=model, spec=spec, layout=layout, norm=norm, meta=meta)
-
 
 
 def untrained_checkpoint(path: str | Path, env_id: str, cfg: ModelConfig, *, obs_mean=None, obs_std=None,

@@ -1,4 +1,4 @@
-"""Demonstrations: collect expert/capped/random episodes into a Minari dataset, load them back.
+"""Demonstrations: collect expert/capped/noisy/late/random episodes into a Minari dataset, load them back.
 
 Datasets are written offline into a project folder (MINARI_DATASETS_PATH, default
 `runs/datasets`), atomically (built in a temp root, then renamed into place). Their
@@ -20,12 +20,15 @@ from typing import Iterator
 import numpy as np
 
 import spikingmind
-from spikingmind.envs import EnvSpec, get_env_spec
+from spikingmind.envs import EXPERT_KINDS, EnvSpec, get_env_spec
 from spikingmind.errors import ConfigError, DatasetError, RunExistsError
 from spikingmind.io import atomic_write_json, read_text
+from spikingmind.validation import integer
 from spikingmind.seeds import episode_seed
 
-POLICY_KINDS = ("expert", "capped", "random")
+POLICY_KINDS = ("expert", "capped", "noisy", "late", "random")
+#: The noisy kind's per-episode probability of a random action is drawn uniformly from this.
+NOISY_EPSILON_RANGE = (0.0, 1.0)
 DATASET_FORMAT = 1
 
 
@@ -102,6 +105,62 @@ def _random_actions(env, rng: np.random.Generator):
     return lambda obs: env.action_space.sample()
 
 
+class NoisyExpert:
+    """The expert, except that at each step, with probability ``epsilon``, a random action.
+
+    The random action is uniform over the env's action space, discrete or continuous alike:
+    epsilon 0 is the expert, epsilon 1 the random kind, and for a continuous action the mean
+    action at a state moves from the expert's toward the middle of the range as epsilon grows
+    (zero-mean noise added to the expert's action would leave that mean where it is). The
+    coin is tossed before the expert is asked, and the expert is asked only on the steps it
+    plays: a planner replans only where a random step has moved the state off its plan.
+    Stateful through the expert: call ``reset()`` at the start of every episode.
+    """
+
+    def __init__(self, expert, epsilon: float, random_action, rng: np.random.Generator):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.expert, self.epsilon, self.random_action, self.rng = expert, float(epsilon), random_action, rng
+
+    def reset(self) -> None:
+        from spikingmind.experts import reset_policy
+
+        reset_policy(self.expert)
+
+    def __call__(self, obs: np.ndarray):
+        if self.rng.random() < self.epsilon:
+            return self.random_action(obs)
+        return self.expert(obs)
+
+
+class LateExpert:
+    """Random actions for the first ``expert_from`` steps, then the expert (the capped kind reversed).
+
+    Where the reward comes at the end (reach the goal: MountainCar, Acrobot) an expert that
+    gives up scores either its own return or the random one; one that starts late scores
+    about its own return minus the steps it lost. The expert is reset at the start of the
+    episode and first asked at step ``expert_from``, so a planner plans once, from there.
+    """
+
+    def __init__(self, expert, expert_from: int, random_action):
+        if expert_from < 0:
+            raise ValueError(f"expert_from must be >= 0, got {expert_from}")
+        self.expert, self.expert_from, self.random_action = expert, int(expert_from), random_action
+        self.steps_taken = 0
+
+    def reset(self) -> None:
+        from spikingmind.experts import reset_policy
+
+        self.steps_taken = 0
+        reset_policy(self.expert)
+
+    def __call__(self, obs: np.ndarray):
+        self.steps_taken += 1
+        if self.steps_taken <= self.expert_from:
+            return self.random_action(obs)
+        return self.expert(obs)
+
+
 def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     """The policy of one episode (reset) and what to record about it; randomness from `rng` only."""
     from spikingmind import experts
@@ -113,6 +172,16 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     if kind == "expert":
         experts.reset_policy(spec.expert)
         return spec.expert, {}
+    if kind == "noisy":
+        epsilon = float(rng.uniform(*NOISY_EPSILON_RANGE))
+        policy = NoisyExpert(spec.expert, epsilon, _random_actions(env, rng), rng)
+        policy.reset()
+        return policy, {"epsilon": epsilon}
+    if kind == "late":
+        expert_from = int(rng.integers(0, spec.max_episode_steps))
+        policy = LateExpert(spec.expert, expert_from, _random_actions(env, rng))
+        policy.reset()
+        return policy, {"expert_from": expert_from}
     give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
     policy = experts.make_capped_expert(spec.expert, give_up_after, _random_actions(env, rng))
     policy.reset()
@@ -121,8 +190,8 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
 
 def _collect_episode(spec: EnvSpec, env, kind: str, dataset_seed: int, index: int) -> tuple[dict, dict]:
     """Episode `index` of a dataset: its arrays and its metadata record. Everything random in it
-    (give-up step, random actions) derives from (dataset_seed, index) alone, so the data do not
-    depend on which process plays which episode."""
+    (give-up or take-over step, noise level and coin tosses, random actions) derives from (dataset_seed,
+    index) alone, so the data do not depend on which process plays which episode."""
     rng = np.random.default_rng([dataset_seed, index])
     policy, extra = _make_policy(kind, spec, env, rng)
     env_seed = episode_seed(dataset_seed, index)
@@ -250,6 +319,13 @@ def _minari_root(path: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
+def check_collect_options(n_episodes: int, seed: int) -> None:
+    """`--episodes` an integer >= 1 and `--seed` an integer >= 0 (numpy's generators refuse
+    negative seeds)."""
+    integer(n_episodes, "--episodes", minimum=1)
+    integer(seed, "--seed", minimum=0)
+
+
 def collect(
     env_id: str,
     n_episodes: int,
@@ -277,8 +353,7 @@ def collect(
     from spikingmind.parallel import check_workers, map_in_workers
 
     spec = get_env_spec(env_id)
-    if n_episodes <= 0:
-        raise ConfigError(f"--episodes must be positive, got {n_episodes}")
+    check_collect_options(n_episodes, seed)
     check_workers(workers)
     dataset_id = dataset_id or default_dataset_id(env_id, mix, n_episodes, seed)
     _check_dataset_id(dataset_id)
@@ -286,7 +361,7 @@ def collect(
     root = final_dir.parent
 
     plan = _policy_plan(n_episodes, mix, np.random.default_rng(seed))
-    if spec.expert is None and set(plan) & {"expert", "capped"}:
+    if spec.expert is None and set(plan) & set(EXPERT_KINDS):
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
     jobs = [(kind, seed, index) for index, kind in enumerate(plan)]
     env = spec.make_env()

@@ -25,6 +25,9 @@ import numpy as np
 
 from spikingmind.errors import ConfigError, UnknownEnvError
 
+#: The demonstration kinds that play the env's expert (spikingmind.data): an env without one collects random only.
+EXPERT_KINDS = ("expert", "capped", "noisy", "late")
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -76,7 +79,7 @@ class EnvSpec:
         if self.return_scale <= 0 or self.max_episode_steps <= 0 or self.return_gain <= 0:
             raise ValueError(f"{self.env_id}: return_scale, return_gain and max_episode_steps must be positive")
         mix = self.dataset_mix()  # validates the syntax (ConfigError) ...
-        if self.expert is None and set(mix) & {"expert", "capped"}:  # ... and that it can be collected
+        if self.expert is None and set(mix) & set(EXPERT_KINDS):  # ... and that it can be collected
             raise ValueError(f"{self.env_id}: default_mix {self.default_mix!r} needs an expert, and none is given")
 
     @property

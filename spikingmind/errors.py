@@ -51,6 +51,14 @@ class LavaError(SpikingmindError):
     """The Lava sidecar is missing, crashed or timed out."""
 
 
+class OutputError(SpikingmindError):
+    """An output path cannot be written, or would overwrite one of the command's inputs."""
+
+
+class DivergedError(SpikingmindError):
+    """Training stopped because the loss or a weight stopped being finite (names the step)."""
+
+
 def check_known_keys(values: Mapping, known: Iterable[str], message: str,
                      error: type[SpikingmindError] = ConfigError) -> None:
     """Raise `error(message)` when `values` has keys outside `known`; the text `{keys}` in

@@ -23,6 +23,9 @@ evaluation every `eval_every` updates, `finish`. The run folder (`spikingmind.ru
     checkpoint/            the fine-tuned policy (best greedy validation return); "done"
 Re-running the same config resumes an interrupted run and leaves a finished one alone;
 another config in the same folder is refused (force=True starts over).
+
+Why one file over 500 lines: the REINFORCE loop, its config and its named steps are one
+algorithm; the run-folder state machine it shares with train lives in spikingmind/runs.py.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ import torch
 
 from spikingmind.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from spikingmind.envs import EnvSpec
-from spikingmind.errors import ConfigError, check_known_keys
+from spikingmind.errors import ConfigError, DivergedError, check_known_keys
 from spikingmind.io import atomic_path
+from spikingmind.limits import check_model_memory
 from spikingmind.model import DecisionTransformer
 from spikingmind.policy import Policy, TorchPolicy
 from spikingmind.rollout import run_episodes
-from spikingmind.runs import FINISHED, FRESH, RESUME, RunFolder, changed_keys, snapshot
+from spikingmind.runs import FINISHED, FRESH, RESUME, RunFolder, changed_keys, guarded_step, snapshot
 from spikingmind.seeds import finetune_seeds, validation_seeds
+from spikingmind.validation import check_fields
 
 ALGORITHMS = ("reinforce",)
 
@@ -84,6 +89,7 @@ class FinetuneConfig:
         return cfg
 
     def validate(self, source: str = "finetune config") -> None:
+        check_fields(self, source)
         if self.algo not in ALGORITHMS:
             raise ConfigError(f"{source}: --algo {self.algo!r} is not supported; choose from {', '.join(ALGORITHMS)}")
         for name in ("episodes", "batch_episodes", "eval_every", "eval_episodes", "max_decisions_per_update", "grad_chunk"):
@@ -99,6 +105,13 @@ class FinetuneConfig:
             raise ConfigError(f"{source}: temperature must be positive, got {self.temperature!r}")
         if not self.action_std > 0:
             raise ConfigError(f"{source}: action_std must be positive, got {self.action_std!r}")
+        if not self.grad_clip > 0:
+            raise ConfigError(f"{source}: grad_clip must be positive, got {self.grad_clip!r}")
+        for name in ("weight_decay", "entropy_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: {name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"{source}: seed must be in 0 .. 2**63 - 1, got {self.seed!r}")
 
     @property
     def updates(self) -> int:
@@ -235,7 +248,8 @@ CURVE_COLUMNS = ("update", "episodes", "env_steps", "sample_return_mean", "sampl
 def run_folder(run_dir: str | Path) -> RunFolder:
     """The fine-tuning run folder (module docstring): finetune.json, resume/, checkpoint/, curves."""
     return RunFolder(run_dir, "finetune.json", kind="a fine-tuning run",
-                     outputs=("learning_curve.csv", "learning_curve.png"))
+                     outputs=("learning_curve.csv", "learning_curve.png"),
+                     record_of=lambda meta: {k: (meta.get("finetune") or {}).get(k) for k in ("config", "parent")})
 
 
 def _changed(saved: dict, record: dict) -> list[str]:
@@ -399,7 +413,7 @@ def policy_gradient_step(learner: Learner, cfg: FinetuneConfig, batch: Batch, rn
         loss.backward()
         loss_total += float(loss.detach())
     torch.nn.utils.clip_grad_norm_(learner.params, cfg.grad_clip)
-    learner.optimizer.step()
+    guarded_step(learner.optimizer, model)
     return loss_total
 
 
@@ -429,7 +443,7 @@ def finish(run: RunFolder, learner: Learner, cfg: FinetuneConfig, progress: Prog
     meta = dict(ckpt.meta)
     meta["finetune"] = {**record, "metrics": metrics, "learning_curve": run.outputs[0].name}
     save_checkpoint(run.final, Checkpoint(model=ckpt.model, spec=ckpt.spec, layout=ckpt.layout, norm=ckpt.norm,
-                                          meta=meta))
+                                          meta=meta), overwrite=True)  # a --force run replaces the previous one only now
     return run.final, metrics
 
 
@@ -444,7 +458,9 @@ def finetune(
     cfg.validate()
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
+    check_model_memory(ckpt.config, cfg.grad_chunk, True, f"{checkpoint} fine-tuned with grad_chunk {cfg.grad_chunk}")
     run = run_folder(run_dir)
+    run.refuse_inputs({"checkpoint": checkpoint})
     record = {"config": cfg.to_dict(), "parent": _parent_record(checkpoint, ckpt.meta)}
     status = run.status(record, force, _changed)
     if status == FINISHED:
@@ -471,14 +487,18 @@ def finetune(
     for update in range(progress.update + 1, cfg.updates + 1):
         rng = np.random.default_rng([cfg.seed, update])  # per-update stream: resuming replays it
         batch = play_batch(learner, cfg, update, rng)
-        loss = policy_gradient_step(learner, cfg, batch, rng)
+        try:
+            loss = policy_gradient_step(learner, cfg, batch, rng)
+            if not np.isfinite(loss):
+                raise DivergedError(f"the loss is {loss}")
+        except DivergedError as error:
+            raise DivergedError(f"fine-tuning diverged at update {update}: {error}; nothing of this update was saved "
+                                "(resume/ keeps the last good state); lower --lr") from None
         curve = progress.curve
         entry = {"update": update, "episodes": update * cfg.batch_episodes,
                  "env_steps": (curve[-1]["env_steps"] if curve else 0) + len(batch.windows),
                  "sample_return_mean": float(batch.returns.mean()), "sample_return_std": float(batch.returns.std()),
                  "loss": loss, "action_std": _std_value(learner.head), "greedy_return": None, "elapsed_s": None}
-        if not np.isfinite(loss):
-            raise ConfigError(f"fine-tuning diverged at update {update} (loss {loss}); lower --lr")
         if update % cfg.eval_every == 0 or update == cfg.updates:
             progress.evaluate_greedy(learner, cfg, update, entry)
         entry["elapsed_s"] = elapsed()

@@ -22,6 +22,10 @@ checked; the reference simulator's table of step functions has exactly the same 
 
 Over 500 lines on purpose: the node table, its shape rules and the validation that uses them
 are one statement of which graphs are valid, read top to bottom (shapes, table, validation).
+
+Why one file over 500 lines: it is the one statement of graph validity, shapes and
+evaluation order that the simulator, the energy counter and the Lava plan share; two files
+would invite two answers again.
 """
 
 from __future__ import annotations

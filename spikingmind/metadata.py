@@ -24,9 +24,13 @@ import numpy as np
 from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import GraphError, SpikingmindError
 from spikingmind.tokens import Normalization, TokenLayout, decision_token_index
+from spikingmind.validation import check_fields, finite_number, integer, non_finite_value, shown
 
 ACTION_KINDS = ("discrete", "continuous")
 _LAYOUT_KEYS = ("obs_dim", "act_dim", "discrete", "context_length")
+#: what runs the policy (a NaN there is refused; records such as training metrics are not read)
+_POLICY_KEYS = ("env", "token_layout", "normalization", "decode", "time_steps", "dt", "action_low", "action_high",
+                "model")
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,23 @@ def parse_metadata(raw: Any, source: str, error: type[SpikingmindError] = GraphE
 
 def read_policy_metadata(raw: Any, source: str, *, error: type[SpikingmindError] = GraphError,
                          require_env: bool = True, n_tokens: int | None = None,
-                         n_out: int | None = None) -> PolicyMetadata:
+                         n_out: int | None = None, n_features: int | None = None) -> PolicyMetadata:
     """Read and validate the policy metadata `raw` (see `parse_metadata`) of the file `source`.
 
-    `n_tokens` / `n_out`: what the model or graph itself says (its input and output shapes),
-    checked against the metadata where given. Raises `error` naming `source` and the field.
+    `n_tokens` / `n_out` / `n_features`: what the model or graph itself says (its input and
+    output shapes), checked against the metadata where given. Every number is checked
+    (`spikingmind.validation`): integers are integers, constants finite, obs_std and
+    return_scale positive. Raises `error` naming `source` and the field.
     """
     meta = parse_metadata(raw, source, error)
+    bad = non_finite_value({key: meta[key] for key in _POLICY_KEYS if key in meta})
+    if bad is not None:
+        raise error(f"{source}: metadata field '{bad}' is NaN or infinite")
     spec = layout = norm = None
     if require_env or "env" in meta:
         spec, layout, norm = _context(meta, source, error)
+        if n_features is not None and n_features != layout.n_features:
+            raise error(f"{source}: {n_features} input features, but the token layout has {layout.n_features}")
     return PolicyMetadata(source, meta, _decode_rule(meta, source, error, spec, layout, n_tokens, n_out),
                           spec, layout, norm)
 
@@ -136,16 +147,38 @@ def _field(meta: Mapping, path: str, source: str, error):
 
 def _context(meta: dict, source: str, error) -> tuple[EnvSpec, TokenLayout, Normalization]:
     """(env spec, token layout, normalisation) of the metadata."""
-    spec = get_env_spec(_field(meta, "env.env_id", source, error))
+    env_id = _field(meta, "env.env_id", source, error)
+    if not isinstance(env_id, str):
+        raise error(f"{source}: invalid field 'env.env_id' {shown(env_id)} (not a string)")
+    spec = get_env_spec(env_id)
     raw_layout = {key: _field(meta, f"token_layout.{key}", source, error) for key in _LAYOUT_KEYS}
     raw_norm = _field(meta, "normalization", source, error)
+    if not isinstance(raw_norm, Mapping):
+        raise error(f"{source}: invalid field 'normalization' (not an object)")
     try:
         layout = TokenLayout(**raw_layout)
         norm = Normalization(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw_norm.items()})
+        check_fields(layout, source, "token_layout.", error)
+        check_fields(norm, source, "normalization.", error)
     except (TypeError, ValueError, AttributeError) as exc:
         raise error(f"{source}: invalid field 'token_layout' or 'normalization' ({exc})") from None
+    for key in ("obs_dim", "act_dim", "context_length"):
+        integer(getattr(layout, key), f"{source}: token_layout.{key}", error, minimum=1)
     if layout.obs_dim != spec.obs_dim:
         raise error(f"{source}: obs_dim {layout.obs_dim} does not match {spec.env_id} ({spec.obs_dim})")
+    if (layout.act_dim, layout.discrete) != (spec.act_dim, spec.discrete):
+        raise error(f"{source}: token_layout act_dim {layout.act_dim} / discrete {layout.discrete} do not match "
+                    f"{spec.env_id} ({spec.act_dim} / {spec.discrete})")
+    for key in ("obs_mean", "obs_std"):
+        if len(getattr(norm, key)) != spec.obs_dim:
+            raise error(f"{source}: normalization.{key} must hold {spec.obs_dim} values, got {len(getattr(norm, key))}")
+    if not all(std > 0 for std in norm.obs_std):
+        raise error(f"{source}: normalization.obs_std must be positive (it divides the observations), "
+                    f"got {list(norm.obs_std)}")
+    for key in ("return_scale", "return_gain"):
+        if not getattr(norm, key) > 0:
+            raise error(f"{source}: normalization.{key} must be positive, got {getattr(norm, key)!r}")
+    integer(norm.max_episode_steps, f"{source}: normalization.max_episode_steps", error, minimum=1)
     return spec, layout, norm
 
 
@@ -177,7 +210,8 @@ def _decode_rule(meta: dict, source: str, error, spec: EnvSpec | None, layout: T
             value = decode.get(key, meta.get(key, None if spec is None else getattr(spec, key)))
             if value is None:
                 raise error(f"{source}: continuous actions need metadata '{key}'")
-            bounds.append(tuple(float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1)))
+            values = value if isinstance(value, (list, tuple)) else [value]
+            bounds.append(tuple(finite_number(v, f"{source}: metadata {key}", error) for v in values))
         low, high = bounds
         width = n_out if n_out is not None else (spec.act_dim if spec is not None else len(low))
         if len(low) != width or len(high) != width:
@@ -201,9 +235,11 @@ def _decode_rule(meta: dict, source: str, error, spec: EnvSpec | None, layout: T
     else:
         raise error(f"{source}: missing field 'decode.token_index' (and no token layout to derive it from)")
     expected = None if n_tokens is None else decision_token_index(n_tokens)
-    if not isinstance(token_index, int) or (expected is not None and token_index != expected):
+    if isinstance(token_index, bool) or not isinstance(token_index, int) or (
+            expected is not None and token_index != expected) or (n_tokens is not None and not 0 <= token_index < n_tokens):
         raise error(f"{source}: invalid field 'decode.token_index' {token_index!r}: the decision token of "
                     f"{n_tokens} tokens is {expected}")
     time_steps = meta.get("time_steps")
-    return DecodeRule(discrete, token_index, low, high, None if time_steps is None else int(time_steps),
-                      decode.get("output_node"))
+    if time_steps is not None:
+        integer(time_steps, f"{source}: metadata time_steps", error, minimum=1)
+    return DecodeRule(discrete, token_index, low, high, time_steps, decode.get("output_node"))

@@ -9,6 +9,9 @@ spiking model runs `time_steps` SNN steps per decision on the token grid (tokens
 spatial axis) and only uses operations NIR can express (docs/SEMANTICS.md): per-token
 linear maps, BatchNorm (folded at export), LIF neurons, AND of two spike trains and a
 decay-weighted causal sum over earlier tokens. No softmax, no LayerNorm in the spiking path.
+
+Why one file over 500 lines: as nanoGPT's model.py, the whole network (both models, their
+streaming state) reads top to bottom in one place; splitting it would scatter one forward pass.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from snntorch import surrogate
 
 from spikingmind.errors import ConfigError, check_known_keys
 from spikingmind.tokens import decision_token_index, window_length
+from spikingmind.validation import check_fields, shown
 
 
 HISTORIES = ("window", "stream")
@@ -50,25 +54,39 @@ class ModelConfig:
     history: str = "window"
 
     def __post_init__(self) -> None:
+        check_fields(self, "", "model.")  # types first: 4.7, true, "4" and NaN never reach the ranges
         if self.kind not in ("snn", "ann"):
             raise ConfigError(f"model.kind must be 'snn' or 'ann', not {self.kind!r}")
         if self.history not in HISTORIES:
             raise ConfigError(f"model.history must be one of {', '.join(HISTORIES)}, not {self.history!r}")
         for name in ("width", "n_blocks", "mlp_ratio", "context_length", "time_steps", "n_heads"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0.0 < self.beta < 1.0:
             raise ConfigError(f"model.beta must be in (0, 1), got {self.beta!r}")
+        for name in ("threshold", "surrogate_slope"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)!r}")
+        if not all(0.0 < g < 1.0 for g in self.mix_decay_init):
+            raise ConfigError(f"model.mix_decay_init must be two decays in (0, 1), got {list(self.mix_decay_init)!r}")
         if self.width % self.n_heads:
             raise ConfigError(f"model.width={self.width} is not divisible by n_heads={self.n_heads}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        check_known_keys(values, (f.name for f in fields(cls)), "unknown model config keys: {keys}")
+    def from_dict(cls, values: dict, source: str = "") -> "ModelConfig":
+        """A ModelConfig from a config table or checkpoint.json; ConfigError naming `source`
+        (the file) and the field."""
+        prefix = f"{source}: " if source else ""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{prefix}model must be a table, got {shown(values)}")
+        check_known_keys(values, (f.name for f in fields(cls)), f"{prefix}unknown model config keys: {{keys}}")
         values = dict(values)
-        if "mix_decay_init" in values:
+        if isinstance(values.get("mix_decay_init"), list):
             values["mix_decay_init"] = tuple(values["mix_decay_init"])
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{prefix}{error}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)

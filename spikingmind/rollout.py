@@ -21,6 +21,7 @@ from spikingmind.errors import ConfigError
 from spikingmind.policy import Policy
 from spikingmind.seeds import evaluation_seeds
 from spikingmind.tokens import ACTION, step_tokens
+from spikingmind.validation import finite_number
 
 
 @dataclass
@@ -70,7 +71,8 @@ def run_episodes(
     if spec is None:
         raise ConfigError(f"{type(policy).__name__}: its metadata names no environment ('env'), so it cannot "
                           "run closed loop; export the policy from a checkpoint")
-    target = spec.target_return if target_return is None else float(target_return)
+    target = spec.target_return if target_return is None else finite_number(target_return, "--target-return")
+    streaming = getattr(policy, "streaming", False)  # a duck-typed policy with act() alone gets windows
     k = layout.context_length
     results = EpisodeResults(seeds=list(seeds), returns=[0.0] * len(seeds), lengths=[0] * len(seeds),
                              decisions=0, policy_seconds=0.0)
@@ -83,7 +85,7 @@ def run_episodes(
         returns = [0.0] * len(chunk)
         active = list(range(len(chunk)))
         t = 0
-        if policy.streaming:
+        if streaming:
             policy.begin(len(chunk))
         while active:
             for j in active:
@@ -92,7 +94,7 @@ def run_episodes(
                 history = histories[j]
                 history[:-1] = history[1:]
                 history[-1] = current
-            if policy.streaming:  # only what arrived since the last decision: the action of t - 1, rtg and state of t
+            if streaming:  # only what arrived since the last decision: the action of t - 1, rtg and state of t
                 new = slice(-3, -1) if t == 0 else slice(-4, -1)
                 windows = np.stack([histories[j][-2:].reshape(-1, layout.n_features)[new] for j in active])
             else:
@@ -100,7 +102,7 @@ def run_episodes(
             if on_decision is not None:
                 on_decision(windows)
             start = time.perf_counter()
-            actions = policy.step(windows, np.asarray(active)) if policy.streaming else policy.act(windows)
+            actions = policy.step(windows, np.asarray(active)) if streaming else policy.act(windows)
             results.policy_seconds += time.perf_counter() - start
             results.decisions += len(active)
             still = []
@@ -134,7 +136,7 @@ def record_decision_inputs(policy: Policy, episodes: int, seed: int = 0,
     input, (N, F, L) channels first as the NIR Input node (what energy counts and the Lava
     checks run on)."""
     windows: list[np.ndarray] = []
-    if policy.streaming:
+    if getattr(policy, "streaming", False):
         raise ConfigError(f"{type(policy).__name__} streams: its decisions are not windows (record them with "
                           "run_episodes' on_decision)")
     run_episodes(policy, evaluation_seeds(episodes, seed), target_return, on_decision=windows.append)

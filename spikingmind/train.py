@@ -12,7 +12,6 @@ a different config in the same folder is refused. `train` reads as its steps: `p
 
 from __future__ import annotations
 
-import json
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -24,18 +23,20 @@ import torch
 import torch.nn.functional as F
 
 from spikingmind.checkpoint import Checkpoint, checkpoint_meta, save_checkpoint
-from spikingmind.data import Episodes, load_episodes
+from spikingmind.data import Episodes, dataset_dir, load_episodes
 from spikingmind.energy.profiles import HardwareProfile, load_profile
 from spikingmind.energy.regularizer import SpikeEnergy, layer_spike_rates, spike_energy, spike_energy_table
 from spikingmind.envs import EnvSpec, get_env_spec
-from spikingmind.errors import ConfigError, check_known_keys
-from spikingmind.io import atomic_write_text, read_text
+from spikingmind.errors import ConfigError, DivergedError, RunExistsError, check_known_keys
+from spikingmind.io import atomic_write_text, json_text, read_text
+from spikingmind.limits import check_model_memory
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.policy import TorchPolicy
 from spikingmind.rollout import run_episodes
-from spikingmind.runs import FINISHED, RESUME, RunFolder, snapshot
+from spikingmind.runs import FINISHED, RESUME, RunFolder, guarded_step, snapshot
 from spikingmind.seeds import validation_seeds
 from spikingmind.tokens import STATE, Normalization, TokenLayout, step_tokens, window_indices, windows
+from spikingmind.validation import check_fields
 
 
 @dataclass(frozen=True)
@@ -68,25 +69,32 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        """A validated TrainConfig; every failure is one ConfigError naming `source` and the field."""
         values = dict(values)
         check_known_keys(values, (f.name for f in fields(cls)), f"{source}: unknown train keys: {{keys}}")
-        if isinstance(values.get("model"), dict):
-            values["model"] = ModelConfig.from_dict(values["model"])
+        if "model" in values and not isinstance(values["model"], ModelConfig):
+            values["model"] = ModelConfig.from_dict(values["model"], source)
         try:
             cfg = cls(**values)
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
+        check_fields(cfg, source, "train.")
         for name in ("steps", "batch_size", "eval_every", "eval_episodes"):
-            if int(getattr(cfg, name)) < 1:
+            if getattr(cfg, name) < 1:
                 raise ConfigError(f"{source}: train.{name} must be >= 1, got {getattr(cfg, name)!r}")
-        if cfg.lr <= 0:
-            raise ConfigError(f"{source}: train.lr must be positive")
+        if not 0 <= cfg.seed < 2**63:
+            raise ConfigError(f"{source}: train.seed must be in 0 .. 2**63 - 1, got {cfg.seed!r}")
+        if cfg.warmup_steps < 0:
+            raise ConfigError(f"{source}: train.warmup_steps must be >= 0, got {cfg.warmup_steps!r}")
+        for name in ("lr", "grad_clip"):
+            if not getattr(cfg, name) > 0:
+                raise ConfigError(f"{source}: train.{name} must be positive, got {getattr(cfg, name)!r}")
         if cfg.continuous_loss not in CONTINUOUS_LOSSES:
             raise ConfigError(f"{source}: train.continuous_loss must be one of {', '.join(CONTINUOUS_LOSSES)}, "
                               f"got {cfg.continuous_loss!r}")
         if cfg.return_gain is not None and not cfg.return_gain > 0:
             raise ConfigError(f"{source}: train.return_gain must be positive, got {cfg.return_gain!r}")
-        for name in ("spike_rate_weight", "energy_weight"):
+        for name in ("spike_rate_weight", "energy_weight", "weight_decay"):
             if not getattr(cfg, name) >= 0:
                 raise ConfigError(f"{source}: train.{name} must be >= 0, got {getattr(cfg, name)!r}")
         if not 0 <= cfg.spike_rate_target <= 1:
@@ -99,6 +107,7 @@ class TrainConfig:
                 load_profile(cfg.energy_profile)
             except ProfileError as error:
                 raise ConfigError(f"{source}: train.energy_profile: {error}") from None
+        check_model_memory(cfg.model, cfg.batch_size, True, source)
         return cfg
 
     def to_dict(self) -> dict:
@@ -117,6 +126,9 @@ def _read_config(path: str | Path) -> tuple[Path, dict]:
         raise ConfigError(f"{path}: invalid TOML ({error})") from None
     check_known_keys(raw, ("train", "model", "data"),
                      f"{path}: unknown tables {{keys}} (expected [train], [model], [data])")
+    for table, value in raw.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {table} must be a table ([{table}]), got {value!r}")
     return path, raw
 
 
@@ -244,7 +256,7 @@ METRICS = "metrics.jsonl"  # in the run folder: one line per evaluation step
 
 def write_metrics(path: Path, history: list[dict]) -> None:
     """metrics.jsonl: one JSON line per evaluation step of the run so far (rewritten atomically)."""
-    atomic_write_text(path, "".join(json.dumps(entry) + "\n" for entry in history))
+    atomic_write_text(path, "".join(json_text(entry, indent=None) + "\n" for entry in history))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -326,10 +338,16 @@ class Progress:
     @classmethod
     def resume(cls, run: RunFolder, setup: Setup) -> "Progress":
         state, best_state = run.load_resume(setup.model, setup.optimizer)
-        return cls(state["step"], state["elapsed"], state["history"], state["best"], best_state)
+        run.check_dataset(state, dataset_record(setup.episodes))
+        try:
+            return cls(state["step"], state["elapsed"], state["history"], state["best"], best_state)
+        except KeyError as error:
+            raise RunExistsError(f"{run.resume / 'state.json'}: missing field {error}; pass --force to start over") \
+                from None
 
-    def state(self, elapsed: float) -> dict:
-        return {"step": self.step, "elapsed": elapsed, "history": self.history, "best": self.best}
+    def state(self, elapsed: float, dataset: dict) -> dict:
+        return {"step": self.step, "elapsed": elapsed, "history": self.history, "best": self.best,
+                "dataset": dataset}
 
 
 def train_step(setup: Setup, cfg: TrainConfig, step: int) -> tuple[float, dict]:
@@ -355,8 +373,22 @@ def train_step(setup: Setup, cfg: TrainConfig, step: int) -> tuple[float, dict]:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    return float(loss.detach()), activity
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        raise DivergedError(f"training diverged at step {step + 1}: the loss is {value}; {_KEPT}")
+    try:
+        guarded_step(optimizer, model)
+    except DivergedError as error:
+        raise DivergedError(f"training diverged at step {step + 1}: {error}; {_KEPT}") from None
+    return value, activity
+
+
+_KEPT = "nothing of this step was saved (resume/ and checkpoint/ keep the last good state); lower train.lr"
+
+
+def dataset_record(episodes: Episodes) -> dict:
+    """The dataset a run trains on, as resume/state.json records it (id and content hash)."""
+    return {"id": episodes.metadata.get("dataset_id"), "content_hash": episodes.metadata.get("content_hash")}
 
 
 def evaluate_and_save(run: RunFolder, setup: Setup, cfg: TrainConfig, progress: Progress, entry: dict,
@@ -369,7 +401,8 @@ def evaluate_and_save(run: RunFolder, setup: Setup, cfg: TrainConfig, progress: 
     if entry["val_return"] >= progress.best["return"]:
         progress.best = {"return": entry["val_return"], "step": progress.step}
         progress.best_state = snapshot(setup.model)
-    run.save_resume(setup.model, setup.optimizer, progress.best_state, progress.state(entry["elapsed_s"]))
+    run.save_resume(setup.model, setup.optimizer, progress.best_state,
+                    progress.state(entry["elapsed_s"], dataset_record(setup.episodes)))
     write_metrics(run.run_dir / METRICS, progress.history)
     setup.refresh_energy_table()
 
@@ -406,7 +439,7 @@ def finish(run: RunFolder, setup: Setup, cfg: TrainConfig, progress: Progress, s
         metrics=metrics,
     )
     save_checkpoint(run.final, Checkpoint(model=model, spec=setup.spec, layout=setup.layout, norm=setup.data.norm,
-                                          meta=meta))
+                                          meta=meta), overwrite=True)  # a --force run replaces the previous one only now
     return run.final, metrics
 
 
@@ -417,12 +450,13 @@ def train(
     on_progress: Callable[[dict], None] | None = None,
 ) -> tuple[Path, dict]:
     """Train (or resume) the run in `run_dir`; returns (checkpoint path, metrics)."""
-    run = RunFolder(run_dir, "run.json", outputs=(METRICS,))
+    run = RunFolder(run_dir, "run.json", outputs=(METRICS,), record_of=lambda meta: meta.get("train"))
     status = run.status(cfg.to_dict(), force)
     if status == FINISHED:
         return run.final, {**run.finished_meta().get("metrics", {}), "status": "already finished"}
     if not cfg.dataset:
         raise ConfigError("no dataset given (--dataset ID, or train.dataset in the config file)")
+    run.refuse_inputs({"dataset": dataset_dir(cfg.dataset)})
     setup = prepare(cfg)
     run.start(cfg.to_dict(), force)
     progress = Progress.resume(run, setup) if status == RESUME else Progress()

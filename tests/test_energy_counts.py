@@ -530,3 +530,75 @@ def test_an_uncountable_baseline_is_an_error_never_zero(toy):
                        uncounted=[{"name": "x", "op_type": "Hardmax", "reason": "no counting rule"}])
     with pytest.raises(ProfileError, match="zero.onnx.*no countable operations"):
         report_of(synthetic_snn(), toy, empty, [toy])
+
+
+def streaming_graph(time_steps: int = 2) -> nir.NIRGraph:
+    """One token per run: input -> embed -> lif_a -> trace (+ decay <- delay <- trace) -> mix ->
+    lif_b -> readout -> output; the trace's Delay + Scale loop is what the next run reads."""
+    shape, eye = (C, 1), np.eye(C)[:, :, None]
+    conv = lambda weight, bias: nir.Conv1d(input_shape=1, weight=weight, stride=1, padding=0, dilation=1,  # noqa: E731
+                                           groups=1, bias=bias)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array(shape)}),
+        "embed": conv(np.array([[[1.0], [0.0]], [[0.5], [2.0]]]), np.zeros(C)),
+        "lif_a": lif(shape),
+        "trace": conv(eye, np.zeros(C)),
+        "delay": nir.Delay(delay=np.full(shape, (time_steps - 1) * 1e-3)),
+        "decay": nir.Scale(scale=np.full(shape, 0.5)),
+        "mix": conv(np.diag([1.0, 2.0])[:, :, None], np.zeros(C)),
+        "lif_b": lif(shape),
+        "readout": conv(np.array([[[1.0], [-1.0]]]), np.array([0.5])),
+        "output": nir.Output(output_type={"output": np.array([1, 1])}),
+    }
+    edges = [("input", "embed"), ("embed", "lif_a"), ("lif_a", "trace"), ("decay", "trace"), ("trace", "delay"),
+             ("delay", "decay"), ("trace", "mix"), ("mix", "lif_b"), ("lif_b", "readout"), ("readout", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3})
+
+
+def streaming_run(token, a_spikes, b_spikes) -> dict[str, np.ndarray]:
+    """Records (T=2, B=1, C, 1) of one token's run: its input, and lif_a / lif_b spikes per step
+    ([c, ...] per step); the real-valued nodes get plausible nonzero values (the embedding's
+    the same at both steps, as its input is)."""
+    records = {"input": np.broadcast_to(np.asarray(token, dtype=float)[None, None, :, None], (2, 1, C, 1)).copy()}
+    for name, per_step in (("lif_a", a_spikes), ("lif_b", b_spikes)):
+        records[name] = np.zeros((2, 1, C, 1))
+        for t, channels in enumerate(per_step):
+            records[name][t, 0, channels, 0] = 1.0
+    for name in ("embed", "trace", "delay", "decay", "mix"):  # the trace changes from step to step
+        records[name] = np.full((2, 1, C, 1), 0.25) * (1 + np.arange(2)[:, None, None, None] * (name != "embed"))
+    records["readout"] = records["output"] = np.full((2, 1, 1, 1), 0.1)
+    return records
+
+
+def test_a_streaming_decision_counts_exactly():
+    """A steady-state streaming decision is 3 runs (action, return-to-go, state tokens): each run
+    computes what later runs read (the carried cone: embed, lif_a, the trace loop), the state
+    token's run also the decision (mix, lif_b, readout). Spikes the deployment never computes
+    (lif_b in the first two runs) are not counted, though the records hold them."""
+    from spikingmind.energy.snn_counts import add_runs, carried_cone
+
+    graph = streaming_graph()
+    runs = [streaming_run([1.0, 0.0], [[0], [0, 1]], [[0, 1], [0, 1]]),  # action token: lif_b not computed
+            streaming_run([0.5, 0.5], [[1], []], [[0], [0]]),            # return-to-go token: neither
+            streaming_run([0.0, 2.0], [[0, 1], [1]], [[1], []])]          # state token: the decision
+    shapes = {name: values.shape[2:] for name, values in runs[0].items()}
+    carried, decision = carried_cone(graph, shapes), decision_cone(graph, 0, shapes)
+    assert {n for n, m in carried.items() if m.any()} == {"input", "embed", "lif_a", "trace", "delay", "decay"}
+    deciding = {name: carried[name] | decision[name] for name in carried}
+    counts = add_runs([count_snn(graph, runs[0], carried), count_snn(graph, runs[1], carried),
+                       count_snn(graph, runs[2], deciding)])
+    layers = by_name(counts)
+
+    assert layers["lif_a"].neurons == 3 * C and layers["lif_a"].neuron_updates == 3 * C * T
+    assert layers["lif_a"].spikes == 3 + 1 + 3
+    assert layers["lif_a"].spike_rate == pytest.approx(7 / (3 * C * T))
+    assert layers["lif_b"].neurons == C and layers["lif_b"].neuron_updates == C * T
+    assert layers["lif_b"].spikes == 1  # the state run's alone
+    assert layers["readout"].effective_acs == 1  # one lif_b spike x one nonzero weight
+    assert layers["readout"].dense_ops == 2 * T  # C_in x C_out per step, one run
+    # embed: real-valued, step-invariant input: MACs once per run, nonzero inputs x nonzero fan-out
+    # (input 0 fans out to 2 channels, input 1 to 1): 2 + (2 + 1) + 1
+    assert layers["embed"].once_per_decision and layers["embed"].effective_macs == 6
+    # the trace and mix compute in every run that needs them: mix only in the state run
+    assert layers["mix"].dense_ops == C * C * T and layers["trace"].dense_ops == 3 * C * C * T
+    assert counts.total("spikes") == 8

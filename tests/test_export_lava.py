@@ -24,6 +24,7 @@ from spikingmind.export.lava_sidecar.plan import emulate
 from spikingmind.export.nir import NIRPolicy
 from spikingmind.export.reference import ReferenceSimulator
 from tests.support.graphs import decision_inputs, dt_graph
+from tests.support.hostile import processes_with
 
 BLOCKS = 2
 
@@ -44,20 +45,6 @@ def tagged(monkeypatch) -> str:
     tag = f"spikingmind-test-{uuid.uuid4().hex}"
     monkeypatch.setenv("SPIKINGMIND_LAVA_TEST_TAG", tag)
     return tag
-
-
-def processes_with(tag: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if tag.encode() in environ:
-            found.append(int(entry))
-    return found
 
 
 # ---- plan (NumPy only): delay balancing and offsets ---------------------------------------

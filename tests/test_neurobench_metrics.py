@@ -191,3 +191,21 @@ def test_ann_twin_neurobench_dense_macs_equal_the_onnx_count(ann_checkpoint, tmp
     assert total["ours"] - total["neurobench"] == pytest.approx(unseen[0]["dense_ops"], rel=1e-12)
     embed = next(r for r in synops["layers"] if r["layer"] == "embed" and r["metric"] == "effective_macs")
     assert embed["reason_key"] == "zero_inputs" and embed["neurobench"] < embed["ours"]  # tokens are mostly zeros
+
+
+def test_make_results_renders_the_report_as_one_line(snn_report):
+    """scripts/results.py's README line reads the JSON the benchmark writes (names and numbers)."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location("results_script_neurobench", ROOT / "scripts" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = results  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(results)
+    finally:
+        sys.modules.pop(spec.name, None)
+    report, out = snn_report
+    line = results.neurobench_line(json.loads(out.read_text()))
+    acs = report["comparison"]["synaptic_operations"]["totals"]["effective_acs"]
+    assert f"Effective_ACs {acs['neurobench']:,.0f} vs ours {acs['ours']:,.0f} ({acs['difference_pct']:+.2f}%" in line
+    assert f"on {report['protocol']['decisions_measured']} of these closed-loop decisions" in line

@@ -316,7 +316,8 @@ def test_summary_json_is_strict_and_has_the_protocols_fields(results, protocol_f
     assert list(summary) == list(results.ENVS)
     cartpole = summary["CartPole-v1"]
     assert cartpole["target_return"] == 500.0 and cartpole["training_seeds"] == [0, 1, 2]
-    assert cartpole["snn"]["returns_by_seed"]["1"]["returns"] == [490.0, 470.0]
+    assert cartpole["snn"]["returns_by_seed"] == {"0": 490.0, "1": 480.0}  # the mean per training seed
+    assert cartpole["snn"]["evaluation_by_seed"]["1"]["returns"] == [490.0, 470.0]
     assert cartpole["snn"]["missing_seeds"] == [2] and set(cartpole["ann"]["returns_by_seed"]) == {"0", "1", "2"}
     assert cartpole["snn"]["mean_over_seeds"] == 485.0 and cartpole["goal"] == {**cartpole["goal"], "met": False}
     assert cartpole["conditioning"]["snn"]["correlation"] == pytest.approx(1.0)
@@ -437,3 +438,100 @@ def test_up_to_date_needs_every_output_newer_than_every_input(results, tmp_path)
     os.utime(source, (2e9, 2e9))
     assert not results.up_to_date(stage)
     assert not results.up_to_date(results.Stage("train", ["true"], inputs=[source]))  # no outputs: always runs
+
+
+def write_energy(folder: Path) -> dict:
+    """energy.json as energy-report writes it: a real report (every cited Loihi profile against
+    fp32 and int8, both accountings) of hand-made counts."""
+    from spikingmind.energy.onnx_counts import OnnxCounts, OnnxNodeCounts
+    from spikingmind.energy.profiles import load_profile
+    from spikingmind.energy.report import Accounted, build_report
+    from spikingmind.energy.snn_counts import LayerCounts, SNNCounts
+
+    synapse = LayerCounts(name="syn", node_type="Conv1d", kind="synaptic", input_binary=True,
+                          effective_acs=100, weight_reads=100, weights=100, nonzero_weights=100)
+    neuron = LayerCounts(name="lif", node_type="LIF", kind="neuron", input_binary=False, neurons=10, neuron_updates=40,
+                         neuron_updates_active=40, state_reads=40, state_writes=40, spikes=8, spike_rate=0.2)
+    snn = SNNCounts(time_steps=4, decisions=1, layers=[synapse, neuron])
+    ann = OnnxCounts(model="ann", input_shapes={"tokens": [1, 3, 7]}, nodes=[OnnxNodeCounts(
+        name="/fc/MatMul", op_type="MatMul", macs=50_000, parameter_reads=50_000, activation_reads=10,
+        activation_writes=10, parameters=50_000)])
+    report = build_report([Accounted("decision_only", snn, ann), Accounted("full_window", snn, ann)],
+                          [load_profile(p) for p in ("loihi", "loihi-sanafe", "loihi-kerasspiking")],
+                          [load_profile(p) for p in ("cmos45nm-fp32", "cmos45nm-int8")])
+    data = report.to_dict()
+    (folder / "energy.json").write_text(json.dumps(data))
+    return data
+
+
+def test_energy_fields_of_the_summary_and_the_table(results, protocol_files):
+    """Issue #13's summary fields: the SNN's energy per Loihi profile and fixed-point returns, the
+    sweep front's cheapest ANN and SNN / int8 ratios computed from them; the table prices the
+    SNN under every Loihi profile and prints every verdict."""
+    tmp_path, folder, _ = protocol_files
+    energy = write_energy(folder)
+    write_eval(folder, "snn-fixed", 0, [480.0, 470.0])
+    ablate = tmp_path / "ablate" / "cartpole"
+    ablate.mkdir(parents=True)
+    cheapest = {"config": "ANN K=1 w=8", "returns_by_seed": [500.0, 498.0, 499.0], "mean_return": 499.0,
+                "energy_uj": {"cmos45nm-fp32": 0.02, "cmos45nm-int8": 0.004}}
+    (ablate / "front.json").write_text(json.dumps({"ann": {"cheapest_reaching_target": cheapest},
+                                                   "int8_profile": "cmos45nm-int8"}))
+    found = results.env_results(tmp_path / "results", "CartPole-v1", ablate_dir=tmp_path / "ablate")
+    record = results.summary_record("CartPole-v1", found)
+    snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in energy["profiles"]}
+    assert set(snn_uj) == {"loihi", "loihi-sanafe", "loihi-kerasspiking"}
+    assert record["snn"]["energy_uj"] == snn_uj and record["snn"]["spike_rate"] == pytest.approx(0.2 / 1)
+    assert record["snn"]["fixed_point_returns_by_seed"] == {"0": 475.0}
+    assert record["ann_cheapest"]["config"] == "ANN K=1 w=8"
+    assert record["ratio_snn_over_int8"] == {p: pytest.approx(e / 0.004) for p, e in snn_uj.items()}
+    assert record["energy_vs_twin"]["accounting"] == "decision_only"
+    text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    energy_table = text.split("| model | return, training seed 0 (unseen seeds) |")[1]
+    row = cells(table_row(energy_table, "| SNN (spiking DT) | "))
+    assert row[5:8] == [results.format_pj(energy["profiles"][i]["snn_total_pj"]) for i in range(3)]
+    for verdict in energy["verdicts"]:
+        assert f"- {verdict['statement']}." in text
+    assert len(energy["verdicts"]) == 2
+
+
+def test_portable_readers_line(results):
+    row = {"reader": "norse", "version": "1.1.0", "dtype": "float32", "spike_mismatches": 0, "spike_values": 12345,
+           "actions_agreeing": 40, "decisions": 40}
+    line = results.portable_line({"readers": [row, {**row, "reader": "snntorch", "spike_mismatches": 3}]})
+    assert "norse 1.1.0 (float32) 0 of 12,345 spikes differ, 40/40 actions agree" in line
+    assert "snntorch 1.1.0 (float32) 3 of 12,345 spikes differ" in line
+    assert results.portable_line(None) is None
+
+
+def test_streaming_runs_are_summarised_beside_the_windowed_ones(results, protocol_files):
+    """Issue #18's section: streaming returns over seeds beside the windowed models', the window
+    recompute's cost ratios, energy against the streaming twin's int8 and the latency goal."""
+    tmp_path, folder, _ = protocol_files
+    stream = folder / "stream"
+    for seed, returns in enumerate(([500.0, 490.0], [480.0, 480.0], [470.0, 500.0])):
+        write_eval(stream, "snn", seed, returns)
+    write_eval(stream, "ann", 0, [500.0, 500.0])
+    energy = write_energy(stream)
+    window = {"mean_return": 480.0, "spikes": 4000.0, "synaptic_ops": 90000.0, "energy_uj": {"loihi": 9.0}}
+    (stream / "stream_vs_window.json").write_text(json.dumps({
+        "window_steps": 20, "window_over_stream": {"spikes": 20.0, "synaptic_ops": 18.0, "energy": {"loihi": 15.0}},
+        "stream": {"mean_return": 490.0, "spikes": 200.0, "synaptic_ops": 5000.0, "energy_uj": {"loihi": 0.6}},
+        "window": window}))
+    (stream / "latency.json").write_text(json.dumps({
+        "results": {"snn-event": {"batch1": {"median_ms": 0.05}}, "ann-ort": {"batch1": {"median_ms": 0.1}}},
+        "goal": {"ratio": 0.5, "met": True}}))
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    record = results.summary_record("CartPole-v1", found)["streaming"]
+    assert record["snn"]["returns_by_seed"] == {"0": 495.0, "1": 480.0, "2": 485.0}
+    assert record["windowed_snn"]["mean_over_seeds"] == 485.0 and record["ann"]["missing_seeds"] == [1, 2]
+    int8 = next(b["ann_total_pj"] for b in energy["baselines"] if b["profile"] == "cmos45nm-int8") / 1e6
+    assert record["energy"]["ratio_snn_over_int8"]["loihi"] == pytest.approx(energy["profiles"][0]["snn_total_pj"]
+                                                                             / 1e6 / int8)
+    assert record["versus_window"]["window_over_stream"]["spikes"] == 20.0
+    assert record["latency_batch1_ms"] == {"snn-event": 0.05, "ann-ort": 0.1}
+    text = "\n".join(results.streaming_lines("CartPole-v1", found))
+    assert "SNN 486.7 ± 6.2 over 3 seeds" in text and "ANN twin (key/value cache) 500.0 ± 0.0 over 1 seeds" in text
+    assert "200 vs 4,000 spikes (20.0x fewer), 5,000 vs 90,000 synaptic ops (18.0x fewer)" in text
+    assert "snn-event / ann-ort = 0.50x (met: <= 1)" in text
+    assert results.streaming_lines("Acrobot-v1", results.env_results(tmp_path / "results", "Acrobot-v1")) == []

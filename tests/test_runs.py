@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -63,12 +65,16 @@ def test_another_config_is_refused_naming_what_differs(tmp_path):
     assert changed_keys({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 0}) == ["b", "c"]
 
 
-def test_a_forced_start_removes_the_outputs_of_the_earlier_run(tmp_path):
-    run = RunFolder(tmp_path / "run", "run.json", outputs=("curve.csv",))
+def test_a_forced_start_removes_the_outputs_of_the_earlier_run_but_keeps_its_checkpoint(tmp_path):
+    run = RunFolder(tmp_path / "run", "run.json", outputs=("curve.csv",), record_of=lambda meta: meta.get("train"))
     run.start({"a": 1}, force=False)
     for folder in (run.final, run.resume):
         folder.mkdir()
+    (run.final / "checkpoint.json").write_text(json.dumps({"train": {"a": 1}}))
     run.outputs[0].write_text("old")
+    assert run.status({"a": 1}, force=False) == FINISHED
     run.start({"a": 2}, force=True)
-    assert not run.final.exists() and not run.resume.exists() and not run.outputs[0].exists()
+    assert not run.resume.exists() and not run.outputs[0].exists()
+    # the previous policy stays until the new run replaces it, and does not count as the new one's
+    assert json.loads((run.final / "checkpoint.json").read_text()) == {"train": {"a": 1}}
     assert run.status({"a": 2}, force=False) == FRESH

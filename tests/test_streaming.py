@@ -3,6 +3,9 @@ windowless forward over the whole episode, and the future never reaches the past
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,7 @@ import torch
 from spikingmind.model import DecisionTransformer, ModelConfig, normalize
 from tests.support.checkpoints import randomise_batch_norms
 
+ROOT = Path(__file__).resolve().parent.parent
 F = 7  # token features; the last one is the timestep
 
 
@@ -301,3 +305,24 @@ def test_energy_report_prices_a_streaming_pair(streaming_snn, step_onnx):
     assert report.accounting == "decision_only" and report.decisions == report.provenance["decisions"] > 0
     assert report.baselines and all(b.ann_total_pj > 0 and b.snn_over_ann > 0 for b in report.baselines)
     assert "full_window" in report.other_accountings
+
+
+def test_the_windowed_copy_recomputes_what_the_stream_carries(streaming_snn, tmp_path):
+    """scripts/stream_vs_window.py: the same weights as a windowed model (K = 20) cost more per
+    decision than streaming them; the copy is a windowed checkpoint with identical weights."""
+    import importlib.util
+
+    from spikingmind.checkpoint import load_checkpoint
+
+    spec = importlib.util.spec_from_file_location("stream_vs_window", ROOT / "scripts" / "stream_vs_window.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result = script.main([str(streaming_snn), "--out", str(tmp_path / "window"), "--json", str(tmp_path / "r.json"),
+                          "--window", "8", "--energy-episodes", "1", "--eval-episodes", "2"])
+    stream, window = load_checkpoint(streaming_snn), load_checkpoint(tmp_path / "window")
+    assert (window.config.history, window.config.context_length) == ("window", 8)
+    for (name, a), b in zip(stream.model.state_dict().items(), window.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert result["window"]["decisions"] > 0 and result["stream"]["decisions"] > 0
+    assert result["window_over_stream"]["synaptic_ops"] > 1.5 and result["window_over_stream"]["spikes"] > 1.5
+    assert json.loads((tmp_path / "r.json").read_text())["window_steps"] == 8

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import nir
@@ -12,7 +13,7 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.plan import HostTerm, build_plan
-from spikingmind.export.lava_sidecar.plan import PLAN_VERSION, PLAN_VERSIONS, Plan
+from spikingmind.export.lava_sidecar.plan import PLAN_VERSIONS, Plan
 from spikingmind.export.reference import load_graph
 from spikingmind.io import atomic_dir, atomic_write_json
 
@@ -35,19 +36,42 @@ def _save_plan(plan: Plan, folder: Path) -> None:
     np.savez(folder / "params_fixed.npz", **{k: v for k, v in arrays.items() if k.startswith(_FIXED_KEYS)})
 
 
+def _damaged(bundle: Path, part: str, error: Exception) -> LavaError:
+    detail = " ".join(str(error).split())[:160] or type(error).__name__
+    return LavaError(f"{bundle / part}: damaged Lava bundle ({type(error).__name__}: {detail}); "
+                     "re-export it with `spikingmind export --target lava --force`")
+
+
+def _read_json(bundle: Path, part: str) -> dict:
+    try:
+        value = json.loads((bundle / part).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise _damaged(bundle, part, error) from None
+    if not isinstance(value, dict):
+        raise _damaged(bundle, part, TypeError("not a JSON object"))
+    return value
+
+
 def load_plan(bundle: str | Path) -> Plan:
-    """The plan of a bundle (a scratch copy with the merged npz the sidecar reads)."""
+    """The plan of a bundle (a scratch copy with the merged npz the sidecar reads); a missing
+    or damaged part is a LavaError naming the file."""
     bundle = Path(bundle)
-    meta = json.loads((bundle / "lava_plan.json").read_text())
+    meta = _read_json(bundle, "lava_plan.json")
     if meta.get("plan_version") not in PLAN_VERSIONS:
         raise LavaError(f"{bundle / 'lava_plan.json'}: plan_version {meta.get('plan_version')}, this spikingmind "
                         f"reads {' or '.join(map(str, PLAN_VERSIONS))}; re-export it with "
                         "`spikingmind export --target lava --force`")
     arrays = {}
     for part in ("params_float.npz", "params_fixed.npz"):
-        with np.load(bundle / part, allow_pickle=False) as data:
-            arrays.update({key: data[key] for key in data.files})
-    return Plan.from_json(meta, arrays)
+        try:
+            with np.load(bundle / part, allow_pickle=False) as data:
+                arrays.update({key: data[key] for key in data.files})
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # missing, damaged, or pickled
+            raise _damaged(bundle, part, error) from None
+    try:
+        return Plan.from_json(meta, arrays)
+    except (KeyError, TypeError, ValueError) as error:
+        raise _damaged(bundle, "lava_plan.json", error) from None
 
 
 def export_lava_bundle(graph: nir.NIRGraph | str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
@@ -116,6 +140,9 @@ def write_bundle(graph: nir.NIRGraph, tmp: Path, plan_parts=None) -> None:
 
 def bundle_host_terms(bundle: Path) -> list[HostTerm]:
     """The host terms a bundle's manifest lists."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    return [HostTerm(h["population"], h["conv"]) for h in manifest["host_terms"]]
+    manifest = _read_json(Path(bundle), "manifest.json")
+    try:
+        return [HostTerm(h["population"], h["conv"]) for h in manifest["host_terms"]]
+    except (KeyError, TypeError) as error:
+        raise _damaged(Path(bundle), "manifest.json", error) from None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
 from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records, stream_inputs
-from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer
+from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer, scratch_dir
 from spikingmind.export.lava_sidecar.plan import align_stream
 from spikingmind.export.reference import load_graph
 from spikingmind.metadata import read_policy_metadata
@@ -63,7 +62,7 @@ class LavaPolicy(Policy):
         self._started = self._ended = np.zeros(0, bool)
         self.encoder = HostEncoder(self.graph, bundle_host_terms(self.bundle))
         self.timeout = timeout
-        self._plan_dir = Path(tempfile.mkdtemp(prefix="spikingmind-lava-plan-"))
+        self._plan_dir = scratch_dir("plan")
         self.plan.save(self._plan_dir)
         self._capacity = 1
         self.timings: list[dict] = []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ def verify_bundle(bundle: str | Path, decision_inputs: np.ndarray, *, timeout: f
     timing: dict[str, Any] = {}
     report = fxp.QuantizationReport()
     lava: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="spikingmind-lava-plan-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"spikingmind-lava-plan-{os.getpid()}-") as scratch:  # pid: whose it is
         plan.save(scratch)
         for mode in modes:
             fixed = mode == "fixed"
@@ -211,7 +212,7 @@ def verify_stream_bundle(bundle: str | Path, episodes: list[list[np.ndarray]], *
     data = stream_inputs(plan, HostEncoder(graph, bundle_host_terms(bundle)), tokens, present)
     n_steps = n_decisions * plan.decision_steps
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="spikingmind-lava-plan-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"spikingmind-lava-plan-{os.getpid()}-") as scratch:  # pid: whose it is
         plan.save(scratch)
         traces, run_timing = run_sidecar(Path(scratch), "float", data, n_steps, batch=len(episodes), timeout=timeout)
     decisions = sum(len(episode) for episode in episodes)

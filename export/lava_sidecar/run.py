@@ -17,18 +17,29 @@ compact token currents (`expand_stream_inputs`), its records {"pop/<name>": (bat
 "readout": (batch, n_out, n_steps)}, and a served job with "fresh": true starts new episodes
 on a freshly built network.
 
+It dies with its parent (`die_with_parent`): the parent passes its pid and the temporary
+folders it made for this sidecar (SPIKINGMIND_LAVA_PARENT_PID, SPIKINGMIND_LAVA_SCRATCH); once
+the parent is gone (a watchdog thread compares os.getppid() every 0.2 s; PR_SET_PDEATHSIG
+sends SIGTERM at once where the parent asked for it) the sidecar removes those folders and
+SIGKILLs its own process group, Lava's runtime processes included. SIGTERM does the same.
+
 Test hooks: SPIKINGMIND_LAVA_SIDECAR_SLEEP=<seconds> sleeps before running (a hang).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
+from multiprocessing import process, util
 from pathlib import Path
 
 import numpy as np
@@ -364,7 +375,7 @@ def serve(plan_dir: str, mode: str) -> None:
             reply_stream.write(json.dumps(reply) + "\n")
             reply_stream.flush()
             sys.stderr.flush()
-            os._exit(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
+            _exit_now(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
         reply_stream.write(json.dumps(reply) + "\n")
         reply_stream.flush()
     if network is not None:
@@ -382,7 +393,99 @@ def _check_mode(plan: Plan, mode: str) -> None:
         raise ValueError("a streaming Lava plan runs in floating_pt only (its graded trace has no fixed_pt plan)")
 
 
+_PR_SET_PDEATHSIG = 1
+_WATCH_PERIOD_S = 0.2
+
+
+def _exit_now(code: int) -> None:
+    """os._exit (a failed or orphaned Lava runtime cannot be stopped cleanly), after removing
+    multiprocessing's pymp-* folder (Lava's manager sockets), which only a clean exit removes."""
+    tempdir = process.current_process()._config.get("tempdir")
+    if tempdir:
+        shutil.rmtree(tempdir, ignore_errors=True)
+    os._exit(code)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids of the processes in process group `pgid` (from /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+            if int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def _kill_group_but_tracker(pgid: int) -> None:
+    """SIGKILL every process of our group except this one and multiprocessing's resource
+    tracker: once the rest are gone the tracker unlinks the shared-memory segments Lava's
+    runtime registered with it (/dev/shm/psm_*), then exits; killed with the rest, it would
+    leave them behind."""
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(getattr(resource_tracker, "_resource_tracker", None), "_pid", None)
+    for _ in range(5):  # a process may fork while we look
+        members = [pid for pid in _group_members(pgid) if pid not in (os.getpid(), tracker)]
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+
+
+def die_with_parent() -> None:
+    """End this sidecar and every process of its group (Lava's runtime) when its parent dies
+    or it receives SIGTERM, after removing the parent's temporary folders for it (module
+    docstring). Without SPIKINGMIND_LAVA_PARENT_PID (run by hand) nothing is watched."""
+    parent = int(os.environ.get("SPIKINGMIND_LAVA_PARENT_PID", "0") or 0)
+    if parent <= 0:
+        return
+    me = os.getpid()
+    scratch = [p for p in os.environ.get("SPIKINGMIND_LAVA_SCRATCH", "").split(os.pathsep) if p]
+
+    def end_group() -> None:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+        if os.getpgrp() == me:  # our own group (the parent started us in a new session): Lava's children too
+            _kill_group_but_tracker(me)
+        _exit_now(1)
+
+    def on_term(signum, frame) -> None:
+        if os.getpid() != me:  # a Lava child forked with this handler: die as SIGTERM says, alone
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        end_group()
+
+    signal.signal(signal.SIGTERM, on_term)
+    util.get_temp_dir()  # multiprocessing's pymp-* folder made here, not in a child: `_exit_now` knows it
+    if os.environ.get("SPIKINGMIND_LAVA_PDEATHSIG") == "1":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # not Linux: the watchdog alone
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                end_group()
+            time.sleep(_WATCH_PERIOD_S)
+
+    if os.getppid() != parent:  # the parent died before we got here
+        end_group()
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     parser = argparse.ArgumentParser(description="spikingmind Lava sidecar")
     parser.add_argument("--job", help="JSON job file")
     parser.add_argument("--serve", nargs=2, metavar=("PLAN_DIR", "MODE"))
@@ -399,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
-        os._exit(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
+        _exit_now(3)  # a failed Lava runtime cannot be stopped cleanly: leave at once
     Path(job["out"] + ".json").write_text(json.dumps(reply))
     return 0
 

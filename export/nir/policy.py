@@ -57,7 +57,11 @@ class NIRPolicy(Policy):
             raise GraphError(f"{source}: graph metadata has no 'time_steps'")
         self.time_steps = sim.time_steps
         metadata = read_policy_metadata((graph.metadata or {}).get("spikingmind"), source, require_env=False,
-                                        n_tokens=self.context_tokens, n_out=self.n_out)
+                                        n_tokens=self.context_tokens, n_out=self.n_out,
+                                        n_features=self.token_features)
+        if metadata.decode.time_steps is not None and metadata.decode.time_steps != self.time_steps:
+            raise GraphError(f"{source}: the graph's time_steps {self.time_steps} disagree with its spikingmind "
+                             f"metadata's {metadata.decode.time_steps}")
         self.meta, self.decode = metadata.raw, metadata.decode
         self.spec, self.layout, self.norm = metadata.spec, metadata.layout, metadata.norm
         self.streaming = metadata.streaming

@@ -34,7 +34,8 @@ class Reader:
 
 
 def _nirtorch(graph: nir.NIRGraph, dtype):
-    # nirtorch maps no neuron model: LIF goes to norse's own NIR mapping, the rest to nirtorch's DEFAULT_MAP
+    # nirtorch maps no neuron model: LIF goes to norse's own NIR mapping (norse exports no public name for
+    # it), the rest to nirtorch's DEFAULT_MAP
     import nirtorch
     from norse.torch.utils.import_nir import _import_norse_module
 

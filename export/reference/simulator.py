@@ -12,6 +12,7 @@ import numpy as np
 from spikingmind.errors import GraphError
 from spikingmind.export.reference.nodes import COMPILERS, CompileContext
 from spikingmind.graph import Shape, as_int, plan_graph
+from spikingmind.limits import check_graph_memory
 
 
 @dataclass
@@ -93,6 +94,12 @@ class ReferenceSimulator:
                 self.time_steps = as_int(metadata["time_steps"], "metadata time_steps")
             except ValueError as exc:
                 raise GraphError(f"{source}: {exc}") from None
+            if self.time_steps < 1:
+                raise GraphError(f"{source}: metadata time_steps must be >= 1, got {self.time_steps}")
+        self.source = source
+        # before anything is compiled: a 30 KB file can declare a grid or a T that fills the memory
+        check_graph_memory(self.output_shapes, self.output_names, self.time_steps or 1, 1, source,
+                           self.dtype.itemsize, GraphError)
 
         slot = {name: i for i, name in enumerate(plan.order)}
         self._names = list(plan.order)
@@ -180,6 +187,8 @@ class ReferenceSimulator:
             batch = shape[0]
 
         recorded = self._recorded_names(record)
+        check_graph_memory(self.output_shapes, list(dict.fromkeys(self.output_names + recorded)), time_steps, batch,
+                           self.source, self.dtype.itemsize, GraphError)
         recorded_slots = [self._names.index(n) for n in recorded]
         output_slots = [self._names.index(n) for n in self.output_names]
         n_slots = len(self._names)

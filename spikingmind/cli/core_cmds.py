@@ -39,7 +39,8 @@ def envs_cmd() -> None:
 def collect_cmd(
     env: str = typer.Option("CartPole-v1", "--env", help="environment id (see `spikingmind envs`)"),
     episodes: int = typer.Option(100, "--episodes", "-n", help="number of episodes"),
-    mix: Optional[str] = typer.Option(None, "--mix", help="policy mix, e.g. expert=0.5,capped=0.2,random=0.3 "
+    mix: Optional[str] = typer.Option(None, "--mix", help="policy mix over expert, capped, noisy, late, random, "
+                                      "e.g. expert=0.5,noisy=0.3,random=0.2 "
                                       "(default: the env's default_mix, see `spikingmind envs`)"),
     seed: int = typer.Option(0, "--seed", help="dataset seed (episode seeds and policy assignment derive from it)"),
     dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Minari id ending in -vN (default: derived)"),
@@ -49,13 +50,15 @@ def collect_cmd(
                                 help="worker processes playing episodes (1: in this process); the data do not depend on it"),
 ) -> None:
     """Collect demonstrations into an offline Minari dataset."""
-    from spikingmind.data import collect, default_dataset_id, existing_dataset_matches, new_dataset_dir, parse_mix
+    from spikingmind.data import (check_collect_options, collect, default_dataset_id, existing_dataset_matches,
+                                  new_dataset_dir, parse_mix)
     from spikingmind.envs import get_env_spec
 
     from spikingmind.parallel import check_workers
 
     spec = get_env_spec(env)
     check_workers(workers)
+    check_collect_options(episodes, seed)
     weights = parse_mix(mix) if mix is not None else spec.dataset_mix()
     dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed)
     if exist_ok and existing_dataset_matches(dataset_id, root, env, weights, episodes, seed):
@@ -141,11 +144,10 @@ def evaluate_cmd(
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ) -> None:
     """Run closed-loop episodes on unseen seeds and report returns (and spikes for SNNs)."""
-    from spikingmind.io import atomic_write_json, refuse_overwrite
+    from spikingmind.io import atomic_write_json, check_outputs
     from spikingmind.workflows.evaluate import evaluate, load_policy
 
-    if json_out is not None:
-        refuse_overwrite(json_out, force)
+    check_outputs({"--json": json_out}, {"the source": source}, force)  # before any work
     policy = load_policy(source, backend, fixed_point)  # fails before the progress bar shows
     with progress_bar() as progress:
         task = progress.add_task("evaluate", total=episodes, info="")

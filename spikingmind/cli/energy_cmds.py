@@ -23,11 +23,10 @@ def profiles(
     from rich.table import Table
 
     from spikingmind.energy.profiles import list_profiles, load_profile
-    from spikingmind.io import atomic_write_json, refuse_overwrite
+    from spikingmind.io import atomic_write_json, check_outputs
 
+    check_outputs({"--json": json_out}, {}, force)
     loaded = [load_profile(name) for name in list_profiles()]
-    if json_out is not None:
-        refuse_overwrite(json_out, force)
     console = Console()
     for profile in loaded:
         table = Table(title=f"{profile.name}: {profile.description}")
@@ -71,13 +70,14 @@ def energy_report(
     from rich.console import Console
 
     from spikingmind.energy.report import plot_energy
-    from spikingmind.io import atomic_write_json, refuse_overwrite
+    from spikingmind.io import atomic_write_json, check_outputs
     from spikingmind.workflows.energy_report import estimate_energy
 
-    for out in (json_out, plot):
-        if out is not None:
-            refuse_overwrite(out, force)
     split = lambda text: [name.strip() for name in text.split(",") if name.strip()]  # noqa: E731
+    profile_files = [name for name in split(profile) + split(baseline_profile) if name.endswith(".toml") or "/" in name]
+    inputs = [("the source", source), *(("--baseline", b) for b in baseline or []),
+              *(("a profile", Path(name)) for name in profile_files)]
+    check_outputs({"--json": json_out, "--plot": plot}, inputs, force)  # before any work
     report = estimate_energy(source, split(profile), list(baseline or []), split(baseline_profile), episodes, seed,
                              max_decisions)
     render_report(report, Console())

@@ -59,6 +59,10 @@ def export_cmd(
                       f"{check['action_mismatches']} actions; weights {note['weights']['ratio']}x the standard's")
 
 
+def _percent(value) -> str:
+    return "-" if value is None or value != value else f"{value:.1%}"
+
+
 def agreement_table(agreement, title: str = "Lava agreement"):
     """A rich Table of a Lava agreement (a LavaAgreement or its JSON): mismatches per layer, actions."""
     from rich.table import Table
@@ -66,9 +70,9 @@ def agreement_table(agreement, title: str = "Lava agreement"):
     data = agreement if isinstance(agreement, dict) else agreement.to_json()
     table = Table(title=title, caption=(
         f"{data.get('decisions', '?')} decisions, latency {data['latency_steps']} Lava steps; actions: "
-        f"float == reference {data['action_float_vs_reference']:.1%}, "
-        f"fixed == float {data.get('action_fixed_vs_float', float('nan')):.1%}, "
-        f"fixed == reference {data['action_fixed_vs_reference']:.1%}"))
+        f"float == reference {_percent(data['action_float_vs_reference'])}, "
+        f"fixed == float {_percent(data.get('action_fixed_vs_float'))}, "
+        f"fixed == reference {_percent(data['action_fixed_vs_reference'])}"))
     for column in ("node", "kind", "values", "float≠ref", "fixed≠emu", "fixed≠float", "rate ref", "rate fixed"):
         table.add_column(column, justify="left" if column in ("node", "kind") else "right",
                          no_wrap=column == "node", min_width=22 if column == "node" else None)
@@ -77,7 +81,8 @@ def agreement_table(agreement, title: str = "Lava agreement"):
         return "-" if value < 0 else (f"[red]{value}[/]" if value else "0")
 
     for row in data["layers"]:
-        rates = [("" if rate != rate else f"{rate:.3f}") for rate in (row["rate_reference"], row["rate_fixed"])]
+        # NaN in memory, null once written as JSON (io.json_text): no rate (an output row)
+        rates = [("" if rate is None or rate != rate else f"{rate:.3f}") for rate in (row["rate_reference"], row["rate_fixed"])]
         table.add_row(row["node"], row["kind"], str(row["total"]), count(row["float_vs_reference"]),
                       count(row["fixed_vs_emulation"]), str(row["fixed_vs_float"]), *rates)
     return table

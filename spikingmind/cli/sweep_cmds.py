@@ -50,8 +50,8 @@ def ablate_cmd(
     """Ablation over T and K: manifest of runs (config x seed), resumable, CSV + plots."""
     from spikingmind.data import parse_mix
     from spikingmind.envs import env_slug, get_env_spec
-    from spikingmind.train import load_config_file
-    from spikingmind.workflows.sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep
+    from spikingmind.train import TrainConfig, load_config_file
+    from spikingmind.workflows.sweep import SweepConfig, check_runs, parse_float_list, parse_int_list, run_sweep
 
     get_env_spec(env)
     if config is None and Path(f"configs/{env_slug(env)}.toml").exists():
@@ -59,6 +59,9 @@ def ablate_cmd(
     train_values = load_config_file(config) if config else {}
     if steps is not None:
         train_values["steps"] = steps
+    # the shared settings as the file gives them (errors name the file), before anything runs
+    TrainConfig.from_dict({**train_values, "env_id": env, "dataset": "the-sweep-dataset-v0"},
+                          source=str(config or "options"))
     cfg = SweepConfig(
         env_id=env, time_steps=parse_int_list(time_steps, "--time-steps"), context=parse_int_list(context, "--context"),
         widths=parse_int_list(widths, "--widths") if widths else (),
@@ -70,6 +73,7 @@ def ablate_cmd(
         train=train_values, dataset_episodes=dataset_episodes, dataset_mix=parse_mix(mix) if mix else None,
         eval_episodes=episodes,
     )
+    check_runs(cfg)  # every run at its own T and K, before the dataset is collected
     sweep_dir = out or Path("runs") / "ablate" / env_slug(env)
     t0, k0 = cfg.defaults()
     console.print(f"sweep [bold]{sweep_dir}[/]: {env}, grid {grid} (defaults T={t0}, K={k0}), {seeds} seed(s), "

@@ -97,9 +97,12 @@ def load_onnx(path: str | Path):
     import onnx
 
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as error:  # onnx raises DecodeError, OSError, ...
-        raise GraphError(f"{path}: cannot read ONNX model: {error}") from None
+        raise GraphError(f"{path}: cannot read ONNX model: {' '.join(str(error).split())[:200]}") from None
+    if not model.graph.node:  # a zero-byte file parses as an empty model
+        raise GraphError(f"{path}: not an ONNX model with a graph (empty or not an ONNX file); nothing to count")
+    return model
 
 
 def count_onnx(model_or_path, input_shapes: dict[str, tuple[int, ...]] | None = None,

@@ -26,6 +26,11 @@ import tomllib
 #: Energy units a profile may use, as multiples of one picojoule (the unit of all reports).
 UNIT_TO_PJ: dict[str, float] = {"fJ": 1e-3, "pJ": 1.0, "nJ": 1e3, "uJ": 1e6, "µJ": 1e6}
 
+#: The largest per-operation energy a profile may state: 1 uJ, above any published figure for
+#: one synaptic or arithmetic operation or one memory word (DRAM: a few nJ); 1e308 pJ is a typo
+#: that would price every report at infinity.
+MAX_PJ = 1e6
+
 #: Accounting value meaning "already inside the compute constant" (e.g. Loihi's measured
 #: per-operation energies include the core's memory access).
 INCLUDED = "included"
@@ -60,6 +65,9 @@ class EnergyConstant:
             raise ProfileError(f"{where}: value must be a finite non-negative energy, got {self.value!r}")
         if self.unit not in UNIT_TO_PJ:
             raise ProfileError(f"{where}: unknown unit {self.unit!r}; use one of {', '.join(UNIT_TO_PJ)}")
+        if self.pj > MAX_PJ:
+            raise ProfileError(f"{where}: {self.value!r} {self.unit} is above {MAX_PJ:g} pJ (1 uJ) per operation, "
+                               "more than any published per-operation energy; check the value and unit")
         for name in ("source", "where"):
             text = getattr(self, name)
             if not isinstance(text, str) or not text.strip():

@@ -17,7 +17,7 @@ from spikingmind.errors import ConfigError
 from spikingmind.export.nir import NIRPolicy, graph_metadata, load_or_export_graph
 from spikingmind.export.onnx import INPUT_NAME, METADATA_KEY, export_metadata, model_to_onnx
 from spikingmind.export.reference import ReferenceSimulator
-from spikingmind.metadata import is_streaming, parse_metadata
+from spikingmind.metadata import is_streaming, parse_metadata, read_policy_metadata
 from spikingmind.rollout import record_decision_inputs, run_episodes
 from spikingmind.seeds import evaluation_seeds
 
@@ -28,12 +28,14 @@ RECORD_CHUNK = 64
 STREAM_NEW_TOKENS = 3
 
 
-def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only", "full_window")) -> dict:
-    """SNN counts of `graph` over decision inputs (N, D_in, L), simulated in chunks, for each
-    accounting: {"decision_only": SNNCounts (the decision token's cone), "full_window": ...}."""
-    simulator = ReferenceSimulator(graph)
+def count_snn_on_inputs(graph, inputs: np.ndarray, accountings=("decision_only", "full_window"),
+                        source: str = "graph") -> dict:
+    """SNN counts of `graph` (read from the file `source`) over decision inputs (N, D_in, L),
+    simulated in chunks, for each accounting: {"decision_only": SNNCounts (the decision
+    token's cone), "full_window": ...}."""
+    simulator = ReferenceSimulator(graph, source=source)
     input_names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
-    token = int(graph_metadata(graph)["decode"]["token_index"])
+    token = int(read_policy_metadata(graph.metadata.get("spikingmind"), source, require_env=False).decode.token_index)
     parts: dict[str, list] = {name: [] for name in accountings}
     cone = None
     for start in range(0, len(inputs), RECORD_CHUNK):
@@ -57,8 +59,8 @@ class _CountingStream(NIRPolicy):
     Decision-only, a run computes what the runs after it read (`carried_cone`) and the state
     token's run also the decision; full-window, every run computes every node."""
 
-    def __init__(self, graph, accountings, max_decisions: int | None = None):
-        super().__init__(graph, record=True)
+    def __init__(self, graph, accountings, max_decisions: int | None = None, source: str = "graph"):
+        super().__init__(graph, record=True, source=source)
         self.accountings, self.max_decisions = accountings, max_decisions
         self.parts: dict[str, list] = {name: [] for name in accountings}
         self.decisions = 0
@@ -94,10 +96,10 @@ class _CountingStream(NIRPolicy):
 
 
 def count_snn_streaming(graph, episodes: int, seed: int = 0, max_decisions: int | None = None,
-                        accountings=("decision_only", "full_window")) -> tuple[dict, int]:
+                        accountings=("decision_only", "full_window"), source: str = "graph") -> tuple[dict, int]:
     """SNN counts of a streaming graph over closed-loop episodes on evaluation seeds, and the
     number of decisions counted (every steady-state one, or the first batches up to `max_decisions`)."""
-    policy = _CountingStream(graph, accountings, max_decisions)
+    policy = _CountingStream(graph, accountings, max_decisions, source)
     run_episodes(policy, evaluation_seeds(episodes, seed))
     return {name: merge_counts(parts) for name, parts in policy.parts.items()}, policy.decisions
 
@@ -174,13 +176,14 @@ def estimate_energy(source, profiles=("loihi",), baselines=(),
     ann_counts = baseline_counts(baselines)
     ann_profiles = [load_profile(name) for name in baseline_profiles] if ann_counts else []
     graph = load_or_export_graph(source)
-    if NIRPolicy(graph).streaming:
-        snn_counts, decisions = count_snn_streaming(graph, episodes, seed, max_decisions)
+    policy = NIRPolicy(graph, source=str(source))
+    if policy.streaming:
+        snn_counts, decisions = count_snn_streaming(graph, episodes, seed, max_decisions, source=str(source))
     else:
-        inputs = np.asarray(record_decision_inputs(NIRPolicy(graph), episodes, seed))  # (N, D_in, L)
+        inputs = np.asarray(record_decision_inputs(policy, episodes, seed))  # (N, D_in, L)
         if max_decisions is not None:
             inputs = inputs[:max_decisions]
-        snn_counts, decisions = count_snn_on_inputs(graph, inputs), len(inputs)
+        snn_counts, decisions = count_snn_on_inputs(graph, inputs, source=str(source)), len(inputs)
     order = ["decision_only", "full_window"] if "decision_only" in ann_counts or not ann_counts else \
         ["full_window", "decision_only"]
     accountings = [Accounted(name, snn_counts[name], ann_counts.get(name)) for name in order]

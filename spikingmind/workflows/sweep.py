@@ -26,6 +26,9 @@ included, and the evaluation settings), so re-running a sweep skips runs that ar
 resumes interrupted ones (train() is resumable) and retries failed ones. Each run is one
 call of `execute_run`, a plain function of JSON-able arguments: the local executor runs it
 in a process pool, the Ray executor as a `ray.remote` task, with no other difference.
+
+Why one file over 500 lines: the manifest, its executors (local, Ray) and the per-run
+steps are one resumable state machine; tables, plots and the front are in sweep_results.py.
 """
 
 from __future__ import annotations
@@ -197,6 +200,23 @@ def plan_runs(cfg: SweepConfig, dataset_id: str) -> list[dict]:
                          "width": w, "energy_weight": e, "seed": seed, "status": "pending", "error": None,
                          "train": train_config, "evaluation": evaluation, "result": None})
     return runs
+
+
+def check_runs(cfg: SweepConfig) -> None:
+    """Every run's TrainConfig (types, ranges, memory budget at its T and K) and every energy
+    profile, checked before a dataset is collected or a run started (what `spikingmind ablate`
+    does first): a bad value fails the sweep at once with one line, not each of its runs after
+    the data were collected. `run_sweep` itself records such a run as failed and goes on."""
+    from spikingmind.energy.profiles import load_profile
+    from spikingmind.envs import get_env_spec
+    from spikingmind.train import TrainConfig
+
+    get_env_spec(cfg.env_id)
+    for entry in plan_runs(cfg, "the-sweep-dataset-v0"):
+        TrainConfig.from_dict(entry["train"], source=f"sweep run {entry['model']} T={entry['time_steps']} "
+                                                     f"K={entry['context']} seed {entry['seed']}")
+    for name in (*cfg.snn_profiles, *cfg.ann_profiles):
+        load_profile(name)
 
 
 class Manifest:
