@@ -167,3 +167,15 @@ def test_lava_drives_cartpole_closed_loop_exactly_as_the_reference(cartpole_bund
     assert lava_run["backend"] == "lava-floating_pt"
     assert lava_run["returns"] == reference["returns"] and lava_run["lengths"] == reference["lengths"]
     assert lava_run["lava_decisions"] == lava_run["decisions"] == reference["decisions"] > 2
+
+
+def test_evaluate_refuses_fixed_point_for_a_streaming_bundle_in_one_line(cartpole_bundle):
+    from typer.testing import CliRunner
+
+    from spikingmind.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(cartpole_bundle), "--backend", "lava", "--fixed-point",
+                                      "--episodes", "1"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(cartpole_bundle) in lines[0] and "floating_pt only" in lines[0], result.output

@@ -84,7 +84,8 @@ def agreement_table(agreement, title: str = "Lava agreement"):
         # NaN in memory, null once written as JSON (io.json_text): no rate (an output row)
         rates = [("" if rate is None or rate != rate else f"{rate:.3f}") for rate in (row["rate_reference"], row["rate_fixed"])]
         table.add_row(row["node"], row["kind"], str(row["total"]), count(row["float_vs_reference"]),
-                      count(row["fixed_vs_emulation"]), str(row["fixed_vs_float"]), *rates)
+                      count(row["fixed_vs_emulation"]),
+                      "-" if row["fixed_vs_float"] < 0 else str(row["fixed_vs_float"]), *rates)  # -: not run
     return table
 
 
