@@ -344,13 +344,15 @@ def shift_accumulated(accum: np.ndarray, weight_exp: int) -> np.ndarray:
 
 
 def _decay(state: np.ndarray, factor: int) -> np.ndarray:
-    """state * factor / 4096, truncated toward zero (int32). factor 0 and 4096 are exact shortcuts."""
+    """state * factor / 4096 truncated toward zero, as Lava's `sign(p) * (|p| >> 12)` (int32).
+
+    Computed in float64, where it is exact: |state| < 2**24 and factor / 4096 has 12 bits, so the
+    product needs at most 36 of float64's 53 bits, and truncation of an exact value is exact."""
     if factor == 0:
         return np.zeros(state.shape, np.int32)
     if factor == DECAY_UNITY:
         return state.astype(np.int32)
-    product = state.astype(np.int64) * factor
-    return (np.sign(product) * np.right_shift(np.abs(product), DECAY_BITS)).astype(np.int32)
+    return np.trunc(state * (factor / DECAY_UNITY)).astype(np.int32)
 
 
 @dataclass
@@ -367,8 +369,9 @@ def lif_fixed_step(state: FixedLifState, act: np.ndarray, *, du: int, dv: int,
 
     `act` is the summed int activation; `bias` the effective bias (`effective_bias`).
     """
-    decayed_u = _decay(state.u, DECAY_UNITY - (du + 1))
-    decayed_u = decayed_u + np.left_shift(np.asarray(act).astype(np.int32), ACT_SHIFT)
+    decayed_u = np.left_shift(np.asarray(act).astype(np.int32), ACT_SHIFT)
+    if du + 1 < DECAY_UNITY:  # else u is replaced (decays to exactly 0)
+        decayed_u = _decay(state.u, DECAY_UNITY - (du + 1)) + decayed_u
     if decayed_u.size and (decayed_u.max() > STATE_LIMIT or decayed_u.min() <= -STATE_LIMIT):
         wrapped = np.where(decayed_u > STATE_LIMIT, decayed_u - 2 * STATE_LIMIT, decayed_u)
         wrapped = np.where(wrapped <= -STATE_LIMIT, decayed_u + 2 * STATE_LIMIT, wrapped)
@@ -381,6 +384,6 @@ def lif_fixed_step(state: FixedLifState, act: np.ndarray, *, du: int, dv: int,
         state.saturated += int(np.count_nonzero(clipped != updated))
         updated = clipped
     spikes = updated > (vth << ACT_SHIFT)
-    updated[spikes] = 0
+    np.putmask(updated, spikes, 0)
     state.v[...] = updated
     return spikes

@@ -14,7 +14,7 @@ from spikingmind import fixed_point as fxp
 from spikingmind.errors import ExportError
 from spikingmind.export import lava
 from spikingmind.export.lava.bundle import bundle_host_terms
-from spikingmind.export.lava.emulation import FixedPointNetwork, FixedSynapse, LoihiEmulationPolicy
+from spikingmind.export.lava.emulation import FixedPointNetwork, LoihiEmulationPolicy, synapse_terms
 from spikingmind.export.lava.host import fixed_host_currents, host_currents, host_data, lava_records, readout_values
 from spikingmind.export.lava_sidecar.plan import SparseWeights, emulate
 from spikingmind.export.nir import NIRPolicy
@@ -94,16 +94,30 @@ def test_each_synapse_form_equals_the_sparse_matrix(form):
     if form == "channel-with-a-gap":  # the same, with one token's entry missing: not kron(W, I)
         mant = np.repeat(mant.reshape(3, c, tokens)[:, :, :1], tokens, axis=2).ravel()
         index, mant = index[:, 1:], mant[1:]
-    synapse = FixedSynapse(index, mant, exp, shape_dst, [c, tokens])
-    assert synapse.kind == {"channel-with-a-gap": "sparse"}.get(form, form)
+    (synapse,) = synapse_terms([(index, mant, exp)], shape_dst, [c, tokens])
+    assert synapse.kind == {"channel-with-a-gap": "sparse"}.get(form, form) and synapse.weight_exp == exp
     n_dst = int(np.prod(shape_dst))
     weights = fxp.lava_weights(mant, implicit_zero=index.shape[1] < n_dst * c * tokens)
     matrix = SparseWeights(index, weights, (n_dst, c * tokens))
     spikes = rng.random((6, c * tokens)) < 0.5
     want = np.stack([fxp.shift_accumulated(matrix.accumulate(s), exp) for s in spikes])
-    got = synapse(spikes.astype(np.float64))
+    grid = spikes.reshape(6, c, tokens).transpose(1, 0, 2).astype(np.float64)  # (C, B, L), as the network holds it
+    got = synapse(grid)
     assert got.dtype == np.int64
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got.transpose(1, 0, 2).reshape(6, n_dst), want)
+
+
+def test_groups_with_left_shifts_merge_and_right_shifts_stay_apart():
+    """sum_g (a_g << e_g) is one product for e_g >= 0; a right shift rounds toward -inf, so
+    floor(a / 4) + floor(b / 4) != floor((a + b) / 4): such a group keeps its own sum."""
+    index = np.stack([np.arange(4), np.arange(4)])
+    groups = [(index[:, :2], np.array([3, 5]), 2), (index[:, 2:], np.array([-8, 10]), 0),
+              (index[:, :2], np.array([1, 3]), -1), (index[:, 2:], np.array([-3, -1]), -1)]
+    terms = synapse_terms(groups, [4, 1], [4, 1])
+    assert [term.weight_exp for term in terms] == [0, -1, -1]
+    spikes = np.ones((4, 1, 1))
+    total = sum(term(spikes) for term in terms).reshape(-1)
+    assert total.tolist() == [12 + 0, 20 + 1, -8 - 2, 10 - 1]  # 1 >> 1 == 0, -3 >> 1 == -2, -1 >> 1 == -1
 
 
 def test_a_plan_without_balanced_delays_or_a_readout_is_refused():

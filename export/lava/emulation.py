@@ -56,33 +56,35 @@ def _grid(shape) -> tuple[int, int]:
 
 
 class FixedSynapse:
-    """One fixed-point synapse group (a Lava Sparse) as an exact integer product on binary spikes.
+    """Integer weights (as Lava's bit-accurate Sparse uses them) and one shift, applied to the
+    binary spikes of a source population: `shift_accumulated(sum_j w_ij s_j, weight_exp)`.
 
-    `index` (2, nnz) rows/cols of the stored values, `mant` their mantissas (Lava's clip and
-    mixed-sign LSB applied here, as its bit-accurate model does), `weight_exp` the group's shift;
-    `dst_shape` / `src_shape` the populations' shapes. Calling it on spikes (B, n_src) gives
-    `shift_accumulated(sum_j w_ij s_j, weight_exp)`, (B, n_dst) int64.
+    `index` (2, nnz) rows/cols of the stored values on the populations' flat (C-order) grids,
+    `weights` their integer values; `dst_shape` / `src_shape` the populations' shapes. Spikes
+    and sums are laid out (C, B, L): channels first, then the batch, then tokens, so that a
+    kernel-1 Conv1d is one (C_out, C_in) @ (C_in, B * L) product. `kind`: see the module docstring.
     """
 
-    def __init__(self, index: np.ndarray, mant: np.ndarray, weight_exp: int, dst_shape, src_shape):
-        self.n_dst, self.n_src = int(np.prod(dst_shape)), int(np.prod(src_shape))
+    def __init__(self, index: np.ndarray, weights: np.ndarray, weight_exp: int, dst_shape, src_shape):
         self.weight_exp = int(weight_exp)
+        self.n_dst, self.n_src = int(np.prod(dst_shape)), int(np.prod(src_shape))
+        (c_dst, l_dst), (c_src, l_src) = self.grid_dst, self.grid_src = _grid(dst_shape), _grid(src_shape)
         rows, cols = np.asarray(index[0], np.int64), np.asarray(index[1], np.int64)
-        weights = fxp.lava_weights(mant, implicit_zero=rows.size < self.n_dst * self.n_src).astype(np.float64)
-        (c_dst, l_dst), (c_src, l_src) = _grid(dst_shape), _grid(src_shape)
-        self.grid_dst, self.grid_src = (c_dst, l_dst), (c_src, l_src)
+        weights = np.asarray(weights, np.float64)
         o, i = np.divmod(rows, l_dst)
         c, j = np.divmod(cols, l_src)
-        if self.n_dst == self.n_src and np.array_equal(rows, cols):
+        if (c_dst, l_dst) == (c_src, l_src) and np.array_equal(rows, cols):
             self.kind = "diagonal"
             self.matrix = np.zeros(self.n_dst)
             self.matrix[rows] = weights
+            self.matrix = self.matrix.reshape(c_dst, 1, l_dst)
         elif l_dst == l_src and np.array_equal(i, j) and self._channel(o, c, weights, c_dst, c_src, l_dst):
             self.kind = "channel"
         elif c_dst == c_src and np.array_equal(o, c) and c_dst * l_dst * l_src <= MAX_TOKEN_ENTRIES:
             self.kind = "token"
-            self.matrix = np.zeros((c_dst, l_dst, l_src))
-            self.matrix[o, i, j] = weights
+            matrix = np.zeros((c_dst, l_src, l_dst))  # transposed: (C, B, L_in) @ (C, L_in, L_out)
+            matrix[o, j, i] = weights
+            self.matrix = matrix
         else:
             self.kind = "sparse"
             self.rows, self.cols, self.values = rows, cols, weights
@@ -98,21 +100,44 @@ class FixedSynapse:
         self.matrix = matrix
         return True
 
-    def __call__(self, spikes: np.ndarray) -> np.ndarray:
-        """spikes (B, n_src), float64 0/1 -> shifted integer sums (B, n_dst), int64."""
-        batch = spikes.shape[0]
+    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
+        """spikes (C_src, B, L_src), float64 0/1 -> sum_j w_ij s_j (C_dst, B, L_dst), float64 (exact integers)."""
+        batch = spikes.shape[1]
         if self.kind == "diagonal":
-            total = spikes * self.matrix
-        elif self.kind == "channel":
-            total = np.matmul(self.matrix, spikes.reshape(batch, *self.grid_src)).reshape(batch, self.n_dst)
-        elif self.kind == "token":
-            grid = spikes.reshape(batch, self.grid_src[0], self.grid_src[1], 1)
-            total = np.matmul(self.matrix, grid).reshape(batch, self.n_dst)
+            return spikes * self.matrix
+        if self.kind == "channel":
+            return (self.matrix @ spikes.reshape(self.grid_src[0], -1)).reshape(self.grid_dst[0], batch, -1)
+        if self.kind == "token":
+            return np.matmul(spikes, self.matrix)
+        flat = spikes.transpose(1, 0, 2).reshape(batch, self.n_src)
+        slots = (np.arange(batch)[:, None] * self.n_dst + self.rows[None, :]).reshape(-1)
+        total = np.bincount(slots, weights=(flat[:, self.cols] * self.values).reshape(-1), minlength=batch * self.n_dst)
+        return total.reshape(batch, *self.grid_dst).transpose(1, 0, 2)
+
+    def __call__(self, spikes: np.ndarray) -> np.ndarray:
+        """spikes (C_src, B, L_src), float64 0/1 -> shifted integer sums (C_dst, B, L_dst), int64."""
+        return fxp.shift_accumulated(self.accumulate(spikes).astype(np.int64), self.weight_exp)
+
+
+def synapse_terms(groups: list[tuple[np.ndarray, np.ndarray, int]], dst_shape, src_shape) -> list[FixedSynapse]:
+    """A synapse's fixed-point groups (`Plan.fixed_groups`: index, mantissas, weight_exp; one Lava
+    Sparse each) as the fewest exact terms: Lava's clip and mixed-sign LSB applied per group, as
+    its bit-accurate model does; the groups with weight_exp >= 0 merged into one term (a left
+    shift distributes over the sum: sum_g (a_g << e_g) == sum_j (w_j << e_j) s_j); each group
+    with weight_exp < 0 on its own (an arithmetic right shift of a sum is not the sum of shifts)."""
+    n_matrix = int(np.prod(dst_shape)) * int(np.prod(src_shape))
+    merged_index, merged_weights, terms = [], [], []
+    for index, mant, exp in groups:
+        weights = fxp.lava_weights(mant, implicit_zero=index.shape[1] < n_matrix).astype(np.float64)
+        if exp >= 0:
+            merged_index.append(index)
+            merged_weights.append(weights * 2.0 ** exp)
         else:
-            slots = (np.arange(batch)[:, None] * self.n_dst + self.rows[None, :]).reshape(-1)
-            total = np.bincount(slots, weights=(spikes[:, self.cols] * self.values).reshape(-1),
-                                minlength=batch * self.n_dst).reshape(batch, self.n_dst)
-        return fxp.shift_accumulated(np.rint(total).astype(np.int64), self.weight_exp)
+            terms.append(FixedSynapse(index, weights, exp, dst_shape, src_shape))
+    if merged_index:
+        terms.insert(0, FixedSynapse(np.concatenate(merged_index, axis=1), np.concatenate(merged_weights), 0,
+                                     dst_shape, src_shape))
+    return terms
 
 
 @dataclass
@@ -132,6 +157,17 @@ class NetworkRun:
     v_saturated: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class _Inputs:
+    """What a population sums at each step: its `channel` terms with no shift stacked into one
+    (C_dst, sum C_src) product over their sources' spikes, the other terms one by one."""
+
+    stacked: np.ndarray | None
+    stacked_sources: list[str]
+    terms: list[tuple[str, FixedSynapse]]
+    host: bool
+
+
 class FixedPointNetwork:
     """A plan's fixed-point populations and synapse groups, stepped one decision per batch row
     (see the module docstring for why that equals Lava's pipelined run)."""
@@ -147,70 +183,98 @@ class FixedPointNetwork:
                 raise ExportError(f"Lava plan synapse {syn.name}: offsets {src.offset} -> {dst.offset} are not "
                                   "delay-balanced (each synapse must add exactly one step)")
         self.order: list[Population] = sorted(plan.populations, key=lambda pop: pop.offset)  # stable: plan order
-        self.sizes = {pop.name: pop.size for pop in plan.populations}
-        self.synapses = {syn.name: self._groups(syn.name, syn.weight_exps, syn.dst, syn.src) for syn in plan.synapses}
+        self.grids = {pop.name: _grid(pop.shape) for pop in plan.populations}
         self.sources = {syn.name: syn.src for syn in plan.synapses}
-        self.biases = {pop.name: fxp.effective_bias(plan.arrays[f"bias_mant/{pop.name}"], pop.bias_exp)
-                       for pop in plan.populations}
+        self.synapses = {syn.name: synapse_terms(plan.fixed_groups(syn.name, syn.weight_exps),
+                                                 plan.population(syn.dst).shape, plan.population(syn.src).shape)
+                         for syn in plan.synapses}
+        self.biases = {pop.name: fxp.effective_bias(plan.arrays[f"bias_mant/{pop.name}"], pop.bias_exp).reshape(
+            self.grids[pop.name][0], 1, self.grids[pop.name][1]) for pop in plan.populations}
         readout = plan.readout
-        self.readout = self._groups("readout", readout.weight_exps, None, readout.src)
-        self.readout_size = int(np.prod(readout.shape))
+        self.readout = synapse_terms(plan.fixed_groups("readout", readout.weight_exps), readout.shape,
+                                     plan.population(readout.src).shape)
+        self.readout_grid = _grid(readout.shape)
         self.logic = {pop.name: table for pop in plan.populations if (table := self._truth_table(pop)) is not None}
-        self.columns = {size: np.arange(size) for size in set(self.sizes.values())}
+        self.logic_modes = {name: self._logic_mode(table) for name, table in self.logic.items()}
+        self.inputs = {pop.name: self._inputs(pop) for pop in plan.populations if pop.name not in self.logic}
 
-    def _groups(self, key: str, weight_exps: list[int], dst: str | None, src: str) -> list[FixedSynapse]:
-        dst_shape = self.plan.population(dst).shape if dst is not None else self.plan.readout.shape
-        src_shape = self.plan.population(src).shape
-        return [FixedSynapse(index, mant, exp, dst_shape, src_shape)
-                for index, mant, exp in self.plan.fixed_groups(key, weight_exps)]
+    def _inputs(self, pop: Population) -> _Inputs:
+        stacked, sources, terms = [], [], []
+        for item in pop.inputs:
+            if item == "host":
+                continue
+            for term in self.synapses[item]:
+                if term.kind == "channel" and term.weight_exp == 0:
+                    stacked.append(term.matrix)
+                    sources.append(self.sources[item])
+                else:
+                    terms.append((self.sources[item], term))
+        return _Inputs(np.concatenate(stacked, axis=1) if stacked else None, sources, terms, "host" in pop.inputs)
 
     def _truth_table(self, pop: Population) -> np.ndarray | None:
         """A stateless population whose every input is a `diagonal` synapse (a relay, an AND of
         two spike trains) computes each neuron's spike from its m input bits alone, from fresh
-        state at every step: its (2**m, size) table of spikes, computed once by the same
+        state at every step: its (2**m, C, 1, L) table of spikes, computed once by the same
         arithmetic (`lif_fixed_step` on every combination of bits). None where that does not
         hold, or where a combination wraps or saturates the state (so counts stay exact)."""
         if not pop.stateless or not pop.inputs or "host" in pop.inputs or len(pop.inputs) > 4:
             return None
-        if any(group.kind != "diagonal" for item in pop.inputs for group in self.synapses[item]):
+        if any(term.kind != "diagonal" for item in pop.inputs for term in self.synapses[item]):
             return None
         m = len(pop.inputs)
-        bits = (np.arange(2 ** m)[:, None] >> np.arange(m)[None, :]) & 1  # (2**m, m): combination c, input k
-        act = np.zeros((2 ** m, pop.size), np.int64)
+        channels, tokens = self.grids[pop.name]
+        bits = (np.arange(2 ** m)[:, None] >> np.arange(m)[None, :]) & 1  # (2**m, m): combination, input
+        act = np.zeros((channels, 2 ** m, tokens), np.int64)
         for k, item in enumerate(pop.inputs):
-            spikes = np.repeat(bits[:, k:k + 1].astype(np.float64), self.sizes[self.sources[item]], axis=1)
-            for group in self.synapses[item]:
-                act = act + group(spikes)
+            spikes = np.broadcast_to(bits[None, :, k:k + 1].astype(np.float64), act.shape)
+            for term in self.synapses[item]:
+                act = act + term(spikes)
         state = fxp.FixedLifState(np.zeros(act.shape, np.int32), np.zeros(act.shape, np.int32))
         table = fxp.lif_fixed_step(state, act, du=fxp.DU_FULL, dv=pop.dv_int, bias=self.biases[pop.name],
                                    vth=pop.vth_int)
-        return table if state.wrapped == 0 and state.saturated == 0 else None
+        return table.transpose(1, 0, 2)[:, :, None, :] if state.wrapped == 0 and state.saturated == 0 else None
+
+    @staticmethod
+    def _logic_mode(table: np.ndarray) -> tuple[str, object]:
+        """How `_logic_step` evaluates a truth table: "relay" (one input, out = in), "where"
+        (one input, any table), "combinations" ([(combination, (C, 1, L) mask)] that fire)."""
+        if len(table) == 2:
+            return ("relay", None) if not table[0].any() and table[1].all() else ("where", table)
+        return "combinations", [(c, table[c]) for c in range(len(table)) if table[c].any()]
 
     def _logic_step(self, pop: Population, fired: dict[str, np.ndarray]) -> np.ndarray:
-        """A truth-table population's spikes (B, size) bool from its inputs' spikes of this step."""
-        table = self.logic[pop.name]
+        """A truth-table population's spikes (C, B, L) bool from its inputs' spikes of this step."""
         inputs = [fired[self.sources[item]] for item in pop.inputs]
-        if len(inputs) == 1:
-            if not table[0].any() and table[1].all():  # a relay that passes every spike on
-                return inputs[0]
+        mode, table = self.logic_modes[pop.name]
+        if mode == "relay":  # passes every spike on
+            return inputs[0]
+        if mode == "where":
             return np.where(inputs[0], table[1], table[0])
-        index = np.zeros(inputs[0].shape, np.intp)
-        for k, spikes in enumerate(inputs):
-            index |= spikes.astype(np.intp) << k
-        return table[index, self.columns[pop.size]]
+        out = np.zeros(inputs[0].shape, bool)
+        for combination, fires in table:  # the input combinations that make some neuron fire
+            hit = fires
+            for k, spikes in enumerate(inputs):
+                hit = hit & (spikes if combination >> k & 1 else ~spikes)
+            out |= hit
+        return out
 
     def run(self, host: dict[str, np.ndarray], batch: int, record: bool = False) -> NetworkRun:
         """B = `batch` decisions from zero state. host: {host-fed population: (B, size) int32
         activation units} (`host.fixed_host_currents`). Returns a `NetworkRun`."""
-        states = {pop.name: fxp.FixedLifState(np.zeros((batch, pop.size), np.int32),
-                                              np.zeros((batch, pop.size), np.int32))
+        T = self.time_steps
+        grids = self.grids
+        host_act = {name: np.ascontiguousarray(values.reshape(batch, *grids[name]).transpose(1, 0, 2))
+                    for name, values in host.items()}
+        states = {pop.name: fxp.FixedLifState(np.zeros((grids[pop.name][0], batch, grids[pop.name][1]), np.int32),
+                                              np.zeros((grids[pop.name][0], batch, grids[pop.name][1]), np.int32))
                   for pop in self.order if pop.name not in self.logic}
-        readout = np.zeros((self.time_steps, batch, self.readout_size), np.int64)
+        readout = np.zeros((T, self.readout_grid[0], batch, self.readout_grid[1]), np.int64)
         recorded = [pop for pop in self.order if pop.record]
-        spikes = {pop.name: np.zeros((self.time_steps, batch, pop.size), bool) for pop in recorded} if record else {}
+        spikes = {pop.name: np.zeros((T, *grids[pop.name][:1], batch, grids[pop.name][1]), bool)
+                  for pop in recorded} if record else {}
         counts = {pop.name: 0 for pop in recorded}
-        for t in range(self.time_steps):
-            fired: dict[str, np.ndarray] = {}  # population -> its spikes of step t, (B, size) bool
+        for t in range(T):
+            fired: dict[str, np.ndarray] = {}  # population -> its spikes of step t, (C, B, L) bool
             as_float: dict[str, np.ndarray] = {}  # the same as float64 0/1, made once for the synapses
 
             def spikes_of(name: str) -> np.ndarray:
@@ -222,18 +286,22 @@ class FixedPointNetwork:
                 if pop.name in self.logic:
                     spiked = self._logic_step(pop, fired)
                 else:
-                    act = np.zeros((batch, pop.size), np.int64)
-                    for item in pop.inputs:
-                        if item == "host":
-                            act = act + host[pop.name]
-                        else:
-                            source = spikes_of(self.sources[item])
-                            for group in self.synapses[item]:
-                                act = act + group(source)
+                    inputs = self.inputs[pop.name]
+                    channels, tokens = grids[pop.name]
+                    if inputs.stacked is not None:
+                        stack = [spikes_of(name).reshape(grids[name][0], -1) for name in inputs.stacked_sources]
+                        stack = stack[0] if len(stack) == 1 else np.concatenate(stack)
+                        act = (inputs.stacked @ stack).astype(np.int64).reshape(channels, batch, tokens)
+                    else:
+                        act = np.zeros((channels, batch, tokens), np.int64)
+                    for name, term in inputs.terms:
+                        act += term(spikes_of(name))
+                    if inputs.host:
+                        act += host_act[pop.name]
                     state = states[pop.name]
                     if pop.stateless and t > 0:  # Lava resets these at every step (t = 0: fresh state)
-                        state.u[:] = 0
-                        state.v[:] = 0
+                        state.u[...] = 0
+                        state.v[...] = 0
                     spiked = fxp.lif_fixed_step(state, act, du=fxp.DU_FULL, dv=pop.dv_int,
                                                 bias=self.biases[pop.name], vth=pop.vth_int)
                 fired[pop.name] = spiked
@@ -242,11 +310,12 @@ class FixedPointNetwork:
                     if record:
                         spikes[pop.name][t] = spiked
             source = spikes_of(self.plan.readout.src)
-            for group in self.readout:
-                readout[t] += group(source)
-        shaped = {pop.name: spikes[pop.name].reshape(self.time_steps, batch, *pop.shape) for pop in recorded} \
-            if record else {}
-        return NetworkRun(readout, shaped, counts, {name: s.wrapped for name, s in states.items()},
+            for term in self.readout:
+                readout[t] += term(source)
+        shaped = {pop.name: spikes[pop.name].transpose(0, 2, 1, 3).reshape(T, batch, *pop.shape)
+                  for pop in recorded} if record else {}
+        return NetworkRun(readout.transpose(0, 2, 1, 3).reshape(T, batch, -1), shaped, counts,
+                          {name: s.wrapped for name, s in states.items()},
                           {name: s.saturated for name, s in states.items()})
 
 
