@@ -369,7 +369,7 @@ def lif_fixed_step(state: FixedLifState, act: np.ndarray, *, du: int, dv: int,
 
     `act` is the summed int activation; `bias` the effective bias (`effective_bias`).
     """
-    decayed_u = np.left_shift(np.asarray(act).astype(np.int32), ACT_SHIFT)
+    decayed_u = np.left_shift(np.asarray(act, dtype=np.int32), ACT_SHIFT)
     if du + 1 < DECAY_UNITY:  # else u is replaced (decays to exactly 0)
         decayed_u = _decay(state.u, DECAY_UNITY - (du + 1)) + decayed_u
     if decayed_u.size and (decayed_u.max() > STATE_LIMIT or decayed_u.min() <= -STATE_LIMIT):

@@ -144,7 +144,14 @@ def test_spike_stats_equal_the_reference_where_quantisation_is_exact():
     assert emulation.spike_stats()["spikes_per_decision"] > 0
     stats = emulation.decision_stats()
     assert stats["emulation_decisions"] == 5 and stats["emulation_ms_per_decision"] > 0
-    assert stats["fixed_point_limits"] == {"quantization": [], "graded_input": [], "u_wrapped": 0, "v_saturated": 0}
+    limits = stats["fixed_point_limits"]
+    assert limits["quantization"] == [] and limits["u_wrapped"] == limits["v_saturated"] == 0
+    host_fed = [p for p in emulation.plan.populations if p.host_input]
+    assert limits["graded_input"] == {p.name: {"clipped": 0, "total": 5 * p.size} for p in host_fed}
+    # a current beyond the 16-bit graded input is clipped, and counted
+    tokens[0] *= 1e4
+    emulation.outputs(tokens[:1])
+    assert emulation.decision_stats()["fixed_point_limits"]["graded_input"][host_fed[0].name]["clipped"] > 0
 
 
 # ---- a trained model: Lava fixed_pt, sources, closed loop ------------------------------------

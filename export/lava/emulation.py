@@ -29,6 +29,7 @@ is on the populations' (C, L) grids (`FixedSynapse.kind`):
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,14 @@ from spikingmind.policy import Policy, SpikeTally
 
 #: The `token` form stores C * L_out * L_in values; beyond this many it uses the COO entries.
 MAX_TOKEN_ENTRIES = 1 << 24
+
+
+def exact_float(bound: float) -> type:
+    """The float type in which sums of integers with |partial sum| <= `bound` are exact in any
+    order: float32 below 2**24 (its 24-bit significand), else float64 (exact below 2**53)."""
+    if bound >= 2.0 ** 53:
+        raise ExportError(f"fixed-point sums up to {bound:g} cannot be emulated exactly in float64")
+    return np.float32 if bound < 2.0 ** 24 else np.float64
 
 
 def _grid(shape) -> tuple[int, int]:
@@ -88,6 +97,13 @@ class FixedSynapse:
         else:
             self.kind = "sparse"
             self.rows, self.cols, self.values = rows, cols, weights
+        #: the largest sum of |weights| into one neuron: no partial sum of its product exceeds it
+        self.bound = float(np.bincount(rows, np.abs(weights), minlength=self.n_dst).max()) if rows.size else 0.0
+        self.dtype = exact_float(self.bound)
+        if self.kind == "sparse":
+            self.values = self.values.astype(self.dtype)
+        else:
+            self.matrix = self.matrix.astype(self.dtype)
 
     def _channel(self, o, c, weights, c_dst, c_src, tokens) -> bool:
         """kron(W, I_L)? Every stored value depends on (o, c) alone and every nonzero (o, c)
@@ -101,7 +117,7 @@ class FixedSynapse:
         return True
 
     def accumulate(self, spikes: np.ndarray) -> np.ndarray:
-        """spikes (C_src, B, L_src), float64 0/1 -> sum_j w_ij s_j (C_dst, B, L_dst), float64 (exact integers)."""
+        """spikes (C_src, B, L_src), 0/1 in `dtype` -> sum_j w_ij s_j (C_dst, B, L_dst), exact integers."""
         batch = spikes.shape[1]
         if self.kind == "diagonal":
             return spikes * self.matrix
@@ -114,8 +130,13 @@ class FixedSynapse:
         total = np.bincount(slots, weights=(flat[:, self.cols] * self.values).reshape(-1), minlength=batch * self.n_dst)
         return total.reshape(batch, *self.grid_dst).transpose(1, 0, 2)
 
+    @property
+    def shifted_bound(self) -> float:
+        """The largest |shifted sum| into one neuron."""
+        return self.bound * 2.0 ** self.weight_exp if self.weight_exp >= 0 else math.ceil(self.bound / 2.0 ** -self.weight_exp)
+
     def __call__(self, spikes: np.ndarray) -> np.ndarray:
-        """spikes (C_src, B, L_src), float64 0/1 -> shifted integer sums (C_dst, B, L_dst), int64."""
+        """spikes (C_src, B, L_src), 0/1 -> shifted integer sums (C_dst, B, L_dst), int64."""
         return fxp.shift_accumulated(self.accumulate(spikes).astype(np.int64), self.weight_exp)
 
 
@@ -166,6 +187,7 @@ class _Inputs:
     stacked_sources: list[str]
     terms: list[tuple[str, FixedSynapse]]
     host: bool
+    act_dtype: type  # int32 where no sum can leave its range (as Lava's int32 input), else int64
 
 
 class FixedPointNetwork:
@@ -209,7 +231,15 @@ class FixedPointNetwork:
                     sources.append(self.sources[item])
                 else:
                     terms.append((self.sources[item], term))
-        return _Inputs(np.concatenate(stacked, axis=1) if stacked else None, sources, terms, "host" in pop.inputs)
+        matrix = np.concatenate(stacked, axis=1) if stacked else None
+        bound = 0.0
+        if matrix is not None:
+            stacked_bound = float(np.abs(matrix).sum(axis=1).max())
+            matrix = matrix.astype(exact_float(stacked_bound))
+            bound += stacked_bound
+        bound += sum(term.shifted_bound for _, term in terms) + ("host" in pop.inputs) * (fxp.ACT_MAX + 1)
+        act_dtype = np.int32 if bound < 2 ** 31 - 1 else np.int64
+        return _Inputs(matrix, sources, terms, "host" in pop.inputs, act_dtype)
 
     def _truth_table(self, pop: Population) -> np.ndarray | None:
         """A stateless population whose every input is a `diagonal` synapse (a relay, an AND of
@@ -226,7 +256,7 @@ class FixedPointNetwork:
         bits = (np.arange(2 ** m)[:, None] >> np.arange(m)[None, :]) & 1  # (2**m, m): combination, input
         act = np.zeros((channels, 2 ** m, tokens), np.int64)
         for k, item in enumerate(pop.inputs):
-            spikes = np.broadcast_to(bits[None, :, k:k + 1].astype(np.float64), act.shape)
+            spikes = np.broadcast_to(bits[None, :, k:k + 1].astype(np.float64), act.shape)  # promotes to float64
             for term in self.synapses[item]:
                 act = act + term(spikes)
         state = fxp.FixedLifState(np.zeros(act.shape, np.int32), np.zeros(act.shape, np.int32))
@@ -275,12 +305,12 @@ class FixedPointNetwork:
         counts = {pop.name: 0 for pop in recorded}
         for t in range(T):
             fired: dict[str, np.ndarray] = {}  # population -> its spikes of step t, (C, B, L) bool
-            as_float: dict[str, np.ndarray] = {}  # the same as float64 0/1, made once for the synapses
+            as_float: dict[tuple[str, type], np.ndarray] = {}  # the same as 0/1 floats, made once per type
 
-            def spikes_of(name: str) -> np.ndarray:
-                if name not in as_float:
-                    as_float[name] = fired[name].astype(np.float64)
-                return as_float[name]
+            def spikes_of(name: str, dtype: type) -> np.ndarray:
+                if (name, dtype) not in as_float:
+                    as_float[name, dtype] = fired[name].astype(dtype)
+                return as_float[name, dtype]
 
             for pop in self.order:
                 if pop.name in self.logic:
@@ -289,13 +319,14 @@ class FixedPointNetwork:
                     inputs = self.inputs[pop.name]
                     channels, tokens = grids[pop.name]
                     if inputs.stacked is not None:
-                        stack = [spikes_of(name).reshape(grids[name][0], -1) for name in inputs.stacked_sources]
+                        dtype = inputs.stacked.dtype.type
+                        stack = [spikes_of(name, dtype).reshape(grids[name][0], -1) for name in inputs.stacked_sources]
                         stack = stack[0] if len(stack) == 1 else np.concatenate(stack)
-                        act = (inputs.stacked @ stack).astype(np.int64).reshape(channels, batch, tokens)
+                        act = (inputs.stacked @ stack).astype(inputs.act_dtype).reshape(channels, batch, tokens)
                     else:
-                        act = np.zeros((channels, batch, tokens), np.int64)
+                        act = np.zeros((channels, batch, tokens), inputs.act_dtype)
                     for name, term in inputs.terms:
-                        act += term(spikes_of(name))
+                        act += term(spikes_of(name, term.dtype)).astype(inputs.act_dtype, copy=False)
                     if inputs.host:
                         act += host_act[pop.name]
                     state = states[pop.name]
@@ -309,9 +340,8 @@ class FixedPointNetwork:
                     counts[pop.name] += int(np.count_nonzero(spiked))
                     if record:
                         spikes[pop.name][t] = spiked
-            source = spikes_of(self.plan.readout.src)
             for term in self.readout:
-                readout[t] += term(source)
+                readout[t] += term(spikes_of(self.plan.readout.src, term.dtype))
         shaped = {pop.name: spikes[pop.name].transpose(0, 2, 1, 3).reshape(T, batch, *pop.shape)
                   for pop in recorded} if record else {}
         return NetworkRun(readout.transpose(0, 2, 1, 3).reshape(T, batch, -1), shaped, counts,
@@ -351,7 +381,7 @@ class LoihiEmulationPolicy(Policy):
         self.record = record
         self.last_run: NetworkRun | None = None
         self.quantization = list(quantization or [])  # the plan's clips when it was quantised
-        self.run_report = fxp.QuantizationReport()    # graded host inputs clipped while running
+        self.graded_input: dict[str, dict[str, int]] = {}  # host inputs clipped to 16 bits while running
         self.tally = SpikeTally()
         self.state_limits = {"u_wrapped": 0, "v_saturated": 0}
         self.seconds, self.decisions = 0.0, 0
@@ -380,7 +410,13 @@ class LoihiEmulationPolicy(Policy):
         start = time.perf_counter()
         n = len(batch)
         inputs = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
-        host = fixed_host_currents(self.plan, self.encoder.currents(inputs), self.run_report)
+        report = fxp.QuantizationReport()
+        host = fixed_host_currents(self.plan, self.encoder.currents(inputs), report)
+        for name, values in host.items():
+            entry = self.graded_input.setdefault(name, {"clipped": 0, "total": 0})
+            entry["total"] += int(values.size)
+        for record in report.records:
+            self.graded_input[record.layer]["clipped"] += record.clipped
         run = self.network.run(host, n, record=self.record)
         readout = self.plan.readout
         values = readout_values(self.plan, run.readout.transpose(2, 0, 1), fixed=True)  # (n_readout, T, B)
@@ -400,13 +436,14 @@ class LoihiEmulationPolicy(Policy):
 
     def decision_stats(self) -> dict:
         """Emulation time per decision (host encoder, network, decoding) and what hit a
-        fixed-point limit: the plan's quantisation clips, graded host inputs clipped while
-        running, u wraps and v saturations (Lava would do the same; all 0 in a healthy run)."""
+        fixed-point limit: the plan's quantisation clips, per host-fed population the graded
+        inputs clipped to 16 bits while running (of all it was sent), u wraps and v
+        saturations (Lava does the same: none of these is silent)."""
         if not self.decisions:
             return {}
         return {"emulation_decisions": self.decisions,
                 "emulation_ms_per_decision": 1000.0 * self.seconds / self.decisions,
-                "fixed_point_limits": {"quantization": self.quantization, "graded_input": self.run_report.to_json(),
+                "fixed_point_limits": {"quantization": self.quantization, "graded_input": self.graded_input,
                                        **self.state_limits}}
 
     def float_counterpart(self) -> Policy:
