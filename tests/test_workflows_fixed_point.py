@@ -38,6 +38,8 @@ def test_evaluate_json_has_fixed_and_float_side_by_side_and_a_rerun_is_identical
     assert side["fixed_returns"] == data["returns"]
     assert data["spikes_per_decision"] > 0 and data["emulation_ms_per_decision"] > 0
     assert data["decisions"] == side["action_agreement"]["fixed_decisions"]  # stats of its own run only
+    graded = data["fixed_point_limits"]["graded_input"]  # per host-fed population: width 16 x L = 12 values
+    assert graded and {entry["total"] for entry in graded.values()} == {data["decisions"] * 16 * 12}
     # the float side is the reference simulator's own evaluation on those seeds
     float_alone = evaluate(nir_file, episodes=EPISODES, backend="reference", max_steps=MAX_STEPS)
     assert side["float_backend"] == float_alone["backend"] and side["float_returns"] == float_alone["returns"]

@@ -28,6 +28,7 @@ is on the populations' (C, L) grids (`FixedSynapse.kind`):
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -443,7 +444,7 @@ class LoihiEmulationPolicy(Policy):
             return {}
         return {"emulation_decisions": self.decisions,
                 "emulation_ms_per_decision": 1000.0 * self.seconds / self.decisions,
-                "fixed_point_limits": {"quantization": self.quantization, "graded_input": self.graded_input,
+                "fixed_point_limits": {"quantization": self.quantization, "graded_input": copy.deepcopy(self.graded_input),
                                        **self.state_limits}}
 
     def float_counterpart(self) -> Policy:
