@@ -15,15 +15,23 @@ every array. The integer arithmetic is `spikingmind.fixed_point`'s (`lava_weight
 tests compare every population's spikes and the readout with `emulate` and the actions with
 Lava's fixed_pt (`LavaPolicy(bundle, fixed_point=True)`).
 
-Synapses: each synapse group (one Lava Sparse: 8-bit mantissas, one exponent) is an exact
-integer product on binary spikes, computed in float64 (every product is an integer and every
-sum stays far below 2**53, so it is exact in any summation order), shaped by what the matrix
-is on the populations' (C, L) grids (`FixedSynapse.kind`):
+Synapses: a synapse's groups (each one Lava Sparse: 8-bit mantissas, one exponent) become
+exact integer products on binary spikes (`synapse_terms`: groups with left shifts merged, right
+shifts apart), computed in floats where they are exact in any summation order: every product is
+an integer and no partial sum exceeds the largest sum of |weights| into a neuron, so float32
+where that bound is below 2**24, float64 otherwise (`exact_float`). Spikes are held (C, B, L)
+and each product is shaped by what its matrix is on the populations' (C, L) grids
+(`FixedSynapse.kind`):
 
     diagonal  a direct spike edge or a relay (an identity): elementwise
-    channel   a kernel-1 Conv1d, kron(W, I_L): one (C_out, C_in) matmul over all tokens
-    token     the causal mix (channel-diagonal): one (L_out, L_in) matrix per channel
+    channel   a kernel-1 Conv1d, kron(W, I_L): one (C_out, C_in) @ (C_in, B * L) GEMM; all the
+              channel terms into one population are stacked into a single GEMM
+    token     the causal mix (channel-diagonal): one (L_in, L_out) matrix per channel
     sparse    anything else: the COO entries summed with bincount
+
+Stateless populations fed only by diagonal synapses (delay relays, the AND neurons) are truth
+tables of their input bits, computed once by the same `lif_fixed_step` (a relay that passes
+every spike on costs nothing). Timing: `benchmarks/fixed_point.py`.
 """
 
 from __future__ import annotations
@@ -134,7 +142,9 @@ class FixedSynapse:
     @property
     def shifted_bound(self) -> float:
         """The largest |shifted sum| into one neuron."""
-        return self.bound * 2.0 ** self.weight_exp if self.weight_exp >= 0 else math.ceil(self.bound / 2.0 ** -self.weight_exp)
+        if self.weight_exp >= 0:
+            return self.bound * 2.0 ** self.weight_exp
+        return math.ceil(self.bound / 2.0 ** -self.weight_exp)
 
     def __call__(self, spikes: np.ndarray) -> np.ndarray:
         """spikes (C_src, B, L_src), 0/1 -> shifted integer sums (C_dst, B, L_dst), int64."""
@@ -379,7 +389,8 @@ class LoihiEmulationPolicy(Policy):
         self.encoder = HostEncoder(graph, list(host_terms or []))
         self.network = FixedPointNetwork(plan)
         self.time_steps = plan.time_steps
-        self.record = record
+        self.sizes = {pop.name: pop.size for pop in plan.populations}
+        self.record = record  # keep every recorded population's spikes of the last call in `last_run`
         self.last_run: NetworkRun | None = None
         self.quantization = list(quantization or [])  # the plan's clips when it was quantised
         self.graded_input: dict[str, dict[str, int]] = {}  # host inputs clipped to 16 bits while running
@@ -416,15 +427,15 @@ class LoihiEmulationPolicy(Policy):
         for name, values in host.items():
             entry = self.graded_input.setdefault(name, {"clipped": 0, "total": 0})
             entry["total"] += int(values.size)
-        for record in report.records:
-            self.graded_input[record.layer]["clipped"] += record.clipped
+        for clip in report.records:
+            self.graded_input[clip.layer]["clipped"] += clip.clipped
         run = self.network.run(host, n, record=self.record)
         readout = self.plan.readout
         values = readout_values(self.plan, run.readout.transpose(2, 0, 1), fixed=True)  # (n_readout, T, B)
         out = values.transpose(1, 2, 0).reshape(self.time_steps, n, *readout.shape)  # (T, B, n_out, L)
         outputs = self.decode.decision_outputs(out)
         self.last_run = run
-        self.tally.add_counts({name: (count, self.time_steps * self.plan.population(name).size * n)
+        self.tally.add_counts({name: (count, self.time_steps * self.sizes[name] * n)
                                for name, count in run.spike_counts.items()}, n)
         self.state_limits["u_wrapped"] += sum(run.u_wrapped.values())
         self.state_limits["v_saturated"] += sum(run.v_saturated.values())
@@ -442,12 +453,13 @@ class LoihiEmulationPolicy(Policy):
         saturations (Lava does the same: none of these is silent)."""
         if not self.decisions:
             return {}
+        limits = {"quantization": self.quantization, "graded_input": copy.deepcopy(self.graded_input),
+                  **self.state_limits}
         return {"emulation_decisions": self.decisions,
-                "emulation_ms_per_decision": 1000.0 * self.seconds / self.decisions,
-                "fixed_point_limits": {"quantization": self.quantization, "graded_input": copy.deepcopy(self.graded_input),
-                                       **self.state_limits}}
+                "emulation_ms_per_decision": 1000.0 * self.seconds / self.decisions, "fixed_point_limits": limits}
 
     def float_counterpart(self) -> Policy:
+        """The NIR reference simulator on the same graph (float64, counting spikes)."""
         from spikingmind.export.nir import NIRPolicy
 
         return NIRPolicy(self.graph, source=self.source, record=True)
