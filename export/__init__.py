@@ -5,7 +5,7 @@
 
 `BACKENDS`: name -> `Backend` (module, loader, one-line description, the source kinds it
 runs). Each loader is `loader(path, fixed_point=False) -> spikingmind.policy.Policy`
-(`fixed_point` is Lava's). `evaluate --backend` takes exactly these names; without it the
+(`fixed_point` is Lava's; `loihi-emulation` is always fixed point). `evaluate --backend` takes exactly these names; without it the
 backend follows from the source (`SOURCES`).
 
 Modules are imported only when their target or backend is used (Lava stays out of this
@@ -52,6 +52,12 @@ BACKENDS: dict[str, Backend] = {
     "lava": Backend("spikingmind.export.lava", "load_policy",
                     "Lava (sidecar) on a Lava bundle folder; --fixed-point: Loihi fixed point",
                     ("lava-bundle",), "a Lava bundle folder (from `export --target lava`)"),
+    "loihi-emulation": Backend("spikingmind.export.lava.emulation", "load_policy",
+                               "Loihi fixed point without Lava: the Lava plan's integer arithmetic in NumPy, "
+                               "bit-exact against Lava fixed_pt, batched over decisions; evaluate also runs the "
+                               "float reference on the same seeds (JSON: fixed_point)",
+                               ("nir", "lava-bundle", "checkpoint"),
+                               "a .nir graph, a Lava bundle folder or a checkpoint folder"),
 }
 
 #: Source kind -> the backend that runs it when none is named.

@@ -202,6 +202,13 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
                                                        str(eval_path(out, m, seed)), "--force"],
                      inputs=[_weights(run)], outputs=[eval_path(out, m, seed)], group="evaluate")
                for (m, seed), run in runs.items()]
+    # the deployed network: each spiking DT in Loihi fixed point (NumPy emulation), its float returns beside
+    stages += [Stage(f"evaluate-snn-fixed-seed{seed}", sm + ["evaluate", str(runs[("snn", seed)] / "checkpoint"),
+                                                             "--backend", "loihi-emulation", "--episodes",
+                                                             str(args.episodes), "--seed", str(seed), "--json",
+                                                             str(eval_path(out, "snn-fixed", seed)), "--force"],
+                     inputs=[_weights(runs[("snn", seed)])], outputs=[eval_path(out, "snn-fixed", seed)],
+                     group="evaluate") for seed in seeds]
     stages.append(Stage("condition", sm + ["condition", *[str(run / "checkpoint") for run in runs.values()],
                                            "--targets", str(args.conditioning_targets), "--episodes",
                                            str(args.conditioning_episodes), "--json", str(out / "conditioning.json"),
@@ -463,20 +470,22 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
              "every episode pooled: mean ± std, min .. max | kept checkpoint per seed: step (validation return) |",
              "|---|---|---|---|---|"]
     by_model = {model: seed_stats(found["evals"][model]) for model in MODELS}
-    for model in MODELS:
-        stats = by_model[model]
-        kept = found["kept"][model]
+    rows = [(MODEL_LABELS[m], by_model[m], found["kept"][m]) for m in MODELS]
+    fixed = seed_stats(found.get("fixed") or {})
+    if fixed is not None:  # the spiking DT as Loihi runs it: the same checkpoints in fixed point
+        rows.insert(1, ("SNN in Loihi fixed point (loihi-emulation)", fixed, found["kept"]["snn"]))
+    for label, stats, kept in rows:
         kept_cell = ", ".join(f"{k['step']} ({k['validation_return']:.1f})" if k else NOT_RUN
                               for k in kept.values()) if any(kept.values()) else NOT_RUN
         if stats is None:
-            lines.append(f"| {MODEL_LABELS[model]} | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} | {kept_cell} |")
+            lines.append(f"| {label} | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} | {kept_cell} |")
         else:
             per_seed = ", ".join(f"{stats['by_seed'][seed]['mean']:.1f}" if seed in stats["by_seed"] else NOT_RUN
                                  for seed in found["seeds"])
             over = f"{stats['mean']:.1f} ± {stats['std']:.1f} ({len(stats['seeds'])} of {n_seeds} seeds)"
             pooled = (f"{stats['episode_mean']:.1f} ± {stats['episode_std']:.1f}, {stats['episode_min']:.1f} .. "
                       f"{stats['episode_max']:.1f} ({stats['episodes']} ep.)")
-            lines.append(f"| {MODEL_LABELS[model]} | {over} | {per_seed} | {pooled} | {kept_cell} |")
+            lines.append(f"| {label} | {over} | {per_seed} | {pooled} | {kept_cell} |")
     entry = (experts or {}).get(env_id) or {}
     expert, zoo = entry.get("expert"), entry.get("zoo")
     if expert:

@@ -344,8 +344,15 @@ def shift_accumulated(accum: np.ndarray, weight_exp: int) -> np.ndarray:
 
 
 def _decay(state: np.ndarray, factor: int) -> np.ndarray:
-    product = state.astype(np.int64) * factor
-    return (np.sign(product) * np.right_shift(np.abs(product), DECAY_BITS)).astype(np.int32)
+    """state * factor / 4096 truncated toward zero, as Lava's `sign(p) * (|p| >> 12)` (int32).
+
+    Computed in float64, where it is exact: |state| < 2**24 and factor / 4096 has 12 bits, so the
+    product needs at most 36 of float64's 53 bits, and truncation of an exact value is exact."""
+    if factor == 0:
+        return np.zeros(state.shape, np.int32)
+    if factor == DECAY_UNITY:
+        return state.astype(np.int32)
+    return np.trunc(state * (factor / DECAY_UNITY)).astype(np.int32)
 
 
 @dataclass
@@ -362,16 +369,21 @@ def lif_fixed_step(state: FixedLifState, act: np.ndarray, *, du: int, dv: int,
 
     `act` is the summed int activation; `bias` the effective bias (`effective_bias`).
     """
-    decayed_u = _decay(state.u, DECAY_UNITY - (du + 1))
-    decayed_u = decayed_u + np.left_shift(np.asarray(act).astype(np.int32), ACT_SHIFT)
-    wrapped = np.where(decayed_u > STATE_LIMIT, decayed_u - 2 * STATE_LIMIT, decayed_u)
-    wrapped = np.where(wrapped <= -STATE_LIMIT, decayed_u + 2 * STATE_LIMIT, wrapped)
-    state.wrapped += int(np.count_nonzero(wrapped != decayed_u))
-    state.u[:] = wrapped
+    decayed_u = np.left_shift(np.asarray(act, dtype=np.int32), ACT_SHIFT)
+    if du + 1 < DECAY_UNITY:  # else u is replaced (decays to exactly 0)
+        decayed_u = _decay(state.u, DECAY_UNITY - (du + 1)) + decayed_u
+    if decayed_u.size and (decayed_u.max() > STATE_LIMIT or decayed_u.min() <= -STATE_LIMIT):
+        wrapped = np.where(decayed_u > STATE_LIMIT, decayed_u - 2 * STATE_LIMIT, decayed_u)
+        wrapped = np.where(wrapped <= -STATE_LIMIT, decayed_u + 2 * STATE_LIMIT, wrapped)
+        state.wrapped += int(np.count_nonzero(wrapped != decayed_u))
+        decayed_u = wrapped
+    state.u[...] = decayed_u
     updated = _decay(state.v, DECAY_UNITY - dv) + state.u + bias
-    clipped = np.clip(updated, -STATE_LIMIT + 1, STATE_LIMIT - 1)
-    state.saturated += int(np.count_nonzero(clipped != updated))
-    state.v[:] = clipped
-    spikes = state.v > (vth << ACT_SHIFT)
-    state.v[spikes] = 0
+    if updated.size and (updated.max() > STATE_LIMIT - 1 or updated.min() < -STATE_LIMIT + 1):
+        clipped = np.clip(updated, -STATE_LIMIT + 1, STATE_LIMIT - 1)
+        state.saturated += int(np.count_nonzero(clipped != updated))
+        updated = clipped
+    spikes = updated > (vth << ACT_SHIFT)
+    np.putmask(updated, spikes, 0)
+    state.v[...] = updated
     return spikes

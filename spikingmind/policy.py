@@ -1,13 +1,14 @@
 """The backend contract: what every policy backend provides to the workflows that drive it.
 
 A backend (the PyTorch model here; the NIR reference simulator, ONNX Runtime, the event-driven
-runtime and Lava in `spikingmind.export`) subclasses `Policy` and implements `outputs`; the
-rest has defaults that every workflow may call unconditionally:
+runtime, Lava and its Loihi fixed-point emulation in `spikingmind.export`) subclasses `Policy`
+and implements `outputs`; the rest has defaults that every workflow may call unconditionally:
 
     outputs(windows (B, L, F)) -> (B, n_out)   decision-token outputs, float64 (required)
     act(windows) -> actions                    decode_actions(outputs, decode): the one decoder
     spike_stats() -> dict                      spikes per decision and rates; {} when not counted
-    decision_stats() -> dict                   backend timing (Lava); {} otherwise
+    decision_stats() -> dict                   backend timing (Lava, the Loihi emulation); {} otherwise
+    float_counterpart() -> Policy | None       the float network a fixed-point backend quantises; None otherwise
     verification                               how it was checked against PyTorch when built, or None
     close()                                    release processes and files (a context manager too)
 
@@ -90,6 +91,12 @@ class Policy:
         """Backend timing per decision (Lava); {} where the backend reports none."""
         return {}
 
+    def float_counterpart(self) -> "Policy | None":
+        """A backend that runs a quantised network (Loihi fixed point) returns a policy of the
+        float network it quantises, so that workflows can report the two side by side; None
+        for every other backend. The caller closes it."""
+        return None
+
     def close(self) -> None:
         """Release what the backend holds (processes, temporary files)."""
 
@@ -113,6 +120,13 @@ class SpikeTally:
         for name, values in layers.items():
             self.spikes[name] = self.spikes.get(name, 0.0) + float(values.sum())
             self.slots[name] = self.slots.get(name, 0) + int(np.prod(values.shape))
+        self.decisions += decisions
+
+    def add_counts(self, layers: dict[str, tuple[int, int]], decisions: int) -> None:
+        """`layers`: layer name -> (spikes, neurons x T x decisions) of `decisions` decisions."""
+        for name, (spikes, slots) in layers.items():
+            self.spikes[name] = self.spikes.get(name, 0.0) + float(spikes)
+            self.slots[name] = self.slots.get(name, 0) + int(slots)
         self.decisions += decisions
 
     def stats(self) -> dict:

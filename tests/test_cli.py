@@ -100,14 +100,18 @@ def test_event_backend_needs_a_spiking_checkpoint(ann_checkpoint, tmp_path):
 def test_evaluate_backend_takes_exactly_the_registry_names(snn_checkpoint, tmp_path):
     from spikingmind.export import BACKENDS, load_backend
 
-    assert set(BACKENDS) == {"pytorch", "event", "reference", "onnxruntime", "lava"}
+    assert set(BACKENDS) == {"pytorch", "event", "reference", "onnxruntime", "lava", "loihi-emulation"}
     assert all(callable(load_backend(name)) for name in BACKENDS)  # every entry names a real loader
     assert_one_line_error(invoke("evaluate", snn_checkpoint, "--backend", "nir"),
-                          "--backend 'nir': choose from pytorch, event, reference, onnxruntime, lava")
+                          "--backend 'nir': choose from pytorch, event, reference, onnxruntime, lava, loihi-emulation")
     assert_one_line_error(invoke("evaluate", snn_checkpoint, "--backend", "onnxruntime"),
                           "--backend onnxruntime runs a .onnx graph, not")
     assert_one_line_error(invoke("evaluate", snn_checkpoint, "--backend", "lava"),
                           "--backend lava runs a Lava bundle folder (from `export --target lava`), not")
+    onnx_file = tmp_path / "ann.onnx"
+    onnx_file.write_bytes(b"")
+    assert_one_line_error(invoke("evaluate", onnx_file, "--backend", "loihi-emulation"),
+                          "--backend loihi-emulation runs a .nir graph, a Lava bundle folder or a checkpoint folder, not")
 
 
 def test_reference_backend_runs_a_checkpoint_exported_in_memory(snn_checkpoint, tmp_path):

@@ -179,3 +179,11 @@ def test_evaluate_refuses_fixed_point_for_a_streaming_bundle_in_one_line(cartpol
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and str(cartpole_bundle) in lines[0] and "floating_pt only" in lines[0], result.output
+
+
+def test_the_loihi_emulation_refuses_a_streaming_graph(graph):
+    from spikingmind.errors import UnsupportedModuleError
+    from spikingmind.export.lava.emulation import LoihiEmulationPolicy
+
+    with pytest.raises(UnsupportedModuleError, match="streaming graph has no Loihi fixed-point plan"):
+        LoihiEmulationPolicy(graph)

@@ -419,7 +419,7 @@ def test_run_resumes_skips_what_is_up_to_date_and_keeps_its_time(results, tmp_pa
              (2e9, 2e9))  # retrained: newer than what was computed from it
     results.run_env("CartPole-v1", args)
     assert [name for name in ran if not name.startswith(("collect", "train"))] == [
-        "evaluate-snn-seed1", "condition"]
+        "evaluate-snn-seed1", "evaluate-snn-fixed-seed1", "condition"]
     ran.clear()
     results.run_env("CartPole-v1", tiny_args(results, tmp_path, "--seeds", "0,1", "--force"))
     assert len(ran) == len(first["stages"])
@@ -483,6 +483,9 @@ def test_energy_fields_of_the_summary_and_the_table(results, protocol_files):
     assert set(snn_uj) == {"loihi", "loihi-sanafe", "loihi-kerasspiking"}
     assert record["snn"]["energy_uj"] == snn_uj and record["snn"]["spike_rate"] == pytest.approx(0.2 / 1)
     assert record["snn"]["fixed_point_returns_by_seed"] == {"0": 475.0}
+    fixed_row = cells(table_row(results.protocol_table("CartPole-v1", found, None),
+                                "| SNN in Loihi fixed point (loihi-emulation) | "))
+    assert fixed_row[1] == "475.0 ± 0.0 (1 of 3 seeds)" and fixed_row[2] == "475.0, not run, not run"
     assert record["ann_cheapest"]["config"] == "ANN K=1 w=8"
     assert record["ratio_snn_over_int8"] == {p: pytest.approx(e / 0.004) for p, e in snn_uj.items()}
     assert record["energy_vs_twin"]["accounting"] == "decision_only"
@@ -535,3 +538,22 @@ def test_streaming_runs_are_summarised_beside_the_windowed_ones(results, protoco
     assert "200 vs 4,000 spikes (20.0x fewer), 5,000 vs 90,000 synaptic ops (18.0x fewer)" in text
     assert "snn-event / ann-ort = 0.50x (met: <= 1)" in text
     assert results.streaming_lines("Acrobot-v1", results.env_results(tmp_path / "results", "Acrobot-v1")) == []
+
+
+def test_a_stream_config_adds_the_streaming_runs_on_the_same_data(results, tmp_path):
+    args = tiny_args(results, tmp_path)
+    (tmp_path / "configs" / "cartpole-stream.toml").write_text('[train]\nsteps = 4\n[model]\nhistory = "stream"\n')
+    settings, stages = results.plan_env("CartPole-v1", args)
+    by_name = {stage.name: stage.command for stage in stages}
+    stream = tmp_path / "results" / "cartpole" / "stream"
+    for model in ("snn", "ann"):
+        for seed in (0, 1, 2):
+            train = by_name[f"stream-train-{model}-seed{seed}"]
+            assert train[train.index("--dataset") + 1] == settings["dataset"]  # the windowed models' data
+            assert train[train.index("--out") + 1] == str(stream / model / f"seed{seed}")
+            assert by_name[f"stream-evaluate-{model}-seed{seed}"][2] == str(stream / model / f"seed{seed}" / "checkpoint")
+    energy = by_name["stream-energy-report"]
+    assert energy[energy.index("--baseline") + 1] == str(stream / "ann" / "seed0" / "checkpoint")
+    assert {"stream-export-nir", "stream-vs-window", "stream-latency"} <= set(by_name)
+    fixed = by_name["evaluate-snn-fixed-seed2"]
+    assert fixed[fixed.index("--backend") + 1] == "loihi-emulation" and fixed[fixed.index("--seed") + 1] == "2"

@@ -30,6 +30,8 @@ is counted as MACs, not spike ops, exactly as in the energy model.
     host.py           the host encoder and the records of a run
     verification.py   `verify_bundle` -> `LavaAgreement` (3)
     policy.py         `LavaPolicy` (4)
+    emulation.py      the `loihi-emulation` backend: the plan's fixed point closed loop in NumPy,
+                      without Lava (bit-exact against fixed_pt, one decision per batch row)
 """
 
 from __future__ import annotations

@@ -53,14 +53,22 @@ def host_currents(graph: nir.NIRGraph, host_terms: list[HostTerm], inputs: np.nd
     return HostEncoder(graph, host_terms).currents(np.asarray(inputs, dtype=np.float64))
 
 
+def fixed_host_currents(plan: Plan, currents: dict[str, np.ndarray],
+                        report: fxp.QuantizationReport | None = None) -> dict[str, np.ndarray]:
+    """Per host-fed population: its float current (B, size) as Loihi's graded input, int32
+    activation units at the population's scale (16-bit saturated, clips counted in `report`)."""
+    return {pop.name: fxp.quantize_activation(currents[pop.name], pop.scale, layer=pop.name, report=report)
+            for pop in plan.populations if pop.host_input}
+
+
 def host_data(plan: Plan, currents: dict[str, np.ndarray], n_steps: int, fixed: bool,
                report: fxp.QuantizationReport | None = None) -> dict[str, np.ndarray]:
-    scaled = {}
-    for pop in plan.populations:
-        if pop.host_input:
-            current = currents[pop.name]
-            scaled[pop.name] = (fxp.quantize_activation(current, pop.scale, layer=pop.name, report=report)
-                                if fixed else current)
+    """The host sources of a Lava run: per host-fed population (size, n_steps), each decision's
+    current (fixed: quantised, `fixed_host_currents`) at that population's steps."""
+    if fixed:
+        scaled = fixed_host_currents(plan, currents, report)
+    else:
+        scaled = {pop.name: currents[pop.name] for pop in plan.populations if pop.host_input}
     return schedule_host_currents(plan, scaled, n_steps)
 
 
@@ -73,12 +81,18 @@ def lava_records(plan: Plan, traces: dict[str, np.ndarray], n: int, fixed: bool)
             out[pop.name] = align_records(raw, pop.offset, n, plan.time_steps, pop.shape).astype(np.float64)
     if plan.readout is not None and "readout" in traces:
         ro = plan.readout
-        raw = traces["readout"].astype(np.float64)
-        if fixed:
-            raw = raw / (ro.scale)
-        raw = raw + plan.arrays["readout_bias"][:, None]
+        raw = readout_values(plan, traces["readout"], fixed)
         out[ro.name] = align_records(raw, ro.offset(plan), n, plan.time_steps, ro.shape)
     return out
+
+
+def readout_values(plan: Plan, raw: np.ndarray, fixed: bool) -> np.ndarray:
+    """The readout Sparse's sums (first axis: the Output's flat index) as the Output's float
+    values: fixed point's integers divided by the readout scale, then the host adds the bias."""
+    raw = raw.astype(np.float64)
+    if fixed:
+        raw = raw / plan.readout.scale
+    return raw + plan.arrays["readout_bias"].reshape(-1, *([1] * (raw.ndim - 1)))
 
 
 def stream_inputs(plan: Plan, encoder: HostEncoder, tokens: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
@@ -124,8 +138,8 @@ def stream_records(plan: Plan, traces: dict[str, np.ndarray], row: int) -> dict[
         if pop.record and key in traces:
             out[pop.name] = align_stream(traces[key][row], pop.offset, plan, pop.shape)
     ro = plan.readout
-    raw = traces["readout"][row] + plan.arrays["readout_bias"][:, None]
-    out[ro.name] = align_stream(raw, ro.offset(plan), plan, ro.shape)
+    out[ro.name] = align_stream(readout_values(plan, traces["readout"][row], fixed=False), ro.offset(plan), plan,
+                                ro.shape)
     return out
 
 

@@ -11,7 +11,8 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
-from spikingmind.export.lava.host import HostEncoder, host_data, input_shape, lava_records, stream_inputs
+from spikingmind.export.lava.host import (HostEncoder, host_data, input_shape, lava_records, readout_values,
+                                          stream_inputs)
 from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer, scratch_dir
 from spikingmind.export.lava_sidecar.plan import align_stream
 from spikingmind.export.reference import load_graph
@@ -157,9 +158,9 @@ class LavaPolicy(Policy):
             raise
         self._fresh = False
         ro = self.plan.readout
-        raw = traces["readout"][rows] + self.plan.arrays["readout_bias"][None, :, None]  # (B', n_out, steps)
-        out = np.stack([align_stream(r, ro.offset(self.plan), self.plan, ro.shape)[0, stream.decision_position]
-                        for r in raw], axis=1)  # (T, B', n_out, 1)
+        out = np.stack([align_stream(readout_values(self.plan, traces["readout"][row], fixed=False),
+                                     ro.offset(self.plan), self.plan, ro.shape)[0, stream.decision_position]
+                        for row in rows], axis=1)  # (T, B', n_out, 1)
         self.timings.append({**timing, "host_s": t1 - t0, "wall_s": time.perf_counter() - t0,
                              "decisions": int(rows.size)})
         return self.decode.decision_outputs(out)

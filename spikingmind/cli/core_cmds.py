@@ -138,7 +138,8 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="evaluation seed offset (seeds are disjoint from training data)"),
     target_return: Optional[float] = typer.Option(None, "--target-return", help="return-to-go asked of the policy"),
     backend: Optional[str] = typer.Option(None, "--backend", help=_backend_help()),
-    fixed_point: bool = typer.Option(False, "--fixed-point", help="Lava: run Loihi fixed-point arithmetic"),
+    fixed_point: bool = typer.Option(False, "--fixed-point", help="Lava: run Loihi fixed-point arithmetic "
+                                     "(--backend loihi-emulation always does, without Lava)"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="truncate episodes after N steps (slow backends)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results JSON here"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
@@ -165,6 +166,13 @@ def evaluate_cmd(
         console.print(f"episodes truncated after {result['max_steps']} steps (--max-steps)")
     if result.get("lava_ms_per_decision") is not None:
         console.print(f"Lava: {result['lava_ms_per_decision']:.0f} ms per decision")
+    if result.get("fixed_point") is not None:
+        side = result["fixed_point"]
+        agreement = side["action_agreement"]
+        console.print(f"float ({side['float_backend']}) on the same seeds: mean return {side['float_mean_return']:.1f} "
+                      f"(fixed point {side['fixed_mean_return']:.1f}, gap {side['return_gap']:+.1f}); same action on "
+                      f"{100 * agreement['on_fixed_decisions']:.1f}% of the fixed run's decisions, "
+                      f"{100 * agreement['on_float_decisions']:.1f}% of the float run's")
     if result.get("spikes_per_decision") is not None:
         console.print(f"spikes per decision {result['spikes_per_decision']:.0f}, "
                       f"mean spike rate {100 * result['mean_spike_rate']:.1f}%")
