@@ -284,6 +284,18 @@ def streaming_stages(env_id: str, args: argparse.Namespace, dataset: str, window
                                    "--energy-episodes", str(args.energy_episodes), "--eval-episodes",
                                    str(args.episodes), "--seed", str(seeds[0])],
               inputs=[_weights(snn)], outputs=[out / "stream_vs_window.json"]),
+        # Lava floating point drives a whole episode of the streaming SNN (ms per decision in its JSON)
+        Stage("stream-export-lava", sm + ["export", str(snn / "checkpoint"), "--target", "lava", "-o",
+                                          str(out / "lava"), "--force"],
+              inputs=[_weights(snn)], outputs=[out / "lava" / "manifest.json"]),
+        Stage("stream-evaluate-lava", sm + ["evaluate", str(out / "lava"), "--backend", "lava", "--episodes", "1",
+                                            "--seed", str(seeds[0]), "--json", str(out / "eval" / "lava.json"),
+                                            "--force"],
+              inputs=[out / "lava" / "manifest.json"], outputs=[out / "eval" / "lava.json"]),
+        Stage("stream-evaluate-reference", sm + ["evaluate", str(out / "model.nir"), "--episodes", "1", "--seed",
+                                                 str(seeds[0]), "--json", str(out / "eval" / "reference.json"),
+                                                 "--force"],
+              inputs=[out / "model.nir"], outputs=[out / "eval" / "reference.json"]),
         Stage("stream-latency", [sys.executable, str(ROOT / "benchmarks" / "latency_streaming.py"), "--snn",
                                  str(snn / "checkpoint"), "--ann", str(ann / "checkpoint"), "--rounds",
                                  str(args.latency_rounds), "--out", str(out / "latency.json")],
@@ -418,6 +430,7 @@ def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAININ
     front = _load(ablate_dir / env_slug(env_id) / "front.json") if ablate_dir else None
     stream = folder / "stream"
     streaming = {"evals": {m: {seed: _load(eval_path(stream, m, seed)) for seed in seeds} for m in MODELS},
+                 "lava": _load(stream / "eval" / "lava.json"), "reference": _load(stream / "eval" / "reference.json"),
                  **{name: _load(stream / f"{name}.json") for name in ("energy", "latency", "stream_vs_window")}}
     return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming,
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
@@ -746,6 +759,12 @@ def streaming_record(found: dict) -> dict | None:
     if latency:
         record["latency_batch1_ms"] = {name: r["batch1"]["median_ms"] for name, r in latency["results"].items()}
         record["latency_goal"] = latency.get("goal")
+    lava, reference = streaming.get("lava"), streaming.get("reference")
+    if lava:
+        record["lava"] = {"episodes": lava["episodes"], "decisions": lava["decisions"], "returns": lava["returns"],
+                          "ms_per_decision": lava["ms_per_decision_batch"], "backend": "lava floating_pt, batch 1",
+                          "reference_returns": reference["returns"] if reference else None,
+                          "same_return_as_reference": (lava["returns"] == reference["returns"]) if reference else None}
     return record
 
 
@@ -782,6 +801,14 @@ def streaming_lines(env_id: str, found: dict) -> list[str]:
         goal = record.get("latency_goal") or {}
         lines.append(f"- streaming batch-1 latency per decision: {cells}; snn-event / ann-ort = "
                      f"{goal.get('ratio', float('nan')):.2f}x ({'met' if goal.get('met') else 'not met'}: <= 1).")
+    lava = record.get("lava")
+    if lava:
+        same = {True: "the same return as the reference simulator on that seed",
+                False: f"the reference simulator got {lava['reference_returns']}",
+                None: "the reference not run"}[lava["same_return_as_reference"]]
+        lines.append(f"- Lava (floating point) drives {lava['episodes']} whole episode(s) closed loop, batch 1: "
+                     f"{lava['ms_per_decision']:.0f} ms per decision over {lava['decisions']} decisions, return "
+                     f"{', '.join(f'{r:g}' for r in lava['returns'])}, {same}.")
     lines.append("")
     return lines
 
@@ -817,17 +844,21 @@ def demo_table(demo_dir: Path, readme_dir: Path, figures_dir: Path) -> str:
                          f"kept step {m['best_step']} (validation return {m['best_val_return']:.1f}).")
     energy = _load(demo_dir / "energy.json")
     if energy:
-        for baseline in energy.get("baselines", []):
-            lines.append(f"- energy estimate, {energy['snn_profile']} vs {baseline['profile']}: {baseline['verdict']}; "
-                         f"break-even: {baseline['break_even_note']}.")
+        for verdict in energy.get("verdicts", []):
+            lines.append(f"- energy estimate: {verdict['statement']}.")
+        if not energy.get("verdicts"):
+            for baseline in energy.get("baselines", []):
+                lines.append(f"- energy estimate, {energy['snn_profile']} vs {baseline['profile']}: "
+                             f"{baseline['verdict']}; break-even: {baseline['break_even_note']}.")
     figure = publish_figure(demo_dir / "energy.png", figures_dir, "demo-energy.png")
     if figure is not None:
         lines.append(f"- [energy breakdown]({_rel(figure, readme_dir)}).")
     lava = _load(demo_dir / "export" / "lava" / "agreement.json")
     if lava:
+        share = lambda key: NOT_RUN if lava.get(key) is None else f"{lava[key]:.1%}"  # noqa: E731
         lines.append(f"- Lava export check on {lava.get('decisions')} real decisions: float vs reference "
-                     f"{lava.get('action_float_vs_reference', float('nan')):.1%} of actions, fixed point vs float "
-                     f"{lava.get('action_fixed_vs_float', float('nan')):.1%}.")
+                     f"{share('action_float_vs_reference')} of actions, fixed point vs float "
+                     f"{share('action_fixed_vs_float')}.")
     lines.append("")
     return "\n".join(lines)
 

@@ -524,6 +524,9 @@ def test_streaming_runs_are_summarised_beside_the_windowed_ones(results, protoco
     (stream / "latency.json").write_text(json.dumps({
         "results": {"snn-event": {"batch1": {"median_ms": 0.05}}, "ann-ort": {"batch1": {"median_ms": 0.1}}},
         "goal": {"ratio": 0.5, "met": True}}))
+    for name, returns in (("lava", [416.0]), ("reference", [416.0])):
+        (stream / "eval" / f"{name}.json").write_text(json.dumps({
+            "episodes": 1, "decisions": 416, "returns": returns, "ms_per_decision_batch": 80.4}))
     found = results.env_results(tmp_path / "results", "CartPole-v1")
     record = results.summary_record("CartPole-v1", found)["streaming"]
     assert record["snn"]["returns_by_seed"] == {"0": 495.0, "1": 480.0, "2": 485.0}
@@ -537,6 +540,9 @@ def test_streaming_runs_are_summarised_beside_the_windowed_ones(results, protoco
     assert "SNN 486.7 ± 6.2 over 3 seeds" in text and "ANN twin (key/value cache) 500.0 ± 0.0 over 1 seeds" in text
     assert "200 vs 4,000 spikes (20.0x fewer), 5,000 vs 90,000 synaptic ops (18.0x fewer)" in text
     assert "snn-event / ann-ort = 0.50x (met: <= 1)" in text
+    assert record["lava"]["same_return_as_reference"] is True
+    assert ("Lava (floating point) drives 1 whole episode(s) closed loop, batch 1: 80 ms per decision over 416 "
+            "decisions, return 416, the same return as the reference simulator on that seed.") in text
     assert results.streaming_lines("Acrobot-v1", results.env_results(tmp_path / "results", "Acrobot-v1")) == []
 
 
