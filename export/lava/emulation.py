@@ -49,7 +49,7 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import ExportError, UnsupportedModuleError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
-from spikingmind.export.lava.host import HostEncoder, fixed_host_currents, input_shape, readout_values
+from spikingmind.export.lava.host import HostEncoder, fixed_host_currents, graph_inputs, input_shape, readout_values
 from spikingmind.export.lava.plan import HostTerm, build_plan
 from spikingmind.export.lava_sidecar.plan import Plan, Population
 from spikingmind.metadata import read_policy_metadata
@@ -416,15 +416,9 @@ class LoihiEmulationPolicy(Policy):
 
     def outputs(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (B, L, D_in) or (L, D_in) -> decision-token outputs (B, n_out) or (n_out,), float64."""
-        tokens = np.asarray(tokens, dtype=np.float64)
-        single = tokens.ndim == 2
-        batch = tokens[None] if single else tokens
-        expected = (self.context_tokens, self.token_features)
-        if batch.ndim != 3 or batch.shape[1:] != expected:
-            raise ValueError(f"tokens have shape {tokens.shape}; expected (B, {expected[0]}, {expected[1]})")
+        inputs, single = graph_inputs(tokens, self.context_tokens, self.token_features)  # (B, D_in, L)
         start = time.perf_counter()
-        n = len(batch)
-        inputs = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
+        n = len(inputs)
         report = fxp.QuantizationReport()
         host = fixed_host_currents(self.plan, self.encoder.currents(inputs), report)
         for name, values in host.items():

@@ -48,6 +48,17 @@ class HostEncoder:
         return currents
 
 
+def graph_inputs(tokens: np.ndarray, context_tokens: int, token_features: int) -> tuple[np.ndarray, bool]:
+    """Token windows (B, L, D_in), or one (L, D_in), as the graph's input (B, D_in, L) float64,
+    and whether a single window came in; ValueError naming the expected shape otherwise."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    single = tokens.ndim == 2
+    batch = tokens[None] if single else tokens
+    if batch.ndim != 3 or batch.shape[1:] != (context_tokens, token_features):
+        raise ValueError(f"tokens have shape {tokens.shape}; expected (B, {context_tokens}, {token_features})")
+    return np.ascontiguousarray(batch.transpose(0, 2, 1)), single
+
+
 def host_currents(graph: nir.NIRGraph, host_terms: list[HostTerm], inputs: np.ndarray) -> dict[str, np.ndarray]:
     """Per host-fed population: (B, size) float current = sum of its Input Conv1d outputs."""
     return HostEncoder(graph, host_terms).currents(np.asarray(inputs, dtype=np.float64))

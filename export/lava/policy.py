@@ -11,7 +11,7 @@ import numpy as np
 from spikingmind import fixed_point as fxp
 from spikingmind.errors import LavaError
 from spikingmind.export.lava.bundle import bundle_host_terms, load_plan
-from spikingmind.export.lava.host import (HostEncoder, host_data, input_shape, lava_records, readout_values,
+from spikingmind.export.lava.host import (HostEncoder, graph_inputs, host_data, input_shape, lava_records, readout_values,
                                           stream_inputs)
 from spikingmind.export.lava.sidecar import DEFAULT_TIMEOUT_S, SidecarServer, scratch_dir
 from spikingmind.export.lava_sidecar.plan import align_stream
@@ -78,13 +78,7 @@ class LavaPolicy(Policy):
         """tokens (B, L, D_in) or (L, D_in) -> decision-token outputs (B, n_out) or (n_out,)."""
         if self.streaming:
             raise LavaError(f"{self.bundle} streams: decide with begin() and step(), not on windows")
-        tokens = np.asarray(tokens, dtype=np.float64)
-        single = tokens.ndim == 2
-        batch = tokens[None] if single else tokens
-        expected = (self.context_tokens, self.token_features)
-        if batch.ndim != 3 or batch.shape[1:] != expected:
-            raise ValueError(f"tokens have shape {tokens.shape}; expected (B, {expected[0]}, {expected[1]})")
-        inputs = np.ascontiguousarray(batch.transpose(0, 2, 1))  # (B, D_in, L)
+        inputs, single = graph_inputs(tokens, self.context_tokens, self.token_features)  # (B, D_in, L)
         n = inputs.shape[0]
         # the sidecar keeps its network while jobs have the same length: pad to the largest
         # batch seen, and to whole periods so that every job starts at the same phase
