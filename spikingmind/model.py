@@ -471,7 +471,11 @@ def timestep_embedding(timestep: torch.Tensor, width: int) -> torch.Tensor:
     """Sinusoids of the token's episode timestep feature t / max_episode_steps (B, L) -> (B, L, C):
     an absolute position, the same for a token whatever the window or cache it is seen in."""
     steps = timestep * 1000.0  # about one unit per environment step for episodes of up to 1000 steps
-    frequency = torch.exp(-math.log(10000.0) * torch.arange(0, width, 2, dtype=timestep.dtype) / width)
+    # The frequencies are constants computed in float64: traced as a float32 constant, every runtime
+    # multiplies by the same numbers. (Computed with torch.exp in the graph, one ulp of a runtime's exp
+    # moves an angle of ~1000 rad by ~6e-5, and the sinusoids with it.)
+    frequency = torch.tensor([math.exp(-math.log(10000.0) * i / width) for i in range(0, width, 2)],
+                             dtype=timestep.dtype)
     angle = steps[..., None] * frequency
     out = torch.zeros(*timestep.shape, width, dtype=timestep.dtype)
     out[..., 0::2], out[..., 1::2] = torch.sin(angle), torch.cos(angle)[..., : width // 2]

@@ -227,3 +227,14 @@ def test_energy_report_tells_the_decision_only_baseline_from_the_full_one(tmp_pa
         assert from_checkpoint[name].total("macs") == counts[name].total("macs")
     with pytest.raises(ConfigError, match="decision.onnx: a second decision-only baseline"):
         baseline_counts([decision, decision])
+
+
+def test_a_wide_streaming_twin_exports_within_tolerance_at_late_timesteps(tmp_path):
+    """A streaming twin's sinusoids reach ~1000 rad at the end of a long episode (and the
+    verification's random windows go beyond): its step graph still matches PyTorch within
+    ANN_OUTPUT_TOLERANCE, so the frequencies must be the same numbers in both runtimes."""
+    cfg = ModelConfig(kind="ann", width=64, n_blocks=1, context_length=5, history="stream")
+    ckpt_dir = untrained(tmp_path / "ann", cfg, ENV, obs_mean=(0.0, 0.1, 0.0, -0.1), obs_std=CARTPOLE_OBS_STD)
+    path = export_target("onnx", ckpt_dir, tmp_path / "step.onnx")  # raises ExportError above the tolerance
+    meta = json.loads({p.key: p.value for p in onnx.load(path).metadata_props}["spikingmind"])
+    assert meta["streaming"]["inputs"]["keys"][-1] == 64  # the step graph, with its cache
