@@ -1069,7 +1069,7 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     for model in MODELS:
         st, kept = stats[model], found["kept"][model]
         record[model] = None if st is None else {
-            "config": (found.get("run") or {}).get("config"),
+            "config": _config_name((found.get("run") or {}).get("config")),
             "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
             "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()},
             "evaluation_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
@@ -1089,6 +1089,13 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     else:
         record["conditioning"] = None
     return record
+
+
+def _config_name(path: str | None) -> str | None:
+    """A recommended config as the repo names it (configs/<env>.toml), wherever the run's checkout was."""
+    if path is None or Path(path).parent.name != "configs":
+        return path
+    return f"configs/{Path(path).name}"
 
 
 def energy_fields(found: dict, record: dict) -> dict:

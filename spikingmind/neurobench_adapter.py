@@ -149,7 +149,7 @@ def neuron_layers(adapted: DecisionTransformer) -> dict[str, str]:
 
 
 def nir_node_name(module_path: str) -> str:
-    """The NIR node (export/nir.py) a torch Linear or LIF layer of the spiking DT becomes."""
+    """The NIR node (export/nir/emitters.py) a torch Linear or LIF layer of the spiking DT becomes."""
     if module_path == "head":
         return "head.readout"
     if module_path == "head_lif":
