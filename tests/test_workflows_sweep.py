@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spikingmind.errors import ConfigError
-from spikingmind.workflows.sweep import SweepConfig, plan_runs, run_sweep
+from spikingmind.workflows.sweep import SweepConfig, plan_runs, run_sweep, tabled_runs
 from spikingmind.workflows.sweep_results import TIMING_COLUMNS
 
 TINY_TRAIN = {"steps": 80, "batch_size": 16, "lr": 3e-3, "eval_every": 80, "eval_episodes": 1, "warmup_steps": 2,
@@ -138,6 +138,22 @@ def test_energy_axes_and_the_ann_family():
                              (2, 5, 32, 0.5), (2, 5, 32, 2.0), (2, 5, 32, 8.0)]
     with pytest.raises(ConfigError, match="energy-weights"):
         SweepConfig(energy_weights=(-1.0,))
+
+
+def test_whole_folder_tables_add_the_grids_of_earlier_invocations_trained_alike():
+    """--whole-folder: a front grown over invocations covers every run of the folder trained and
+    evaluated like this grid's (other T, K, width, weight and seeds added), and leaves out runs
+    with other training settings, which one table row must not mix."""
+    first = plan_runs(SweepConfig(time_steps=(4,), context=(5,), seeds=2, default_time_steps=4), "data-v0")
+    second = plan_runs(SweepConfig(time_steps=(1, 2), context=(1,), widths=(16,), seeds=2, default_time_steps=4,
+                                   default_context=1), "data-v0")
+    longer = plan_runs(SweepConfig(time_steps=(2,), context=(1,), seeds=2, train={"steps": 3000}), "data-v0")
+    other_data = plan_runs(SweepConfig(time_steps=(2,), context=(1,), seeds=2), "other-v0")
+    folder = {e["run_id"]: e for e in first + second + longer + other_data}  # what Manifest.open accumulates
+    assert tabled_runs(list(folder.values()), second, whole_folder=False) == (second, 0)
+    kept, left_out = tabled_runs(list(folder.values()), second, whole_folder=True)
+    assert {e["run_id"] for e in kept} == {e["run_id"] for e in first + second}
+    assert left_out == len(longer) + len(other_data) and len(kept) > len(second)
 
 
 def test_front_picks_the_cheapest_config_of_each_family_that_reaches_the_target():

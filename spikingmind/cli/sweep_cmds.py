@@ -46,6 +46,9 @@ def ablate_cmd(
                                           "default starts a local instance"),
     retry_failed: bool = typer.Option(True, "--retry-failed/--skip-failed", help="re-run runs that failed before"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="sweep folder (default runs/ablate/<env>)"),
+    whole_folder: bool = typer.Option(False, "--whole-folder/--this-grid",
+                                      help="tables and front over every run of the folder trained and evaluated like "
+                                      "this grid's (grids of earlier invocations added), not only this grid's"),
 ) -> None:
     """Ablation over T and K: manifest of runs (config x seed), resumable, CSV + plots."""
     from spikingmind.data import parse_mix
@@ -95,8 +98,11 @@ def ablate_cmd(
             console.print(f"  [red]failed[/] {label}: {entry['error']}")
 
     summary = run_sweep(sweep_dir, cfg, executor=executor, workers=workers, address=address,
-                        retry_failed=retry_failed, on_event=show)
+                        retry_failed=retry_failed, on_event=show, whole_folder=whole_folder)
     _print_summary(summary.summary_csv)
+    if whole_folder:
+        console.print(f"tables and front: {summary.tabled} runs of the folder"
+                      + (f" ({summary.left_out} trained or evaluated otherwise left out)" if summary.left_out else ""))
     console.print(f"{summary.done}/{summary.planned} runs done ({summary.skipped} skipped as finished), "
                   f"{summary.failed} failed, {summary.seconds:.0f} s")
     console.print(f"wrote {summary.runs_csv}, {summary.summary_csv}, {summary.plots[0].parent}/*.png, "

@@ -452,15 +452,41 @@ class SweepSummary:
     summary_csv: Path
     plots: list[Path]
     seconds: float
+    tabled: int = 0  # runs in the tables and the front (the planned ones, or the folder's comparable ones)
+    left_out: int = 0  # whole_folder: runs of the folder trained or evaluated with other settings
+
+
+def _settings_apart_from_the_grid(entry: dict) -> str:
+    """A run's training and evaluation settings without what a sweep varies (model kind, T, K,
+    width, energy weight, seed): two runs with the same string belong in one table."""
+    train = json.loads(json.dumps(entry["train"]))
+    for key in ("seed", "energy_weight"):
+        train.pop(key, None)
+    for key in ("kind", "time_steps", "context_length", "width"):
+        train.get("model", {}).pop(key, None)
+    return json.dumps({"train": train, "evaluation": entry["evaluation"]}, sort_keys=True)
+
+
+def tabled_runs(manifest_runs: list[dict], planned: list[dict], whole_folder: bool) -> tuple[list[dict], int]:
+    """The runs the tables and the front cover, and how many of the folder's were left out: the
+    planned ones, or (`whole_folder`) every run of the folder whose settings apart from the grid
+    equal the planned runs' (grids of earlier invocations added together)."""
+    if not whole_folder:
+        return planned, 0
+    wanted = {_settings_apart_from_the_grid(entry) for entry in planned}
+    kept = [entry for entry in manifest_runs if _settings_apart_from_the_grid(entry) in wanted]
+    return kept, len(manifest_runs) - len(kept)
 
 
 def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", workers: int = 2,
               address: str | None = None, retry_failed: bool = True,
-              on_event: Callable[[str, dict], None] | None = None) -> SweepSummary:
-    """Run (or resume) the sweep in `sweep_dir`, then write runs.csv, summary.csv and plots.
+              on_event: Callable[[str, dict], None] | None = None, whole_folder: bool = False) -> SweepSummary:
+    """Run (or resume) the sweep in `sweep_dir`, then write runs.csv, summary.csv, plots and front.json.
 
     Finished runs are skipped; failed ones are retried unless `retry_failed` is False;
-    `on_event(kind, entry)` sees "skip", "start" and "done"/"failed" events.
+    `on_event(kind, entry)` sees "skip", "start" and "done"/"failed" events. The tables and the
+    front cover the planned runs, or with `whole_folder` every run of the folder trained and
+    evaluated like them (`tabled_runs`): a front grown over several invocations.
     """
     from spikingmind.data import datasets_root
 
@@ -500,7 +526,8 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
             _run_ray(pending, sweep_dir, root, address, on_outcome, on_start)
         else:
             _run_local(pending, sweep_dir, root, workers, on_outcome, on_start)
-    entries = [manifest.runs[entry["run_id"]] for entry in planned]
+    entries, left_out = tabled_runs(list(manifest.runs.values()), [manifest.runs[e["run_id"]] for e in planned],
+                                    whole_folder)
     runs_csv, summary_csv = write_tables(sweep_dir, entries)
     summary = aggregate(entries)
     plots = plot_sweep(sweep_dir / "plots", summary, cfg)
@@ -509,10 +536,12 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
     atomic_write_json(sweep_dir / "front.json", {"env_id": cfg.env_id, **chosen})
     plots.append(plot_front(sweep_dir / "plots" / "pareto.png", summary, cfg.snn_profiles, cfg.ann_profiles, target,
                             chosen, f"{cfg.env_id}: return against energy per decision ({cfg.seeds} seed(s) a config)"))
+    ran = [manifest.runs[entry["run_id"]] for entry in planned]
     return SweepSummary(planned=len(planned), skipped=skipped,
-                        done=sum(e["status"] == "done" for e in entries),
-                        failed=sum(e["status"] == "failed" for e in entries),
+                        done=sum(e["status"] == "done" for e in ran),
+                        failed=sum(e["status"] == "failed" for e in ran),
                         runs_csv=runs_csv, summary_csv=summary_csv, plots=plots,
+                        tabled=len(entries), left_out=left_out,
                         seconds=time.perf_counter() - started)
 
 
