@@ -719,7 +719,7 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
             st.get("reused") for st in run.get("stages", [])) else ""
         jobs = f", {run['jobs']} jobs side by side" if run.get("jobs", 1) > 1 else ""
         extras.append(f"produced {run['started']} .. {run['finished']} in {run['seconds'] / 60:.0f} min of stage time"
-                      f"{reused} on {run['machine_cpus']} cores{jobs} from `{_rel(Path(run['config']), readme_dir)}`")
+                      f"{reused} on {run['machine_cpus']} cores{jobs} from `{_config_name(run['config'])}`")
     if extras:
         lines.append(f"- {'; '.join(extras)}.")
     lines.append("")
