@@ -6,8 +6,13 @@ lands within float32 rounding of its threshold. So the criteria are statistical,
 the same 70 token windows for every backend (`snn_verification_windows`): outputs within
 SNN_OUTPUT_TOLERANCE on at least SNN_MIN_WINDOWS_WITHIN of the windows, spike slots that
 differ at most SNN_MAX_SPIKE_FLIPS (where the backend exposes its spikes), and for discrete
-actions the same argmax action on every window. The ANN twin has no thresholds: its ONNX
-graph must stay within ANN_OUTPUT_TOLERANCE everywhere.
+actions the same argmax action on every window. A backend that exposes its spikes (ONNX)
+is held to more: every window in which no spike differs must have its outputs within
+SNN_OUTPUT_TOLERANCE (only a flip may move an output), and at least SNN_MIN_FLIP_FREE_WINDOWS
+of the windows must be flip-free, so that check is not empty. (A large model flips a spike
+in more windows: CartPole's trained K = 20 DT, 22.6 M spike slots, flipped 584 of them in
+7 of 70 windows in float32, and its other 63 windows agreed to 7e-7.) The ANN twin has no
+thresholds: its ONNX graph must stay within ANN_OUTPUT_TOLERANCE everywhere.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ SNN_OUTPUT_TOLERANCE = 1e-4  # |backend - PyTorch| per window, relative to the o
 # readout spike moves an output by |w| / T (~0.03), so 0.99 would forbid a single float32 flip
 SNN_MIN_WINDOWS_WITHIN = 0.95
 SNN_MAX_SPIKE_FLIPS = 1e-3  # largest share of spike slots allowed to differ from PyTorch's
+SNN_MIN_FLIP_FREE_WINDOWS = 0.5  # backends exposing spikes: share of windows with no spike flip at all
 
 
 def sample_windows(layout, norm, spec, n_windows: int, seed: int = 0) -> np.ndarray:
