@@ -900,8 +900,9 @@ def _energy_cell(row: dict, profiles: list[str]) -> str:
                      for profile, value in zip(profiles, values))
 
 
-def _sweep_line(sweep: dict) -> str:
-    """The sweep's settings (manifest.json "sweep") in one sentence."""
+def _sweep_line(sweep: dict, rows: list[dict] | None = None) -> str:
+    """The sweep's settings (manifest.json "sweep") in one sentence; with `rows` (summary.csv),
+    the grid is read from the points the table holds (a folder grown over several invocations)."""
     parts = []
     if sweep.get("seeds") is not None:
         parts.append(f"{sweep['seeds']} seed{'s' if sweep['seeds'] != 1 else ''} per point")
@@ -909,6 +910,20 @@ def _sweep_line(sweep: dict) -> str:
         parts.append(f"{sweep['eval_episodes']} unseen evaluation episodes per run")
     if (sweep.get("train") or {}).get("steps") is not None:
         parts.append(f"{sweep['train']['steps']} training steps per run")
+    if rows:
+        snn = [r for r in rows if r["model"] == "snn"]
+        values = lambda key, group: sorted({r[key] for r in group if r.get(key) is not None})  # noqa: E731
+        axes = [f"{name} ∈ {{{', '.join(f'{v:g}' for v in values(key, snn))}}}"
+                for name, key in (("T", "time_steps"), ("K", "context"), ("width", "width"),
+                                  ("energy weight", "energy_weight")) if values(key, snn)]
+        if axes:
+            parts.append(f"{len(snn)} SNN point{'s' if len(snn) != 1 else ''} over {', '.join(axes)}")
+        ann = [r for r in rows if r["model"] == "ann"]
+        if ann:
+            parts.append(f"{len(ann)} ANN point{'s' if len(ann) != 1 else ''} (K ∈ {{{', '.join(f'{v:g}' for v in values('context', ann))}}}"
+                         + (f", width ∈ {{{', '.join(f'{v:g}' for v in values('width', ann))}}}"
+                            if values("width", ann) else "") + ")")
+        return ("; ".join(parts) + ".") if parts else ""
     grid = [f"{name} ∈ {{{', '.join(str(v) for v in sweep[key])}}}"
             for name, key in (("T", "time_steps"), ("K", "context")) if sweep.get(key)]
     if grid:
@@ -918,7 +933,9 @@ def _sweep_line(sweep: dict) -> str:
 
 
 def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_dir: Path) -> str | None:
-    """`spikingmind ablate`'s summary for the env; None when it has not been run."""
+    """`spikingmind ablate`'s summary for the env (every point of its summary.csv: T, K, width and
+    energy weight), its energy front (front.json: the cheapest config of each family that reaches
+    the target, and their ratio per Loihi profile) and the Pareto plot; None when it has not run."""
     slug = env_slug(env_id)
     folder = ablate_dir / slug
     if not (folder / "summary.csv").is_file():
@@ -931,14 +948,14 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
     run_seconds = sum((entry.get("result") or {}).get("wall_seconds") or 0.0 for entry in runs)
     profiles = {"snn": sweep.get("snn_profiles") or [SNN_PROFILE],
                 "ann": sweep.get("ann_profiles") or list(ANN_PROFILES)}
-    lines = [f"### Ablation over T and K, {env_id}", ""]
+    lines = [f"### Ablation and energy front, {env_id}", ""]
     source = (f"From `{_rel(folder, readme_dir)}/` (`spikingmind ablate`); ± and error bars are the std over the "
               "seeds that finished; failed runs have no metrics (—).")
     if run_seconds:
         source += f" The runs took {run_seconds / 60:.0f} min in total, added up (they run side by side, one per worker)."
-    lines += [" ".join(filter(None, (_sweep_line(sweep), source))), ""]
-    header = ["model", "T", "K", "runs done/failed", "return, mean ± std over seeds", "spikes / decision",
-              "latency batch 1 (PyTorch), mean", "energy / decision, mean"]
+    lines += [" ".join(filter(None, (_sweep_line(sweep, rows), source))), ""]
+    header = ["model", "T", "K", "width", "energy weight", "runs done/failed", "return, mean ± std over seeds",
+              "spikes / decision", "latency batch 1 (PyTorch), mean", "energy / decision, mean"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         model = str(row["model"])
@@ -947,6 +964,8 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
             model.upper(),
             f"{int(row['time_steps'])}" if snn else "—",  # the ANN twin has no time steps
             f"{int(row['context'])}",
+            f"{int(row['width'])}" if row.get("width") is not None else "—",
+            f"{row['energy_weight']:g}" if snn and row.get("energy_weight") is not None else "—",
             _runs_cell(row),
             _mean_std(row, "mean_return", ".1f"),
             _mean_std(row, "spikes_per_decision", ".0f") if snn else "—",
@@ -954,8 +973,15 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
             _energy_cell(row, profiles.get(model, [])),
         ]) + " |")
     lines.append("")
+    front = _load(folder / "front.json")
+    if front:
+        lines += [front_line(front), ""]
     figures = {metric: publish_figure(folder / "plots" / f"{metric}.png", figures_dir, f"ablate-{slug}-{metric}.png")
                for metric in ABLATION_PLOTS}
+    pareto = publish_figure(folder / "plots" / "pareto.png", figures_dir, f"ablate-{slug}-pareto.png")
+    if pareto is not None:
+        lines += [f"![{env_id}: return against energy per decision, SNN and ANN families]"
+                  f"({_rel(pareto, readme_dir)})", ""]
     for metric in ABLATION_EMBEDDED:
         if figures[metric] is not None:
             lines += [f"![{env_id}: {ABLATION_PLOTS[metric]} against T and K]({_rel(figures[metric], readme_dir)})", ""]
@@ -964,6 +990,33 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
     if linked:
         lines += [f"- against T and K: {', '.join(linked)}.", ""]
     return "\n".join(lines)
+
+
+def front_line(front: dict) -> str:
+    """front.json in one line: each family's cheapest config that reaches the target (or the
+    closest), and the SNN / cheapest int8 ANN ratio per Loihi profile."""
+    target = front.get("target_return")
+    int8 = front.get("int8_profile", ANN_PROFILES[-1])
+
+    def family(name: str) -> str:
+        part = front.get(name) or {}
+        best = part.get("cheapest_reaching_target")
+        if best is None:
+            near = part.get("closest_to_target")
+            return (f"no {name.upper()} config reaches it" + ("" if near is None else
+                    f" (closest: {near['config']}, {near['mean_return']:.1f})"))
+        energies = ", ".join(f"{format_pj(uj * 1e6)} ({profile})" for profile, uj in best["energy_uj"].items())
+        return f"cheapest {name.upper()}: {best['config']}, return {best['mean_return']:.1f}, {energies}"
+
+    text = (f"- energy front (decision-only accounting; target return {target:g}): {family('snn')}; "
+            f"{family('ann')}")
+    ratio = front.get("ratio_snn_over_int8")
+    if ratio:
+        worse = all(value > 1.0 for value in ratio.values())
+        text += ("; cheapest SNN / cheapest ANN (" + int8 + "): "
+                 + ", ".join(f"{value:.3g}x ({profile})" for profile, value in ratio.items())
+                 + (" — the SNN costs MORE under every Loihi profile" if worse else ""))
+    return text + "."
 
 
 def finetune_section(env_id: str, finetune_dir: Path, readme_dir: Path, figures_dir: Path) -> str | None:
@@ -1102,8 +1155,10 @@ def energy_fields(found: dict, record: dict) -> dict:
     """Issue #13's fields: the recommended SNN's fixed-point returns, spike rate and energy per
     Loihi profile (decision-only, the first training seed's model); the cheapest ANN of the energy
     sweep's front that reaches the target (None without a sweep) and the SNN / int8 ratio per
-    Loihi profile; and the same ratios against the same-size twin (`energy_vs_twin`). Adds the
-    SNN's part into record["snn"]."""
+    Loihi profile; the front's cheapest SNN that reaches the target (`snn_cheapest`, often not the
+    recommended config, which is chosen for #14's returns) and its ratio to that ANN; and the
+    recommended SNN against the same-size twin (`energy_vs_twin`). Adds the SNN's part into
+    record["snn"]."""
     energy, front = found.get("energy"), found.get("front")
     fixed = {str(seed): e["mean_return"] for seed, e in (found.get("fixed") or {}).items() if e}
     snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in (energy or {}).get("profiles", [])}
@@ -1127,6 +1182,15 @@ def energy_fields(found: dict, record: dict) -> dict:
                       "over its seeds reaches the target, by int8 energy, decision-only accounting"}
         if snn_uj:
             fields["ratio_snn_over_int8"] = {p: e / cheapest["energy_uj"][int8] for p, e in snn_uj.items()}
+    snn_front = ((front or {}).get("snn") or {}).get("cheapest_reaching_target")
+    fields["snn_cheapest"] = None if not snn_front else {
+        "config": snn_front["config"], "returns_by_seed": snn_front["returns_by_seed"],
+        "mean_return": snn_front["mean_return"], "spike_rate": snn_front.get("spike_rate"),
+        "energy_uj": snn_front["energy_uj"],
+        "ratio_over_cheapest_int8": None if not cheapest else {
+            p: e / cheapest["energy_uj"][int8] for p, e in snn_front["energy_uj"].items()},
+        "source": "the energy sweep's front: the cheapest SNN config whose mean return over its seeds reaches "
+                  "the target, by Loihi energy, decision-only accounting"}
     twin = {b["profile"]: b["ann_total_pj"] / 1e6 for b in (energy or {}).get("baselines", [])}
     fields["energy_vs_twin"] = None if not (snn_uj and twin) else {
         "ann_energy_uj": twin, "accounting": energy.get("accounting"),

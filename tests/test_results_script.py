@@ -17,13 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT_METRICS = ("mean_return", "spikes_per_decision", "latency_ms", "energy_pj")
-SUMMARY_COLUMNS = ["model", "time_steps", "context", "runs", "done", "failed", "mean_return_mean", "mean_return_std",
+SUMMARY_COLUMNS = ["model", "time_steps", "context", "width", "energy_weight", "runs", "done", "failed",
+                   "mean_return_mean", "mean_return_std",
                    "spikes_per_decision_mean", "spikes_per_decision_std", "latency_ms_mean", "latency_ms_std",
                    "energy_pj_loihi_mean", "energy_pj_cmos45nm-fp32_mean", "energy_pj_cmos45nm-int8_mean"]
 SUMMARY_ROWS = [
-    ["snn", 2, 5, 3, 3, 0, 412.34, 12.06, 1234.4, 56.2, 1.5, 0.1, 2.5e6, "", ""],
-    ["ann", 4, 5, 3, 3, 0, 480.0, 20.0, "", "", 0.25, 0.01, "", 1.1e7, 2.6e6],
-    ["snn", 8, 5, 2, 0, 2, "", "", "", "", "", "", "", "", ""],  # every seed failed: no metrics
+    ["snn", 2, 5, 32, 0.25, 3, 3, 0, 412.34, 12.06, 1234.4, 56.2, 1.5, 0.1, 2.5e6, "", ""],
+    ["ann", 4, 5, 8, 0.0, 3, 3, 0, 480.0, 20.0, "", "", 0.25, 0.01, "", 1.1e7, 2.6e6],
+    ["snn", 8, 5, 32, 0.0, 2, 0, 2, "", "", "", "", "", "", "", "", ""],  # every seed failed: no metrics
 ]
 
 
@@ -101,18 +102,43 @@ def test_ablation_table_formats_means_and_leaves_failed_runs_empty(results, tmp_
     write_ablation(tmp_path / "ablate")
     text = results.ablation_section("CartPole-v1", tmp_path / "ablate", tmp_path, tmp_path / "figures")
 
-    assert text.startswith("### Ablation over T and K, CartPole-v1")
+    assert text.startswith("### Ablation and energy front, CartPole-v1")
     assert cells(table_row(text, "| SNN | 2 | 5 |")) == [
-        "SNN", "2", "5", "3/0", "412.3 ± 12.1", "1234 ± 56", "1.5 ms", "2.5 uJ (loihi)"]
+        "SNN", "2", "5", "32", "0.25", "3/0", "412.3 ± 12.1", "1234 ± 56", "1.5 ms", "2.5 uJ (loihi)"]
     ann = cells(table_row(text, "| ANN |"))
-    assert ann[:6] == ["ANN", "—", "5", "3/0", "480.0 ± 20.0", "—"]  # the ANN has no T and no spikes
-    assert ann[7] == "11 uJ (cmos45nm-fp32), 2.6 uJ (cmos45nm-int8)"
+    assert ann[:8] == ["ANN", "—", "5", "8", "—", "3/0", "480.0 ± 20.0", "—"]  # the ANN has no T, weight or spikes
+    assert ann[9] == "11 uJ (cmos45nm-fp32), 2.6 uJ (cmos45nm-int8)"
     failed = table_row(text, "| SNN | 8 | 5 |")
-    assert cells(failed) == ["SNN", "8", "5", "0/2 failed", "—", "—", "—", "—"]
+    assert cells(failed) == ["SNN", "8", "5", "32", "0", "0/2 failed", "—", "—", "—", "—"]
     assert "0.0" not in failed
     assert "3 seeds per point" in text and "10 unseen evaluation episodes per run" in text
-    assert "400 training steps per run" in text and "T ∈ {2, 8}" in text and "K ∈ {5}" in text
+    # the grid as the table holds it (a folder may have grown over several invocations)
+    assert "400 training steps per run" in text and "2 SNN points over T ∈ {2, 8}, K ∈ {5}, width ∈ {32}" in text
+    assert "1 ANN point (K ∈ {5}, width ∈ {8})" in text
     assert "std over the seeds" in text
+
+
+def test_ablation_section_states_the_front_and_embeds_the_pareto_plot(results, tmp_path):
+    """front.json in one line: each family's cheapest config reaching the target, the ratio per
+    Loihi profile and MORE when the SNN loses under all of them; the Pareto plot embedded."""
+    write_ablation(tmp_path / "ablate")
+    folder = tmp_path / "ablate" / "cartpole"
+    write_png(folder / "plots" / "pareto.png", 40)
+    snn = {"config": "SNN T=4 K=1 w=16 e=0", "mean_return": 480.0, "energy_uj": {"loihi": 0.25, "loihi-sanafe": 0.3}}
+    ann = {"config": "ANN K=1 w=8", "mean_return": 490.0, "energy_uj": {"cmos45nm-fp32": 0.05, "cmos45nm-int8": 0.005}}
+    (folder / "front.json").write_text(json.dumps({
+        "target_return": 475.0, "snn": {"cheapest_reaching_target": snn}, "ann": {"cheapest_reaching_target": ann},
+        "ratio_snn_over_int8": {"loihi": 50.0, "loihi-sanafe": 60.0}, "int8_profile": "cmos45nm-int8"}))
+    text = results.ablation_section("CartPole-v1", tmp_path / "ablate", tmp_path, tmp_path / "figures")
+    line = next(row for row in text.splitlines() if row.startswith("- energy front"))
+    assert "target return 475" in line and "cheapest SNN: SNN T=4 K=1 w=16 e=0, return 480.0" in line
+    assert "cheapest ANN: ANN K=1 w=8, return 490.0" in line and "5 nJ (cmos45nm-int8)" in line
+    assert "50x (loihi), 60x (loihi-sanafe)" in line and "costs MORE under every Loihi profile" in line
+    assert "figures/ablate-cartpole-pareto.png" in png_links(text)
+    (folder / "front.json").write_text(json.dumps({"target_return": 475.0, "snn": {"cheapest_reaching_target": None,
+                                                   "closest_to_target": {"config": "SNN T=1", "mean_return": 300.0}}}))
+    text = results.ablation_section("CartPole-v1", tmp_path / "ablate", tmp_path, tmp_path / "figures")
+    assert "no SNN config reaches it (closest: SNN T=1, 300.0)" in text and "MORE" not in text
 
 
 def test_figures_are_copied_and_linked_relative_to_the_readme(results, tmp_path):
@@ -172,9 +198,9 @@ def test_readme_gets_sections_only_for_envs_with_files(results, tmp_path):
 
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("tail\n") and "old" not in text
-    assert "### Ablation over T and K, CartPole-v1" in text
+    assert "### Ablation and energy front, CartPole-v1" in text
     assert "### Online fine-tuning (REINFORCE), CartPole-v1" in text
-    assert "Acrobot-v1" in text and "Ablation over T and K, Acrobot-v1" not in text
+    assert "Acrobot-v1" in text and "Ablation and energy front, Acrobot-v1" not in text
     assert "Online fine-tuning (REINFORCE), Acrobot-v1" not in text
     for link in png_links(text):
         assert link.startswith("figures/") and (tmp_path / link).is_file(), link
@@ -475,7 +501,10 @@ def test_energy_fields_of_the_summary_and_the_table(results, protocol_files):
     ablate.mkdir(parents=True)
     cheapest = {"config": "ANN K=1 w=8", "returns_by_seed": [500.0, 498.0, 499.0], "mean_return": 499.0,
                 "energy_uj": {"cmos45nm-fp32": 0.02, "cmos45nm-int8": 0.004}}
+    small_snn = {"config": "SNN T=4 K=1 w=16 e=0", "returns_by_seed": {"0": 480.0}, "mean_return": 480.0,
+                 "spike_rate": 0.1, "energy_uj": {"loihi": 0.2, "loihi-sanafe": 0.3, "loihi-kerasspiking": 0.25}}
     (ablate / "front.json").write_text(json.dumps({"ann": {"cheapest_reaching_target": cheapest},
+                                                   "snn": {"cheapest_reaching_target": small_snn},
                                                    "int8_profile": "cmos45nm-int8"}))
     found = results.env_results(tmp_path / "results", "CartPole-v1", ablate_dir=tmp_path / "ablate")
     record = results.summary_record("CartPole-v1", found)
@@ -488,6 +517,9 @@ def test_energy_fields_of_the_summary_and_the_table(results, protocol_files):
     assert fixed_row[1] == "475.0 ± 0.0 (1 of 3 seeds)" and fixed_row[2] == "475.0, not run, not run"
     assert record["ann_cheapest"]["config"] == "ANN K=1 w=8"
     assert record["ratio_snn_over_int8"] == {p: pytest.approx(e / 0.004) for p, e in snn_uj.items()}
+    assert record["snn_cheapest"]["config"] == "SNN T=4 K=1 w=16 e=0"  # the front's, not the recommended one
+    assert record["snn_cheapest"]["ratio_over_cheapest_int8"] == {p: pytest.approx(e / 0.004)
+                                                                  for p, e in small_snn["energy_uj"].items()}
     assert record["energy_vs_twin"]["accounting"] == "decision_only"
     text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
     energy_table = text.split("| model | return, training seed 0 (unseen seeds) |")[1]
