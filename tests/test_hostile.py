@@ -595,7 +595,13 @@ class TestOneLineErrors:
 
         monkeypatch.setattr(checkpoint, "load_file", swallowed_interrupt)
         before = snapshot(tmp_path)
-        line = assert_refused(invoke("evaluate", ck, "--episodes", "1"), "interrupted", exit_code=130)
+        # Python raises KeyboardInterrupt only where SIGINT was not ignored at its start, and a
+        # suite run as a background job (`make test &`) inherits SIGINT ignored: install the handler
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            line = assert_refused(invoke("evaluate", ck, "--episodes", "1"), "interrupted", exit_code=130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         assert "cannot read" not in line
         assert_kept(before, tmp_path)
 
