@@ -272,9 +272,10 @@ def verify_snn_against_torch(proto, model, ckpt, source: str, decision_only: boo
             for name, ort_spikes in zip(names, spikes):
                 differ = ort_spikes != record[name].numpy().astype(bool)  # (T, B, ...): windows on axis 1
                 per_window += differ.reshape(differ.shape[0], differ.shape[1], -1).sum(axis=(0, 2))
-                flips, slots = flips + int(differ.sum()), slots + ort_spikes.size
+                n_differ = int(differ.sum())
+                flips, slots = flips + n_differ, slots + ort_spikes.size
                 if kind == "realistic":
-                    realistic_flips, realistic_slots = realistic_flips + int(differ.sum()), realistic_slots + differ.size
+                    realistic_flips, realistic_slots = realistic_flips + n_differ, realistic_slots + differ.size
             error, within = snn_outputs_within(actual, expected)
             clean = per_window == 0
             worst = max(worst, float(error.max()))
