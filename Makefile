@@ -52,7 +52,7 @@ demo-spread: venv
 results: venv
 	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS)) $(if $(JOBS),--jobs $(JOBS))
 
-# The README's fine-tuning section: weak CartPole demonstrations -> offline SNN -> REINFORCE (~40 min on 2 cores).
+# The README's fine-tuning section: weak CartPole demonstrations -> offline SNN -> REINFORCE (~15 min on 2 cores).
 finetune-demo: venv
 	bash scripts/finetune_demo.sh
 
