@@ -993,30 +993,11 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
 
 
 def front_line(front: dict) -> str:
-    """front.json in one line: each family's cheapest config that reaches the target (or the
-    closest), and the SNN / cheapest int8 ANN ratio per Loihi profile."""
-    target = front.get("target_return")
-    int8 = front.get("int8_profile", ANN_PROFILES[-1])
+    """front.json as one README bullet (`sweep_results.front_lines`, which `spikingmind ablate` prints)."""
+    from spikingmind.workflows.sweep_results import front_lines
 
-    def family(name: str) -> str:
-        part = front.get(name) or {}
-        best = part.get("cheapest_reaching_target")
-        if best is None:
-            near = part.get("closest_to_target")
-            return (f"no {name.upper()} config reaches it" + ("" if near is None else
-                    f" (closest: {near['config']}, {near['mean_return']:.1f})"))
-        energies = ", ".join(f"{format_pj(uj * 1e6)} ({profile})" for profile, uj in best["energy_uj"].items())
-        return f"cheapest {name.upper()}: {best['config']}, return {best['mean_return']:.1f}, {energies}"
-
-    text = (f"- energy front (decision-only accounting; target return {target:g}): {family('snn')}; "
-            f"{family('ann')}")
-    ratio = front.get("ratio_snn_over_int8")
-    if ratio:
-        worse = all(value > 1.0 for value in ratio.values())
-        text += ("; cheapest SNN / cheapest ANN (" + int8 + "): "
-                 + ", ".join(f"{value:.3g}x ({profile})" for profile, value in ratio.items())
-                 + (" — the SNN costs MORE under every Loihi profile" if worse else ""))
-    return text + "."
+    return (f"- energy front (decision-only accounting; target return {front['target_return']:g}): "
+            + "; ".join(front_lines(front)) + ".")
 
 
 def finetune_section(env_id: str, finetune_dir: Path, readme_dir: Path, figures_dir: Path) -> str | None:

@@ -139,18 +139,10 @@ def _print_front(path: Path) -> None:
     """The cheapest config of each family that reaches the target, and the SNN / int8 ratios."""
     import json
 
+    from spikingmind.workflows.sweep_results import front_lines
+
     data = json.loads(path.read_text())
-    for family in ("snn", "ann"):
-        best = data[family]["cheapest_reaching_target"]
-        if best is None:
-            closest = data[family]["closest_to_target"]
-            console.print(f"{family.upper()}: no config reaches {data['target_return']:g}"
-                          + (f" (best: {closest['config']}, {closest['mean_return']:.1f})" if closest else ""),
-                          markup=False, highlight=False)
-        else:
-            energy = ", ".join(f"{p} {v:.3g} uJ" for p, v in best["energy_uj"].items())
-            console.print(f"{family.upper()} cheapest reaching {data['target_return']:g}: {best['config']}, return "
-                          f"{best['mean_return']:.1f}, {energy}", markup=False, highlight=False)
-    if data["ratio_snn_over_int8"]:
-        ratios = ", ".join(f"{p} {r:.3g}x" for p, r in data["ratio_snn_over_int8"].items())
-        console.print(f"SNN / cheapest int8 ANN (decision-only): {ratios}", markup=False, highlight=False)
+    console.print(f"energy front (decision-only accounting; target return {data['target_return']:g}):",
+                  markup=False, highlight=False)
+    for line in front_lines(data):
+        console.print(f"  {line}", markup=False, highlight=False)

@@ -204,6 +204,32 @@ def front(summary: list[dict], snn_profiles, ann_profiles, target: float, seeds:
             "ratio_snn_over_int8": ratio, "int8_profile": ann_profiles[-1]}
 
 
+def front_lines(front: dict) -> list[str]:
+    """front.json in words, for `spikingmind ablate` and the README (make results): one line per
+    family (its cheapest config that reaches the target, or the closest) and, when both have one,
+    the cheapest SNN / cheapest int8 ANN ratio per Loihi profile."""
+    from spikingmind.energy.report import format_pj
+
+    lines = []
+    for name in ("snn", "ann"):
+        part = front.get(name) or {}
+        best = part.get("cheapest_reaching_target")
+        if best is None:
+            near = part.get("closest_to_target")
+            lines.append(f"no {name.upper()} config reaches it" + ("" if near is None else
+                         f" (closest: {near['config']}, {near['mean_return']:.1f})"))
+            continue
+        energies = ", ".join(f"{format_pj(uj * 1e6)} ({profile})" for profile, uj in best["energy_uj"].items())
+        lines.append(f"cheapest {name.upper()}: {best['config']}, return {best['mean_return']:.1f}, {energies}")
+    ratio = front.get("ratio_snn_over_int8")
+    if ratio:
+        worse = all(value > 1.0 for value in ratio.values())
+        lines.append(f"cheapest SNN / cheapest ANN ({front['int8_profile']}): "
+                     + ", ".join(f"{value:.3g}x ({profile})" for profile, value in ratio.items())
+                     + (" — the SNN costs MORE under every Loihi profile" if worse else ""))
+    return lines
+
+
 def plot_front(path: Path, summary: list[dict], snn_profiles, ann_profiles, target: float, chosen: dict,
                title: str) -> Path:
     """Return (mean +- std over seeds) against energy per decision (log, decision-only): every SNN
