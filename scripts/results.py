@@ -900,9 +900,9 @@ def _energy_cell(row: dict, profiles: list[str]) -> str:
                      for profile, value in zip(profiles, values))
 
 
-def _sweep_line(sweep: dict, rows: list[dict] | None = None) -> str:
-    """The sweep's settings (manifest.json "sweep") in one sentence; with `rows` (summary.csv),
-    the grid is read from the points the table holds (a folder grown over several invocations)."""
+def _sweep_line(sweep: dict, rows: list[dict]) -> str:
+    """The sweep's settings (manifest.json "sweep") in one sentence, its grid read from the points
+    the table holds (summary.csv `rows`: a folder may have grown over several invocations)."""
     parts = []
     if sweep.get("seeds") is not None:
         parts.append(f"{sweep['seeds']} seed{'s' if sweep['seeds'] != 1 else ''} per point")
@@ -910,25 +910,18 @@ def _sweep_line(sweep: dict, rows: list[dict] | None = None) -> str:
         parts.append(f"{sweep['eval_episodes']} unseen evaluation episodes per run")
     if (sweep.get("train") or {}).get("steps") is not None:
         parts.append(f"{sweep['train']['steps']} training steps per run")
-    if rows:
-        snn = [r for r in rows if r["model"] == "snn"]
-        values = lambda key, group: sorted({r[key] for r in group if r.get(key) is not None})  # noqa: E731
-        axes = [f"{name} ∈ {{{', '.join(f'{v:g}' for v in values(key, snn))}}}"
-                for name, key in (("T", "time_steps"), ("K", "context"), ("width", "width"),
-                                  ("energy weight", "energy_weight")) if values(key, snn)]
-        if axes:
-            parts.append(f"{len(snn)} SNN point{'s' if len(snn) != 1 else ''} over {', '.join(axes)}")
-        ann = [r for r in rows if r["model"] == "ann"]
-        if ann:
-            parts.append(f"{len(ann)} ANN point{'s' if len(ann) != 1 else ''} (K ∈ {{{', '.join(f'{v:g}' for v in values('context', ann))}}}"
-                         + (f", width ∈ {{{', '.join(f'{v:g}' for v in values('width', ann))}}}"
-                            if values("width", ann) else "") + ")")
-        return ("; ".join(parts) + ".") if parts else ""
-    grid = [f"{name} ∈ {{{', '.join(str(v) for v in sweep[key])}}}"
-            for name, key in (("T", "time_steps"), ("K", "context")) if sweep.get(key)]
-    if grid:
-        parts.append(f"grid `{sweep.get('grid', '?')}` over {' and '.join(grid)}"
-                     + (" (the ANN twin once per K)" if sweep.get("ann") else ""))
+    snn = [r for r in rows if r["model"] == "snn"]
+    values = lambda key, group: sorted({r[key] for r in group if r.get(key) is not None})  # noqa: E731
+    axes = [f"{name} ∈ {{{', '.join(f'{v:g}' for v in values(key, snn))}}}"
+            for name, key in (("T", "time_steps"), ("K", "context"), ("width", "width"),
+                              ("energy weight", "energy_weight")) if values(key, snn)]
+    if axes:
+        parts.append(f"{len(snn)} SNN point{'s' if len(snn) != 1 else ''} over {', '.join(axes)}")
+    ann = [r for r in rows if r["model"] == "ann"]
+    if ann:
+        listed = lambda key: ", ".join(f"{v:g}" for v in values(key, ann))  # noqa: E731
+        parts.append(f"{len(ann)} ANN point{'s' if len(ann) != 1 else ''} (K ∈ {{{listed('context')}}}"
+                     + (f", width ∈ {{{listed('width')}}}" if values("width", ann) else "") + ")")
     return ("; ".join(parts) + ".") if parts else ""
 
 
