@@ -526,8 +526,8 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
             _run_ray(pending, sweep_dir, root, address, on_outcome, on_start)
         else:
             _run_local(pending, sweep_dir, root, workers, on_outcome, on_start)
-    entries, left_out = tabled_runs(list(manifest.runs.values()), [manifest.runs[e["run_id"]] for e in planned],
-                                    whole_folder)
+    ran = [manifest.runs[entry["run_id"]] for entry in planned]
+    entries, left_out = tabled_runs(list(manifest.runs.values()), ran, whole_folder)
     runs_csv, summary_csv = write_tables(sweep_dir, entries)
     summary = aggregate(entries)
     plots = plot_sweep(sweep_dir / "plots", summary, cfg)
@@ -536,7 +536,6 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
     atomic_write_json(sweep_dir / "front.json", {"env_id": cfg.env_id, **chosen})
     plots.append(plot_front(sweep_dir / "plots" / "pareto.png", summary, cfg.snn_profiles, cfg.ann_profiles, target,
                             chosen, f"{cfg.env_id}: return against energy per decision ({cfg.seeds} seed(s) a config)"))
-    ran = [manifest.runs[entry["run_id"]] for entry in planned]
     return SweepSummary(planned=len(planned), skipped=skipped,
                         done=sum(e["status"] == "done" for e in ran),
                         failed=sum(e["status"] == "failed" for e in ran),
