@@ -84,10 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def random_checkpoint(folder: Path, kind: str, args) -> Path:
-    """A randomly initialised model of the benchmark config, saved as a checkpoint folder."""
+def random_checkpoint(folder: Path, kind: str, args, history: str = "window") -> Path:
+    """A randomly initialised model of the benchmark config, saved as a checkpoint folder
+    (also benchmarks/latency_streaming.py's, with history="stream")."""
     cfg = ModelConfig(kind=kind, width=args.width, n_blocks=args.blocks, context_length=args.context,
-                      time_steps=args.time_steps)
+                      time_steps=args.time_steps, history=history)
     return untrained_checkpoint(folder, args.env, cfg, seed=None)
 
 
@@ -114,6 +115,7 @@ def torch_act(ckpt, forward):
 
 
 def stats(samples_s: list[float]) -> dict:
+    """Median and quartiles in ms of per-call samples in seconds (also benchmarks/latency_streaming.py's)."""
     values = np.asarray(samples_s) * 1000.0
     q25, median, q75 = np.percentile(values, [25, 50, 75])
     return {"median_ms": float(median), "q25_ms": float(q25), "q75_ms": float(q75), "iqr_ms": float(q75 - q25),

@@ -34,16 +34,18 @@ from rich.console import Console
 from rich.table import Table
 
 import spikingmind
-from spikingmind.checkpoint import load_checkpoint, untrained_checkpoint
+from spikingmind.checkpoint import load_checkpoint
 from spikingmind.export.event import EventPolicy
 from spikingmind.export.nir import NIRPolicy, load_or_export_graph
 from spikingmind.export.onnx import OnnxPolicy
 from spikingmind.export.onnx import export as export_onnx
 from spikingmind.export.onnx.ann import stream_chunks
 from spikingmind.io import atomic_write_json
-from spikingmind.model import ModelConfig
 from spikingmind.policy import TorchPolicy
 from spikingmind.verification import sample_windows
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the windowed benchmark beside this one
+from latency import random_checkpoint, stats  # noqa: E402  (its random models and its statistics)
 
 GOAL_RATIO = 1.0  # snn-event / ann-ort at batch 1 (issue #18)
 
@@ -66,12 +68,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default benchmarks/out/latency-streaming[-label].json)")
     return parser.parse_args(argv)
-
-
-def random_checkpoint(folder: Path, kind: str, args) -> Path:
-    cfg = ModelConfig(kind=kind, width=args.width, n_blocks=args.blocks, context_length=args.context,
-                      time_steps=args.time_steps, history="stream")
-    return untrained_checkpoint(folder, args.env, cfg, seed=None)
 
 
 class Replay:
@@ -97,13 +93,6 @@ class Replay:
         return time.perf_counter() - start
 
 
-def stats(samples_s: list[float]) -> dict:
-    values = np.asarray(samples_s) * 1000.0
-    q25, median, q75 = np.percentile(values, [25, 50, 75])
-    return {"median_ms": float(median), "q25_ms": float(q25), "q75_ms": float(q75), "iqr_ms": float(q75 - q25),
-            "n": int(len(values))}
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(1)
@@ -111,8 +100,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="spikingmind-latency-stream-") as tmp:
         tmp = Path(tmp)
         torch.manual_seed(args.seed)
-        snn_dir = args.snn or random_checkpoint(tmp / "snn", "snn", args)
-        ann_dir = args.ann or random_checkpoint(tmp / "ann", "ann", args)
+        snn_dir = args.snn or random_checkpoint(tmp / "snn", "snn", args, history="stream")
+        ann_dir = args.ann or random_checkpoint(tmp / "ann", "ann", args, history="stream")
         snn, ann = load_checkpoint(snn_dir), load_checkpoint(ann_dir)
         if (snn.config.kind, ann.config.kind) != ("snn", "ann") or not (snn.config.streaming and ann.config.streaming):
             raise SystemExit("--snn needs a streaming spiking checkpoint and --ann a streaming ANN twin "

@@ -19,6 +19,22 @@ def load(name: str):
     return module
 
 
+def test_streaming_latency_benchmark_times_every_backend_and_states_the_goal(tmp_path):
+    out = tmp_path / "latency-streaming.json"
+    report = load("latency_streaming").main([*TINY, "--rounds", "2", "--calls", "2", "--nir-calls", "1",
+                                             "--warmup", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["goal"] == report["goal"]
+    assert report["config"]["snn_model"]["history"] == report["config"]["ann_model"]["history"] == "stream"
+    assert set(report["results"]) == {"snn-pytorch", "snn-event", "snn-nir", "ann-pytorch", "ann-ort"}
+    counts = {name: r["batch1"]["n"] for name, r in report["results"].items()}
+    assert counts == {"snn-pytorch": 4, "snn-event": 4, "snn-nir": 2, "ann-pytorch": 4, "ann-ort": 4}
+    median = {name: r["batch1"]["median_ms"] for name, r in report["results"].items()}
+    assert all(value > 0 for value in median.values())
+    goal = report["goal"]
+    assert goal["ratio"] == pytest.approx(median["snn-event"] / median["ann-ort"])
+    assert goal["met"] == (goal["ratio"] <= goal["snn_event_over_ann_ort_batch1_at_most"])
+
+
 @pytest.mark.parametrize("kind,mode", load("memory").CASES)
 def test_memory_measurement_runs_each_case(kind, mode):
     memory = load("memory")
