@@ -26,7 +26,7 @@ from spikingmind.io import atomic_write_json, read_text
 from spikingmind.validation import integer
 from spikingmind.seeds import episode_seed
 
-POLICY_KINDS = ("expert", "capped", "noisy", "late", "random")
+POLICY_KINDS = ("expert", "capped", "noisy", "late", "random", "heuristic")
 #: The noisy kind's per-episode probability of a random action is drawn uniformly from this.
 NOISY_EPSILON_RANGE = (0.0, 1.0)
 DATASET_FORMAT = 1
@@ -167,6 +167,8 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
 
     if kind == "random":
         return _random_actions(env, rng), {}
+    if kind == "heuristic":
+        return _heuristic(spec.env_id), {}
     if spec.expert is None:
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
     if kind == "expert":
@@ -186,6 +188,17 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
     policy = experts.make_capped_expert(spec.expert, give_up_after, _random_actions(env, rng))
     policy.reset()
     return policy, {"give_up_after": give_up_after}
+
+
+def _heuristic(env_id: str):
+    """The stateless physics heuristic of a built-in env (spikingmind.experts.HEURISTIC_EXPERTS): a
+    function of the observation alone, where the planner expert follows a plan made for the episode."""
+    from spikingmind.experts import HEURISTIC_EXPERTS
+
+    if env_id not in HEURISTIC_EXPERTS:
+        raise ConfigError(f"--mix: {env_id} has no heuristic expert (built-in envs only: "
+                          f"{', '.join(HEURISTIC_EXPERTS)}); leave `heuristic` out of the mix")
+    return HEURISTIC_EXPERTS[env_id]
 
 
 def _collect_episode(spec: EnvSpec, env, kind: str, dataset_seed: int, index: int) -> tuple[dict, dict]:
@@ -363,6 +376,8 @@ def collect(
     plan = _policy_plan(n_episodes, mix, np.random.default_rng(seed))
     if spec.expert is None and set(plan) & set(EXPERT_KINDS):
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
+    if "heuristic" in plan:
+        _heuristic(spec.env_id)  # refused before any episode is played
     jobs = [(kind, seed, index) for index, kind in enumerate(plan)]
     env = spec.make_env()
     try:

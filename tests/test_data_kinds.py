@@ -96,6 +96,42 @@ def test_late_episodes_play_random_actions_then_exactly_the_expert(tmp_path):
     assert sum(differs_before) >= sum(t >= 10 for t in takeovers) - 1  # random play before the take-over
 
 
+def test_heuristic_episodes_play_exactly_the_stateless_heuristic(tmp_path):
+    from spikingmind.experts import cartpole_heuristic
+
+    mix = {"heuristic": 0.75, "random": 0.25}
+    dataset, meta = collect("CartPole-v1", 8, mix, seed=3, dataset_id="h-v0", root=tmp_path / "one", workers=1)
+    _, pair = collect("CartPole-v1", 8, mix, seed=3, dataset_id="h-v0", root=tmp_path / "two", workers=2)
+    assert meta["content_hash"] == pair["content_hash"]
+    assert default_dataset_id("CartPole-v1", mix, 8, 3) == "cartpole-heuristic75-random25-n8-s3-v0"
+    episodes = load_episodes(str(tmp_path / "one" / dataset))
+    kinds = [r["policy"] for r in meta["episodes"]]
+    assert kinds.count("heuristic") == 6
+    differs_from_expert = 0
+    for part, kind in zip(_episode_slices(episodes), kinds):
+        observations = episodes.observations[part]
+        heuristic = np.array([cartpole_heuristic(obs) for obs in observations])
+        if kind == "heuristic":
+            np.testing.assert_array_equal(episodes.actions[part], heuristic)
+            differs_from_expert += int(np.any(heuristic != [cartpole_expert(obs) for obs in observations]))
+        else:
+            assert np.any(episodes.actions[part] != heuristic)
+    assert differs_from_expert > 0  # the heuristic is not the planner expert under another name
+
+
+def test_a_heuristic_mix_for_an_env_without_one_is_refused_before_playing(tmp_path):
+    from spikingmind.envs import EnvSpec, register_env, unregister_env
+
+    register_env(EnvSpec("NoHeuristicPole-v0", obs_dim=4, action_kind="discrete", act_dim=2, target_return=500,
+                         return_scale=500, max_episode_steps=500, expert=cartpole_expert, make=_make_cartpole))
+    try:
+        with pytest.raises(ConfigError, match="NoHeuristicPole-v0 has no heuristic expert"):
+            collect("NoHeuristicPole-v0", 4, {"heuristic": 1.0}, seed=0, dataset_id="x-v0", root=tmp_path, workers=1)
+    finally:
+        unregister_env("NoHeuristicPole-v0")
+    assert not any(tmp_path.iterdir())
+
+
 class _ResetLog:
     """A stateful CartPole expert that logs its resets and the observations it is asked about."""
 
@@ -193,7 +229,7 @@ def test_collect_cli_reuses_a_noisy_dataset_with_exist_ok(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("noisy", "NAME=WEIGHT"),
-    ("expert=0.5,nosiy=0.5", "unknown policy 'nosiy'; choose from expert, capped, noisy, late, random"),
+    ("expert=0.5,nosiy=0.5", "unknown policy 'nosiy'; choose from expert, capped, noisy, late, random, heuristic"),
     ("noisy=lots", "weight of 'noisy' is not a number"),
     ("late=-0.2,expert=1", "weight of 'late' must be a non-negative"),
     ("noisy=nan", "weight of 'noisy' must be a non-negative"),
