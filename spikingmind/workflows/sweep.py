@@ -136,36 +136,32 @@ class SweepConfig:
         return [(k, w) for k in ks for w in widths]
 
 
-def parse_float_list(text: str, option: str) -> tuple[float, ...]:
-    """'0,0.5,2' -> (0.0, 0.5, 2.0): finite values >= 0; ConfigError naming the option otherwise."""
+def _parse_list(text: str, option: str, parse, what: str, rule: str, valid, example: str) -> tuple:
+    """Comma-separated values, each `parse`d and `valid`, duplicates dropped in order; ConfigError
+    naming the option otherwise."""
     values = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
-            value = float(part)
+            value = parse(part)
         except ValueError:
-            raise ConfigError(f"{option}: {part!r} is not a number (e.g. {option} 0,0.5,2)") from None
-        if not (np.isfinite(value) and value >= 0):
-            raise ConfigError(f"{option}: values must be finite and >= 0, got {part}")
+            raise ConfigError(f"{option}: {part!r} is not {what} (e.g. {option} {example})") from None
+        if not valid(value):
+            raise ConfigError(f"{option}: values must be {rule}, got {part}")
         values.append(value)
     if not values:
-        raise ConfigError(f"{option}: no values given (e.g. {option} 0,0.5,2)")
+        raise ConfigError(f"{option}: no values given (e.g. {option} {example})")
     return tuple(dict.fromkeys(values))
+
+
+def parse_float_list(text: str, option: str) -> tuple[float, ...]:
+    """'0,0.5,2' -> (0.0, 0.5, 2.0): finite values >= 0."""
+    return _parse_list(text, option, float, "a number", "finite and >= 0", lambda v: np.isfinite(v) and v >= 0,
+                       "0,0.5,2")
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:
-    """'1,2,4,8' -> (1, 2, 4, 8); ConfigError naming the option otherwise."""
-    values = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            value = int(part)
-        except ValueError:
-            raise ConfigError(f"{option}: {part!r} is not an integer (e.g. {option} 1,2,4,8)") from None
-        if value < 1:
-            raise ConfigError(f"{option}: values must be >= 1, got {value}")
-        values.append(value)
-    if not values:
-        raise ConfigError(f"{option}: no values given (e.g. {option} 1,2,4,8)")
-    return tuple(dict.fromkeys(values))
+    """'1,2,4,8' -> (1, 2, 4, 8): integers >= 1."""
+    return _parse_list(text, option, int, "an integer", ">= 1", lambda v: v >= 1, "1,2,4,8")
 
 
 # ---------------------------------------------------------------------------- the manifest
