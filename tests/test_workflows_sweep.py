@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spikingmind.errors import ConfigError
-from spikingmind.workflows.sweep import SweepConfig, plan_runs, run_sweep, tabled_runs
+from spikingmind.workflows.sweep import SweepConfig, comparable_runs_outside, plan_runs, run_sweep, tabled_runs
 from spikingmind.workflows.sweep_results import TIMING_COLUMNS
 
 TINY_TRAIN = {"steps": 80, "batch_size": 16, "lr": 3e-3, "eval_every": 80, "eval_episodes": 1, "warmup_steps": 2,
@@ -93,6 +93,15 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(local_sweep):
     assert {p: p.stat().st_mtime_ns for p in done_before} == done_before  # finished runs untouched
 
 
+def test_a_smaller_grid_in_the_folder_says_how_many_comparable_runs_its_tables_leave_out(local_sweep):
+    folder, _ = local_sweep
+    smaller = tiny_sweep(time_steps=(2,))  # the folder also holds this sweep's T = 0 run
+    this_grid = run_sweep(folder, smaller, executor="local", workers=1)
+    assert (this_grid.skipped, this_grid.tabled, this_grid.outside_grid) == (2, 2, 1)
+    whole = run_sweep(folder, smaller, executor="local", workers=1, whole_folder=True)
+    assert (whole.tabled, whole.outside_grid, whole.left_out) == (3, 0, 0)
+
+
 def test_ray_executor_gives_the_same_table_as_the_local_one(local_sweep, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
     folder, local = local_sweep
@@ -154,6 +163,9 @@ def test_whole_folder_tables_add_the_grids_of_earlier_invocations_trained_alike(
     kept, left_out = tabled_runs(list(folder.values()), second, whole_folder=True)
     assert {e["run_id"] for e in kept} == {e["run_id"] for e in first + second}
     assert left_out == len(longer) + len(other_data) and len(kept) > len(second)
+    # without --whole-folder the command says how many comparable runs the tables leave out
+    assert comparable_runs_outside(list(folder.values()), second) == len(first)
+    assert comparable_runs_outside(list(folder.values()), first + second) == 0
 
 
 def test_front_picks_the_cheapest_config_of_each_family_that_reaches_the_target():

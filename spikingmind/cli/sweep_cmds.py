@@ -103,6 +103,10 @@ def ablate_cmd(
     if whole_folder:
         console.print(f"tables and front: {summary.tabled} runs of the folder"
                       + (f" ({summary.left_out} trained or evaluated otherwise left out)" if summary.left_out else ""))
+    elif summary.outside_grid:
+        console.print(f"[yellow]note:[/] the tables and the front cover this grid only; {summary.outside_grid} "
+                      "runs of this folder from other grids, trained and evaluated alike, are not in them "
+                      "(--whole-folder adds them)")
     console.print(f"{summary.done}/{summary.planned} runs done ({summary.skipped} skipped as finished), "
                   f"{summary.failed} failed, {summary.seconds:.0f} s")
     console.print(f"wrote {summary.runs_csv}, {summary.summary_csv}, {summary.plots[0].parent}/*.png, "

@@ -450,6 +450,7 @@ class SweepSummary:
     seconds: float
     tabled: int = 0  # runs in the tables and the front (the planned ones, or the folder's comparable ones)
     left_out: int = 0  # whole_folder: runs of the folder trained or evaluated with other settings
+    outside_grid: int = 0  # not whole_folder: runs of the folder trained and evaluated alike, of other grids
 
 
 def _settings_apart_from_the_grid(entry: dict) -> str:
@@ -472,6 +473,14 @@ def tabled_runs(manifest_runs: list[dict], planned: list[dict], whole_folder: bo
     wanted = {_settings_apart_from_the_grid(entry) for entry in planned}
     kept = [entry for entry in manifest_runs if _settings_apart_from_the_grid(entry) in wanted]
     return kept, len(manifest_runs) - len(kept)
+
+
+def comparable_runs_outside(manifest_runs: list[dict], planned: list[dict]) -> int:
+    """How many runs of the folder, trained and evaluated like the planned ones, are not among
+    them: what `whole_folder` would add to the tables and the front."""
+    planned_ids = {entry["run_id"] for entry in planned}
+    kept, _ = tabled_runs(manifest_runs, planned, whole_folder=True)
+    return sum(entry["run_id"] not in planned_ids for entry in kept)
 
 
 def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", workers: int = 2,
@@ -524,6 +533,7 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
             _run_local(pending, sweep_dir, root, workers, on_outcome, on_start)
     ran = [manifest.runs[entry["run_id"]] for entry in planned]
     entries, left_out = tabled_runs(list(manifest.runs.values()), ran, whole_folder)
+    outside_grid = 0 if whole_folder else comparable_runs_outside(list(manifest.runs.values()), ran)
     runs_csv, summary_csv = write_tables(sweep_dir, entries)
     summary = aggregate(entries)
     plots = plot_sweep(sweep_dir / "plots", summary, cfg)
@@ -536,7 +546,7 @@ def run_sweep(sweep_dir: str | Path, cfg: SweepConfig, executor: str = "local", 
                         done=sum(e["status"] == "done" for e in ran),
                         failed=sum(e["status"] == "failed" for e in ran),
                         runs_csv=runs_csv, summary_csv=summary_csv, plots=plots,
-                        tabled=len(entries), left_out=left_out,
+                        tabled=len(entries), left_out=left_out, outside_grid=outside_grid,
                         seconds=time.perf_counter() - started)
 
 
