@@ -275,7 +275,7 @@ def verify_snn_against_torch(proto, model, ckpt, source: str, decision_only: boo
                 n_differ = int(differ.sum())
                 flips, slots = flips + n_differ, slots + ort_spikes.size
                 if kind == "realistic":
-                    realistic_flips, realistic_slots = realistic_flips + n_differ, realistic_slots + differ.size
+                    realistic_flips, realistic_slots = realistic_flips + n_differ, realistic_slots + ort_spikes.size
             error, within = snn_outputs_within(actual, expected)
             clean = per_window == 0
             worst = max(worst, float(error.max()))
