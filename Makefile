@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml Makefile
 	@# packages the tests run against, --no-deps so that the torch pin holds: the third-party
 	@# NIR readers (norse declares torchvision, i.e. another torch, and its NIR import needs
 	@# neither; rockpool needs only scipy) and NeuroBench (its declared deps pull torchaudio,
-	@# tonic and another torch; its metrics need none of them: see pyproject.toml)
+	@# tonic and another torch; its metrics need none of them: see pyproject.toml), and
+	@# Stable-Baselines3 and its contrib algorithms for `collect --expert sb3:PATH` (their other deps are here)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps norse==1.1.0 rockpool==3.1.0 scipy==1.17.1 \
-		neurobench==2.3.0 tqdm==4.70.1
+		neurobench==2.3.0 tqdm==4.70.1 stable-baselines3==2.9.2 sb3-contrib==2.9.2
 	@touch $(STAMP)
 
 # Lava (lava-nc 0.10) needs Python <= 3.10: a sidecar venv without torch, with spikingmind

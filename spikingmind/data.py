@@ -13,7 +13,7 @@ import json
 import os
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -278,10 +278,13 @@ def content_hash(episodes: list[dict[str, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
-def default_dataset_id(env_id: str, mix: dict[str, float], n_episodes: int, seed: int) -> str:
+def default_dataset_id(env_id: str, mix: dict[str, float], n_episodes: int, seed: int, expert=None) -> str:
+    """e.g. cartpole-expert70-random30-n100-s0-v0; a user's SB3 expert adds sb3<algorithm><sha256[:8]>."""
     stem = re.sub(r"[^a-z0-9]+", "", env_id.split("-v")[0].lower())
     mix_slug = "-".join(f"{name}{round(100 * weight)}" for name, weight in sorted(mix.items()))
-    return f"{stem}-{mix_slug}-n{n_episodes}-s{seed}-v0"
+    source = expert.describe() if hasattr(expert, "describe") else None
+    tag = f"-sb3{source['algorithm']}{source['sha256'][:8]}" if source else ""
+    return f"{stem}{tag}-{mix_slug}-n{n_episodes}-s{seed}-v0"
 
 
 def _check_dataset_id(dataset_id: str) -> None:
@@ -299,8 +302,9 @@ def new_dataset_dir(dataset_id: str, root: Path | None = None) -> Path:
 
 
 def existing_dataset_matches(dataset_id: str, root: Path | None, env_id: str, mix: dict[str, float],
-                             n_episodes: int, seed: int) -> bool:
-    """True when `dataset_id` exists and was collected with exactly these settings.
+                             n_episodes: int, seed: int, expert=None) -> bool:
+    """True when `dataset_id` exists and was collected with exactly these settings (and the
+    same SB3 file, by sha256, when `expert` is one).
 
     False when it does not exist; RunExistsError when it exists with other settings.
     """
@@ -314,6 +318,8 @@ def existing_dataset_matches(dataset_id: str, root: Path | None, env_id: str, mi
     wanted = {"env_id": env_id, "n_episodes": n_episodes, "seed": seed}
     same = all(meta.get(k) == v for k, v in wanted.items()) and meta.get("mix", {}).keys() == mix.keys() and all(
         abs(meta["mix"][k] - v) < 1e-12 for k, v in mix.items())
+    source = expert.describe() if hasattr(expert, "describe") else None
+    same = same and (meta.get("expert_source") or {}).get("sha256") == (source or {}).get("sha256")
     if not same:
         raise RunExistsError(f"dataset {dataset_id} exists at {folder} with other settings; choose another --dataset-id")
     return True
@@ -348,8 +354,13 @@ def collect(
     root: Path | None = None,
     progress=None,
     workers: int = 1,
+    expert=None,
 ) -> tuple[str, dict]:
     """Collect `n_episodes` under the policy `mix` and write them as a Minari dataset.
+
+    `expert` (obs -> action, e.g. spikingmind.experts.sb3.SB3Expert) replaces the env's own
+    expert in every expert-based kind (expert, capped, noisy, late); the metadata's `expert`
+    names it, and `expert_source` records what its `describe()` returns.
 
     Episodes run in `workers` processes (1: in this one); the data are the same for any
     number. Worker processes import the main module: a script calling this with workers > 1
@@ -366,9 +377,11 @@ def collect(
     from spikingmind.parallel import check_workers, map_in_workers
 
     spec = get_env_spec(env_id)
+    if expert is not None:
+        spec = replace(spec, expert=expert)  # sent to the workers pickled
     check_collect_options(n_episodes, seed)
     check_workers(workers)
-    dataset_id = dataset_id or default_dataset_id(env_id, mix, n_episodes, seed)
+    dataset_id = dataset_id or default_dataset_id(env_id, mix, n_episodes, seed, expert)
     _check_dataset_id(dataset_id)
     final_dir = new_dataset_dir(dataset_id, root)
     root = final_dir.parent
@@ -401,6 +414,7 @@ def collect(
         "n_episodes": n_episodes,
         "n_steps": int(sum(len(e["rewards"]) for e in episodes)),
         "expert": policy_name(spec.expert) if spec.expert is not None else None,
+        **({"expert_source": expert.describe()} if hasattr(expert, "describe") else {}),
         "content_hash": digest,
         "episodes": records,
     }

@@ -48,6 +48,10 @@ def collect_cmd(
     exist_ok: bool = typer.Option(False, "--exist-ok", help="reuse an existing dataset collected with the same settings"),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", "-w",
                                 help="worker processes playing episodes (1: in this process); the data do not depend on it"),
+    expert: Optional[str] = typer.Option(None, "--expert", help="builtin (the env's own planner, the default) or "
+                                         "sb3:PATH, a Stable-Baselines3 .zip you trained (needs --trust-pickle)"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow --expert sb3:PATH: SB3 loads a model by "
+                                      "unpickling it, which runs code from the file; pass it only for files you trust"),
 ) -> None:
     """Collect demonstrations into an offline Minari dataset."""
     from spikingmind.data import (check_collect_options, collect, default_dataset_id, existing_dataset_matches,
@@ -56,12 +60,19 @@ def collect_cmd(
 
     from spikingmind.parallel import check_workers
 
+    from spikingmind.errors import ConfigError
+    from spikingmind.experts.sb3 import SB3Expert, parse_expert_source
+
     spec = get_env_spec(env)
     check_workers(workers)
     check_collect_options(episodes, seed)
     weights = parse_mix(mix) if mix is not None else spec.dataset_mix()
-    dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed)
-    if exist_ok and existing_dataset_matches(dataset_id, root, env, weights, episodes, seed):
+    sb3_file = parse_expert_source(expert)
+    if sb3_file is None and trust_pickle:
+        raise ConfigError("--trust-pickle: only --expert sb3:PATH loads a pickle; leave it out")
+    policy = SB3Expert(sb3_file, spec, trust_pickle) if sb3_file is not None else None
+    dataset_id = dataset_id or default_dataset_id(env, weights, episodes, seed, policy)
+    if exist_ok and existing_dataset_matches(dataset_id, root, env, weights, episodes, seed, policy):
         console.print(f"dataset [bold]{dataset_id}[/] already collected with these settings; reusing it")
         return
     new_dataset_dir(dataset_id, root)  # refuse before any work is done
@@ -69,7 +80,8 @@ def collect_cmd(
         with progress_bar() as progress:
             task = progress.add_task(f"collect {env}", total=episodes, info=f"{workers} worker{'s' * (workers > 1)}")
             dataset, meta = collect(env, episodes, weights, seed=seed, dataset_id=dataset_id, root=root,
-                                    progress=lambda done, total: progress.update(task, completed=done), workers=workers)
+                                    progress=lambda done, total: progress.update(task, completed=done), workers=workers,
+                                    expert=policy)
     except KeyboardInterrupt:
         console.print("interrupted: workers stopped, no dataset written")
         raise typer.Exit(130) from None
