@@ -32,6 +32,8 @@ one writer, `write_summary`). Besides the per-environment tables it renders, whe
 and for every env in --envs that has them:
     --ablate-dir <dir>/<env>/summary.csv (+ manifest.json, plots/*.png) from `spikingmind ablate`
         -> "Ablation over T and K": one row per (model, T, K), mean ± std over seeds
+    --energy-sweep-dir <dir>/<env>/ likewise, from `spikingmind ablate --energy-weights` at the
+        env's recommended model -> "Energy-weight sweep at the recommended model"
     --finetune-dir <dir>/<env>/{offline,finetuned}.json + finetune/ from scripts/finetune_demo.sh
         -> "Online fine-tuning (REINFORCE)": offline vs fine-tuned return, learning curve
 An env without those files gets no such subsection.
@@ -55,6 +57,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from spikingmind.energy.report import format_pj
@@ -105,6 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--demo-dir", type=Path, default=ROOT / "runs" / "demo", help="`make demo`'s output")
     parser.add_argument("--ablate-dir", type=Path, default=ROOT / "runs" / "ablate",
                         help="`spikingmind ablate` folders, <dir>/<env>/summary.csv")
+    parser.add_argument("--energy-sweep-dir", type=Path, default=ROOT / "runs" / "ablate-energy",
+                        help="`spikingmind ablate --energy-weights` folders at each env's recommended model, "
+                             "<dir>/<env>/summary.csv (the README's energy-weight sweeps)")
     parser.add_argument("--finetune-dir", type=Path, default=ROOT / "runs" / "results" / "finetune",
                         help="scripts/finetune_demo.sh output, <dir>/<env>/")
     parser.add_argument("--figures-dir", type=Path, default=ROOT / "docs" / "results",
@@ -925,10 +931,12 @@ def _sweep_line(sweep: dict, rows: list[dict]) -> str:
     return ("; ".join(parts) + ".") if parts else ""
 
 
-def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_dir: Path) -> str | None:
+def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_dir: Path,
+                     title: str = "Ablation and energy front", figure_prefix: str = "ablate") -> str | None:
     """`spikingmind ablate`'s summary for the env (every point of its summary.csv: T, K, width and
     energy weight), its energy front (front.json: the cheapest config of each family that reaches
-    the target, and their ratio per Loihi profile) and the Pareto plot; None when it has not run."""
+    the target, and their ratio per Loihi profile) and the Pareto plot; None when it has not run.
+    `title` heads it; its figures are copied as <figure_prefix>-<env>-<metric>.png."""
     slug = env_slug(env_id)
     folder = ablate_dir / slug
     if not (folder / "summary.csv").is_file():
@@ -941,7 +949,7 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
     run_seconds = sum((entry.get("result") or {}).get("wall_seconds") or 0.0 for entry in runs)
     profiles = {"snn": sweep.get("snn_profiles") or [SNN_PROFILE],
                 "ann": sweep.get("ann_profiles") or list(ANN_PROFILES)}
-    lines = [f"### Ablation and energy front, {env_id}", ""]
+    lines = [f"### {title}, {env_id}", ""]
     source = (f"From `{_rel(folder, readme_dir)}/` (`spikingmind ablate`); ± and error bars are the std over the "
               "seeds that finished; failed runs have no metrics (—).")
     if run_seconds:
@@ -969,9 +977,9 @@ def ablation_section(env_id: str, ablate_dir: Path, readme_dir: Path, figures_di
     front = _load(folder / "front.json")
     if front:
         lines += [front_line(front), ""]
-    figures = {metric: publish_figure(folder / "plots" / f"{metric}.png", figures_dir, f"ablate-{slug}-{metric}.png")
-               for metric in ABLATION_PLOTS}
-    pareto = publish_figure(folder / "plots" / "pareto.png", figures_dir, f"ablate-{slug}-pareto.png")
+    figures = {metric: publish_figure(folder / "plots" / f"{metric}.png", figures_dir,
+                                      f"{figure_prefix}-{slug}-{metric}.png") for metric in ABLATION_PLOTS}
+    pareto = publish_figure(folder / "plots" / "pareto.png", figures_dir, f"{figure_prefix}-{slug}-pareto.png")
     if pareto is not None:
         lines += [f"![{env_id}: return against energy per decision, SNN and ANN families]"
                   f"({_rel(pareto, readme_dir)})", ""]
@@ -1204,7 +1212,8 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
            finetune_dir: Path = ROOT / "runs" / "results" / "finetune", seeds: tuple[int, ...] = TRAINING_SEEDS,
            experts_path: Path | None = ROOT / "docs" / "results" / "experts.json",
            third_party_path: Path | None = ROOT / "docs" / "results" / "third_party.json",
-           demo_spread_dir: Path = ROOT / "runs" / "demo-spread") -> str:
+           demo_spread_dir: Path = ROOT / "runs" / "demo-spread",
+           energy_sweep_dir: Path | None = None) -> str:
     """The README's results section; copies every figure it shows into `figures_dir`."""
     found = {env_id: env_results(results_dir, env_id, seeds, ablate_dir) for env_id in envs}
     experts = _load(experts_path) if experts_path else None
@@ -1238,7 +1247,12 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
         lines += [f"![returns and energy per environment]({_rel(figure, readme_dir)})", ""]
     for env_id in envs:
         lines.append(env_table(env_id, found[env_id], readme_dir, figures_dir, experts))
-    for section, folder in ((ablation_section, ablate_dir), (finetune_section, finetune_dir)):
+    energy_sweep = partial(ablation_section, title="Energy-weight sweep at the recommended model",
+                           figure_prefix="energy-sweep")
+    for section, folder in ((ablation_section, ablate_dir), (energy_sweep, energy_sweep_dir),
+                            (finetune_section, finetune_dir)):
+        if folder is None:
+            continue
         for env_id in envs:
             text = section(env_id, folder, readme_dir, figures_dir)
             if text is not None:
@@ -1269,7 +1283,8 @@ def main(argv=None) -> None:
                                            figures_dir=args.figures_dir, ablate_dir=args.ablate_dir,
                                            finetune_dir=args.finetune_dir, seeds=args.seeds,
                                            experts_path=args.experts, third_party_path=args.third_party,
-                                           demo_spread_dir=args.demo_spread_dir))
+                                           demo_spread_dir=args.demo_spread_dir,
+                                           energy_sweep_dir=args.energy_sweep_dir))
         print(f"[results] rewrote the results section of {args.readme}")
         summary = write_summary(args.summary or args.figures_dir / "summary.json",
                                 {env_id: env_results(args.results_dir, env_id, args.seeds, args.ablate_dir)

@@ -118,6 +118,20 @@ def test_ablation_table_formats_means_and_leaves_failed_runs_empty(results, tmp_
     assert "std over the seeds" in text
 
 
+def test_the_energy_weight_sweep_renders_as_its_own_section_with_its_own_figures(results, tmp_path):
+    write_ablation(tmp_path / "ablate-energy")
+    text = results.render(tmp_path / "results", ["CartPole-v1"], tmp_path, demo_dir=tmp_path / "demo",
+                          figures_dir=tmp_path / "figures", ablate_dir=tmp_path / "none",
+                          finetune_dir=tmp_path / "none", experts_path=None, third_party_path=None,
+                          demo_spread_dir=tmp_path / "none", energy_sweep_dir=tmp_path / "ablate-energy")
+    assert "### Energy-weight sweep at the recommended model, CartPole-v1" in text
+    assert "### Ablation and energy front" not in text
+    assert "| SNN | 2 | 5 | 32 | 0.25 | 3/0 | 412.3 ± 12.1 |" in text
+    assert (tmp_path / "figures" / "energy-sweep-cartpole-mean_return.png").exists()
+    assert "](figures/energy-sweep-cartpole-mean_return.png)" in text
+    assert not list((tmp_path / "figures").glob("ablate-*"))
+
+
 def test_ablation_section_states_the_front_and_embeds_the_pareto_plot(results, tmp_path):
     """front.json in one line: each family's cheapest config reaching the target, the ratio per
     Loihi profile and MORE when the SNN loses under all of them; the Pareto plot embedded."""
