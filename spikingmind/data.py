@@ -360,7 +360,8 @@ def collect(
 
     `expert` (obs -> action, e.g. spikingmind.experts.sb3.SB3Expert) replaces the env's own
     expert in every expert-based kind (expert, capped, noisy, late); the metadata's `expert`
-    names it, and `expert_source` records what its `describe()` returns.
+    names it, and `expert_source` records what its `describe()` returns (an expert without
+    `describe()` gets the built-in expert's default dataset id: pass `dataset_id`).
 
     Episodes run in `workers` processes (1: in this one); the data are the same for any
     number. Worker processes import the main module: a script calling this with workers > 1

@@ -57,11 +57,9 @@ def collect_cmd(
     from spikingmind.data import (check_collect_options, collect, default_dataset_id, existing_dataset_matches,
                                   new_dataset_dir, parse_mix)
     from spikingmind.envs import get_env_spec
-
-    from spikingmind.parallel import check_workers
-
     from spikingmind.errors import ConfigError
     from spikingmind.experts.sb3 import SB3Expert, parse_expert_source
+    from spikingmind.parallel import check_workers
 
     spec = get_env_spec(env)
     check_workers(workers)
