@@ -42,7 +42,7 @@ demo: venv lava-env
 	bash scripts/demo.sh $(DEMO_DIR)
 
 # The run-to-run spread of `make demo`'s spiking DT: trained with seeds 0, 1, 2, each evaluated at
-# target 500 and 100 (~18 min on 2 cores); `make results` renders runs/demo-spread/spread.json.
+# target 500 and 100 (~16 min on 2 cores); `make results` renders runs/demo-spread/spread.json.
 demo-spread: venv
 	$(BIN)/python scripts/demo_spread.py --demo-dir $(DEMO_DIR)
 
