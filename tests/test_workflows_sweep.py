@@ -189,6 +189,18 @@ def test_front_picks_the_cheapest_config_of_each_family_that_reaches_the_target(
     assert none["snn"]["closest_to_target"]["mean_return"] == 480
 
 
+def test_front_lines_tell_a_family_left_out_of_the_sweep_from_one_that_misses_the_target():
+    from spikingmind.workflows.sweep_results import front, front_lines
+
+    snn_only = [{"model": "snn", "time_steps": 4, "context": 20, "width": 64, "energy_weight": 2.0, "done": 3,
+                 "mean_return_mean": 494.4, "mean_return_std": 7.8, "returns_by_seed": {"0": 494.4},
+                 "energy_pj_a_mean": 2e7}]
+    lines = front_lines({**front(snn_only, ("a",), ("fp32", "int8"), target=475, seeds=3), "target_return": 475})
+    assert lines[1] == "no ANN config in this sweep has a result"  # an SNN-only sweep (ablate --no-ann)
+    lines = front_lines({**front(snn_only, ("a",), ("fp32", "int8"), target=499, seeds=3), "target_return": 499})
+    assert lines[0] == "no SNN config reaches it (closest: SNN T=4 K=20 w=64 e=2, 494.4)"
+
+
 def test_cli_rejects_a_bad_value_list_in_one_line(tmp_path):
     from spikingmind.cli import app
 
