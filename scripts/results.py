@@ -916,6 +916,10 @@ def _sweep_line(sweep: dict, rows: list[dict]) -> str:
         parts.append(f"{sweep['eval_episodes']} unseen evaluation episodes per run")
     if (sweep.get("train") or {}).get("steps") is not None:
         parts.append(f"{sweep['train']['steps']} training steps per run")
+    if sweep.get("energy_episodes") is not None:  # a sample: early decisions of a windowed DT see a part-empty window
+        cap = sweep.get("energy_max_decisions")
+        parts.append("energy counted on " + (f"at most the first {cap} decisions of " if cap else "")
+                     + f"{sweep['energy_episodes']} episode{'s' if sweep['energy_episodes'] != 1 else ''} per run")
     snn = [r for r in rows if r["model"] == "snn"]
     values = lambda key, group: sorted({r[key] for r in group if r.get(key) is not None})  # noqa: E731
     axes = [f"{name} ∈ {{{', '.join(f'{v:g}' for v in values(key, snn))}}}"

@@ -59,7 +59,8 @@ def write_ablation(ablate_dir: Path, slug: str = "cartpole") -> dict[str, bytes]
         writer.writerow(SUMMARY_COLUMNS)
         writer.writerows(SUMMARY_ROWS)
     sweep = {"env_id": "CartPole-v1", "time_steps": [2, 8], "context": [5], "seeds": 3, "grid": "axes", "ann": True,
-             "train": {"steps": 400}, "eval_episodes": 10, "snn_profiles": ["loihi"],
+             "train": {"steps": 400}, "eval_episodes": 10, "energy_episodes": 1, "energy_max_decisions": 128,
+             "snn_profiles": ["loihi"],
              "ann_profiles": ["cmos45nm-fp32", "cmos45nm-int8"]}
     (folder / "manifest.json").write_text(json.dumps({"format": 1, "sweep": sweep, "runs": {}}))
     return {metric: write_png(folder / "plots" / f"{metric}.png", shade)
@@ -114,6 +115,7 @@ def test_ablation_table_formats_means_and_leaves_failed_runs_empty(results, tmp_
     assert "3 seeds per point" in text and "10 unseen evaluation episodes per run" in text
     # the grid as the table holds it (a folder may have grown over several invocations)
     assert "400 training steps per run" in text and "2 SNN points over T ∈ {2, 8}, K ∈ {5}, width ∈ {32}" in text
+    assert "energy counted on at most the first 128 decisions of 1 episode per run" in text
     assert "1 ANN point (K ∈ {5}, width ∈ {8})" in text
     assert "std over the seeds" in text
 
