@@ -146,13 +146,20 @@ def test_a_discrete_model_with_another_action_count_is_refused(tmp_path):
 
 @pytest.mark.parametrize("content, fragment", [
     (b"not a zip", "not a Stable-Baselines3 model"),
-    (None, "member `data` is not JSON"),
+    ("bad json", "member `data` is not JSON"),
+    ("damaged", "not a Stable-Baselines3 model"),
 ])
 def test_files_that_are_not_sb3_models_fail_in_one_line(tmp_path, content, fragment):
     path = tmp_path / "model.zip"
-    if content is None:
+    if content == "bad json":
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("data", b"\xff{")
+    elif content == "damaged":  # a real zip whose compressed `data` bytes were overwritten
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("data", json.dumps({"policy_class": {"__module__": "x" * 4000}}))
+        raw = bytearray(path.read_bytes())
+        raw[60:90] = b"\x00" * 30
+        path.write_bytes(bytes(raw))
     else:
         path.write_bytes(content)
     result = invoke("collect", "--env", "CartPole-v1", "--episodes", "1", "--root", tmp_path / "ds",

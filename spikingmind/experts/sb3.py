@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,15 +56,15 @@ def read_header(path: Path) -> dict:
             data = json.loads(archive.read("data").decode())
             version = archive.read("_stable_baselines3_version").decode().strip() \
                 if "_stable_baselines3_version" in archive.namelist() else None
-    except (zipfile.BadZipFile, KeyError):
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError):  # not a zip, a damaged one, no `data`
         raise ConfigError(f"{path}: not a Stable-Baselines3 model (a .zip with a `data` member)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"{path}: member `data` is not JSON ({error})") from None
     policy = data.get("policy_class") if isinstance(data, dict) else None
     module = policy.get("__module__") if isinstance(policy, dict) else None
     parts = module.split(".") if isinstance(module, str) else []
-    if len(parts) < 3 or parts[0] not in PACKAGES or parts[-1] != "policies" or parts[1:] == ["common", "recurrent",
-                                                                                             "policies"]:
+    recurrent = parts[1:] == ["common", "recurrent", "policies"]  # needs its hidden state carried: not supported
+    if len(parts) < 3 or parts[0] not in PACKAGES or parts[-1] != "policies" or recurrent:
         raise ConfigError(f"{path}: data.policy_class.__module__ is {module!r}, not the policies module of a "
                           f"feed-forward SB3 algorithm (e.g. stable_baselines3.dqn.policies)")
     algorithm = parts[-2]
