@@ -278,11 +278,17 @@ def content_hash(episodes: list[dict[str, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
+def _expert_source(expert) -> dict | None:
+    """What a user-supplied expert says it is (`describe()`, e.g. an SB3 file and its sha256); None
+    for the env's own expert or one that does not describe itself."""
+    return expert.describe() if hasattr(expert, "describe") else None
+
+
 def default_dataset_id(env_id: str, mix: dict[str, float], n_episodes: int, seed: int, expert=None) -> str:
     """e.g. cartpole-expert70-random30-n100-s0-v0; a user's SB3 expert adds sb3<algorithm><sha256[:8]>."""
     stem = re.sub(r"[^a-z0-9]+", "", env_id.split("-v")[0].lower())
     mix_slug = "-".join(f"{name}{round(100 * weight)}" for name, weight in sorted(mix.items()))
-    source = expert.describe() if hasattr(expert, "describe") else None
+    source = _expert_source(expert)
     tag = f"-sb3{source['algorithm']}{source['sha256'][:8]}" if source else ""
     return f"{stem}{tag}-{mix_slug}-n{n_episodes}-s{seed}-v0"
 
@@ -318,7 +324,7 @@ def existing_dataset_matches(dataset_id: str, root: Path | None, env_id: str, mi
     wanted = {"env_id": env_id, "n_episodes": n_episodes, "seed": seed}
     same = all(meta.get(k) == v for k, v in wanted.items()) and meta.get("mix", {}).keys() == mix.keys() and all(
         abs(meta["mix"][k] - v) < 1e-12 for k, v in mix.items())
-    source = expert.describe() if hasattr(expert, "describe") else None
+    source = _expert_source(expert)
     same = same and (meta.get("expert_source") or {}).get("sha256") == (source or {}).get("sha256")
     if not same:
         raise RunExistsError(f"dataset {dataset_id} exists at {folder} with other settings; choose another --dataset-id")
@@ -406,6 +412,7 @@ def collect(
     records = [record for _, record in played]
 
     digest = content_hash(episodes)
+    source = _expert_source(expert)
     metadata = {
         "format": DATASET_FORMAT,
         "dataset_id": dataset_id,
@@ -415,7 +422,7 @@ def collect(
         "n_episodes": n_episodes,
         "n_steps": int(sum(len(e["rewards"]) for e in episodes)),
         "expert": policy_name(spec.expert) if spec.expert is not None else None,
-        **({"expert_source": expert.describe()} if hasattr(expert, "describe") else {}),
+        **({"expert_source": source} if source else {}),
         "content_hash": digest,
         "episodes": records,
     }

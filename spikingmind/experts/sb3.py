@@ -20,6 +20,7 @@ with the torch pin); ``sb3_contrib`` models (QR-DQN, TQC, ...) load when it is i
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
 import zlib
@@ -52,7 +53,7 @@ def read_header(path: Path) -> dict:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the SB3 model ({error.strerror or error})") from None
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:  # the bytes just hashed, not a second read
             data = json.loads(archive.read("data").decode())
             version = archive.read("_stable_baselines3_version").decode().strip() \
                 if "_stable_baselines3_version" in archive.namelist() else None

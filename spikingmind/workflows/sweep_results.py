@@ -215,11 +215,9 @@ def front_lines(front: dict) -> list[str]:
         part = front.get(name) or {}
         best = part.get("cheapest_reaching_target")
         if best is None:
-            near = part.get("closest_to_target")
-            if near is None:  # no config of the family with an energy figure: none trained, or none finished
-                lines.append(f"no {name.upper()} config in this sweep has a result")
-                continue
-            lines.append(f"no {name.upper()} config reaches it (closest: {near['config']}, {near['mean_return']:.1f})")
+            near = part.get("closest_to_target")  # None: no config of the family has a result
+            lines.append(f"no {name.upper()} config in this sweep has a result" if near is None else
+                         f"no {name.upper()} config reaches it (closest: {near['config']}, {near['mean_return']:.1f})")
             continue
         energies = ", ".join(f"{format_pj(uj * 1e6)} ({profile})" for profile, uj in best["energy_uj"].items())
         lines.append(f"cheapest {name.upper()}: {best['config']}, return {best['mean_return']:.1f}, {energies}")
