@@ -249,6 +249,7 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
               inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
     ]
     stages += streaming_stages(env_id, args, dataset, runs)
+    stages += finetune_stages(env_id, args, runs)
     settings = {"env_id": env_id, "config": str(config), "dataset": dataset, "training_seeds": list(seeds),
                 "eval_episodes": args.episodes, "folder": out}
     return settings, stages
@@ -307,6 +308,30 @@ def streaming_stages(env_id: str, args: argparse.Namespace, dataset: str, window
                                  str(args.latency_rounds), "--out", str(out / "latency.json")],
               inputs=[_weights(snn), _weights(ann)], outputs=[out / "latency.json"]),
     ]
+    return stages
+
+
+def finetune_stages(env_id: str, args: argparse.Namespace, offline: dict) -> list[Stage]:
+    """When configs/<env>-finetune.toml exists: every training seed's SNN and ANN twin fine-tuned
+    online from its offline checkpoint (REINFORCE, `spikingmind finetune --config`, the training
+    seed as its seed), each evaluated on the same unseen seeds as the offline one, the SNN in
+    Loihi fixed point too; <results-dir>/<env>/finetune/."""
+    config = args.configs / f"{env_slug(env_id)}-finetune.toml"
+    if not config.exists():
+        return []
+    out, sm, seeds = args.results_dir / env_slug(env_id) / "finetune", _spikingmind(), args.seeds
+    runs = {(m, seed): out / m / f"seed{seed}" for m in MODELS for seed in seeds}
+    stages = [Stage(f"finetune-{m}-seed{seed}", sm + ["finetune", str(offline[(m, seed)] / "checkpoint"), "--config",
+                                                      str(config), "--seed", str(seed), "--out", str(run)],
+                    inputs=[_weights(offline[(m, seed)])], outputs=[_weights(run)], group="train")
+              for (m, seed), run in runs.items()]
+    evaluations = [(m, seed, run, m, []) for (m, seed), run in runs.items()]
+    evaluations += [("snn", seed, runs[("snn", seed)], "snn-fixed", ["--backend", "loihi-emulation"]) for seed in seeds]
+    stages += [Stage(f"finetune-evaluate-{name}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), *backend,
+                                                                   "--episodes", str(args.episodes), "--seed", str(seed),
+                                                                   "--json", str(eval_path(out, name, seed)), "--force"],
+                     inputs=[_weights(run)], outputs=[eval_path(out, name, seed)], group="evaluate")
+               for m, seed, run, name, backend in evaluations]
     return stages
 
 
@@ -423,6 +448,20 @@ def _kept_checkpoint(run_dir: Path) -> dict | None:
             "validation_seeds": metrics.get("validation_seeds"), "seed": train.get("seed")}
 
 
+def _kept_finetune(run_dir: Path) -> dict | None:
+    """What fine-tuning kept in run_dir/checkpoint: the update with the best greedy validation return."""
+    meta = _load(run_dir / "checkpoint" / "checkpoint.json")
+    record = (meta or {}).get("finetune") or {}
+    metrics, config = record.get("metrics") or {}, record.get("config") or {}
+    if not metrics:
+        return None
+    return {"update": metrics.get("best_update"), "updates": metrics.get("updates"),
+            "episodes": metrics.get("episodes"), "env_steps": metrics.get("env_steps"),
+            "start_validation_return": metrics.get("start_greedy_return"),
+            "validation_return": metrics.get("best_greedy_return"), "validation_episodes": config.get("eval_episodes"),
+            "validation_seeds": metrics.get("validation_seeds"), "seed": config.get("seed"), "config": config}
+
+
 def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAINING_SEEDS,
                 ablate_dir: Path | None = None) -> dict:
     """Whatever result files exist for the env (None for each missing one): every training
@@ -438,7 +477,11 @@ def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAININ
     streaming = {"evals": {m: {seed: _load(eval_path(stream, m, seed)) for seed in seeds} for m in MODELS},
                  "lava": _load(stream / "eval" / "lava.json"), "reference": _load(stream / "eval" / "reference.json"),
                  **{name: _load(stream / f"{name}.json") for name in ("energy", "latency", "stream_vs_window")}}
-    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming,
+    tuned = folder / "finetune"
+    finetuned = {"evals": {m: {seed: _load(eval_path(tuned, m, seed)) for seed in seeds} for m in MODELS},
+                 "fixed": {seed: _load(eval_path(tuned, "snn-fixed", seed)) for seed in seeds},
+                 "kept": {m: {seed: _kept_finetune(tuned / m / f"seed{seed}") for seed in seeds} for m in MODELS}}
+    return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming, "finetuned": finetuned,
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
             "neurobench": _load(folder / "neurobench-snn.json"), "portable": _load(folder / "portable_readers.json"),
             "evals": evals, "fixed": fixed, "kept": kept, "seeds": list(seeds), "folder": folder, "front": front}
@@ -493,8 +536,16 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
     fixed = seed_stats(found.get("fixed") or {})
     if fixed is not None:  # the spiking DT as Loihi runs it: the same checkpoints in fixed point
         rows.insert(1, ("SNN in Loihi fixed point (loihi-emulation)", fixed, found["kept"]["snn"]))
+    tuned = found.get("finetuned") or {}
+    tuned_rows = [(f"{MODEL_LABELS[m]}, fine-tuned online (REINFORCE)", seed_stats(tuned["evals"][m]), tuned["kept"][m])
+                  for m in MODELS if any(tuned.get("evals", {}).get(m, {}).values())]
+    tuned_fixed = seed_stats(tuned.get("fixed") or {})
+    if tuned_fixed is not None:
+        tuned_rows.insert(1, ("SNN fine-tuned, in Loihi fixed point", tuned_fixed, tuned["kept"]["snn"]))
+    rows += tuned_rows
     for label, stats, kept in rows:
-        kept_cell = ", ".join(f"{k['step']} ({k['validation_return']:.1f})" if k else NOT_RUN
+        kept_cell = ", ".join(NOT_RUN if not k else f"{k['step']} ({k['validation_return']:.1f})" if "step" in k
+                              else f"update {k['update']} ({k['validation_return']:.1f})"
                               for k in kept.values()) if any(kept.values()) else NOT_RUN
         if stats is None:
             lines.append(f"| {label} | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} | {kept_cell} |")
@@ -518,7 +569,35 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
     goal = goal_line(env_id, by_model, n_seeds)
     if goal:
         lines.append(goal)
+    lines += finetune_protocol_lines(env_id, tuned, by_model)
     return "\n".join(lines)
+
+
+def finetune_protocol_lines(env_id: str, tuned: dict, offline: dict[str, dict | None]) -> list[str]:
+    """What the fine-tuned rows are, and the fine-tuned spiking DT against issue #14's bar."""
+    snn = seed_stats((tuned.get("evals") or {}).get("snn") or {})
+    if snn is None:
+        return []
+    kept = [k for k in tuned["kept"]["snn"].values() if k]
+    how = ""
+    if kept:
+        from spikingmind.envs import get_env_spec
+
+        cfg = kept[0]["config"]
+        sampling = (f"sampling temperature {cfg['temperature']:g}" if get_env_spec(env_id).discrete
+                    else f"initial action std {cfg['action_std']:g} of the half range")
+        how = (f" ({cfg['episodes']} episodes in updates of {cfg['batch_episodes']}, lr {cfg['lr']:g}, {sampling}; "
+               f"the kept update is the best greedy return on {cfg['eval_episodes']} validation seeds, "
+               "disjoint from the evaluation seeds)")
+    lines = [f"- fine-tuned rows: each offline checkpoint above, improved online with REINFORCE from "
+             f"`configs/{env_slug(env_id)}-finetune.toml`{how}, evaluated on the same unseen seeds."]
+    goal = GOALS.get(env_id)
+    if goal is not None:
+        before = offline.get("snn")
+        gain = f", {snn['mean'] - before['mean']:+.1f} over offline" if before else ""
+        lines.append(f"- issue #14's bar after fine-tuning: **{'met' if snn['mean'] >= goal else 'not met'}** "
+                     f"({snn['mean']:.1f}{gain}).")
+    return lines
 
 
 def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path, figures_dir: Path,
@@ -1118,6 +1197,7 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
         }
     record.update(energy_fields(found, record))
     record["streaming"] = streaming_record(found)
+    record["finetuned"] = finetuned_record(env_id, found)
     record["expert"] = {k: v for k, v in entry["expert"].items() if k not in ("returns", "seeds")} \
         if entry.get("expert") else None
     record["zoo"] = entry.get("zoo")
@@ -1127,6 +1207,27 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
         record["conditioning"] = conditioning_summary(found["conditioning"])
     else:
         record["conditioning"] = None
+    return record
+
+
+def finetuned_record(env_id: str, found: dict) -> dict | None:
+    """summary.json's `finetuned`: the fine-tuned SNN and twin per training seed (None: not run)."""
+    tuned = found.get("finetuned") or {}
+    stats = {m: seed_stats((tuned.get("evals") or {}).get(m) or {}) for m in MODELS}
+    if not any(stats.values()):
+        return None
+    fixed = seed_stats(tuned.get("fixed") or {})
+    goal = GOALS.get(env_id)
+    record = {"config": f"configs/{env_slug(env_id)}-finetune.toml", "algorithm": "reinforce",
+              "goal_met": None if goal is None or stats["snn"] is None else stats["snn"]["mean"] >= goal}
+    for model, st in stats.items():
+        record[model] = None if st is None else {
+            "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
+            "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()},
+            "kept_update_by_seed": {str(seed): {k: v for k, v in kept.items() if k != "config"}
+                                    for seed, kept in tuned["kept"][model].items() if kept}}
+    if record["snn"] is not None and fixed is not None:
+        record["snn"]["fixed_point_returns_by_seed"] = {str(seed): v["mean"] for seed, v in fixed["by_seed"].items()}
     return record
 
 

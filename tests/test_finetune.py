@@ -180,3 +180,26 @@ def test_cli_finetune_runs_and_refuses_unknown_algorithms(cartpole_finetune, tmp
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "cli" / "checkpoint" / "checkpoint.json").exists()
     assert (tmp_path / "cli" / "learning_curve.csv").read_text().count("\n") == 3  # header + updates 0, 1
+
+
+def test_cli_finetune_reads_a_config_file_and_options_typed_override_it(cartpole_finetune, tmp_path):
+    from typer.testing import CliRunner
+
+    from spikingmind.cli import app
+
+    _, parent, _, _ = cartpole_finetune
+    config = tmp_path / "tune.toml"
+    config.write_text("[finetune]\nepisodes = 4\nbatch_episodes = 2\nlr = 2e-3\neval_every = 1\neval_episodes = 1\n")
+    ok = CliRunner().invoke(app, ["finetune", str(parent), "--config", str(config), "--episodes", "2",
+                                  "--seed", "3", "--out", str(tmp_path / "run")])
+    assert ok.exit_code == 0, ok.output
+    saved = json.loads((tmp_path / "run" / "finetune.json").read_text())["config"]
+    assert (saved["episodes"], saved["batch_episodes"], saved["lr"], saved["seed"]) == (2, 2, 2e-3, 3)
+    assert saved["temperature"] == 1.0  # neither in the file nor typed: the default
+    config.write_text("[finetune]\nepisodes = 4\nbatch_size = 2\n")
+    bad = CliRunner().invoke(app, ["finetune", str(parent), "--config", str(config), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and str(config) in bad.output and "batch_size" in bad.output
+    config.write_text("[train]\nsteps = 4\n")
+    bad = CliRunner().invoke(app, ["finetune", str(parent), "--config", str(config), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown tables" in bad.output
+    assert not (tmp_path / "x").exists()

@@ -611,3 +611,64 @@ def test_a_stream_config_adds_the_streaming_runs_on_the_same_data(results, tmp_p
     assert {"stream-export-nir", "stream-vs-window", "stream-latency"} <= set(by_name)
     fixed = by_name["evaluate-snn-fixed-seed2"]
     assert fixed[fixed.index("--backend") + 1] == "loihi-emulation" and fixed[fixed.index("--seed") + 1] == "2"
+
+
+def test_a_finetune_config_fine_tunes_every_seeds_offline_checkpoint(results, tmp_path):
+    args = tiny_args(results, tmp_path)
+    assert not any(stage.name.startswith("finetune") for stage in results.plan_env("CartPole-v1", args)[1])
+    config = tmp_path / "configs" / "cartpole-finetune.toml"
+    config.write_text("[finetune]\nepisodes = 4\nbatch_episodes = 2\n")
+    _, stages = results.plan_env("CartPole-v1", args)
+    by_name = {stage.name: stage for stage in stages}
+    out = tmp_path / "results" / "cartpole"
+    for model in ("snn", "ann"):
+        for seed in (0, 1, 2):
+            tune = by_name[f"finetune-{model}-seed{seed}"]
+            command = tune.command
+            assert command[2] == str(out / model / f"seed{seed}" / "checkpoint")  # the offline kept checkpoint
+            assert command[command.index("--config") + 1] == str(config)
+            assert command[command.index("--seed") + 1] == str(seed)
+            run = out / "finetune" / model / f"seed{seed}"
+            assert command[command.index("--out") + 1] == str(run) and tune.group == "train"
+            evaluate = by_name[f"finetune-evaluate-{model}-seed{seed}"].command
+            assert evaluate[2] == str(run / "checkpoint")
+            assert evaluate[evaluate.index("--seed") + 1] == str(seed)  # the offline model's unseen seeds
+    fixed = by_name["finetune-evaluate-snn-fixed-seed1"].command
+    assert fixed[fixed.index("--backend") + 1] == "loihi-emulation"
+
+
+def write_finetuned_kept(folder: Path, model: str, seed: int, update: int, val_return: float) -> None:
+    run = folder / "finetune" / model / f"seed{seed}" / "checkpoint"
+    run.mkdir(parents=True)
+    config = {"episodes": 64, "batch_episodes": 32, "lr": 3e-4, "action_std": 0.15, "temperature": 0.5,
+              "eval_episodes": 10, "seed": seed}
+    (run / "checkpoint.json").write_text(json.dumps({"finetune": {"config": config, "metrics": {
+        "best_update": update, "updates": 2, "episodes": 64, "env_steps": 9000, "start_greedy_return": 400.0,
+        "best_greedy_return": val_return, "validation_seeds": [2_000_000_000, 2_000_000_009]}}}))
+
+
+def test_finetuned_rows_and_summary_beside_the_offline_ones(results, protocol_files):
+    tmp_path, folder, experts = protocol_files
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    assert "fine-tuned" not in results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    assert results.summary_record("CartPole-v1", found)["finetuned"] is None
+    for seed, returns in enumerate(([500.0, 500.0], [490.0, 500.0], [500.0, 496.0])):
+        write_eval(folder / "finetune", "snn", seed, returns)
+        write_finetuned_kept(folder, "snn", seed, 2, 499.0)
+    write_eval(folder / "finetune", "snn-fixed", 0, [480.0, 500.0])
+    write_eval(folder / "finetune", "ann", 0, [300.0, 500.0])
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    tuned = cells(table_row(text, "| SNN (spiking DT), fine-tuned online (REINFORCE) | "))
+    assert tuned[1] == "497.7 ± 2.1 (3 of 3 seeds)" and tuned[2] == "500.0, 495.0, 498.0"
+    assert tuned[4] == "update 2 (499.0), update 2 (499.0), update 2 (499.0)"
+    assert cells(table_row(text, "| SNN fine-tuned, in Loihi fixed point | "))[1] == "490.0 ± 0.0 (1 of 3 seeds)"
+    assert cells(table_row(text, "| ANN twin, fine-tuned online (REINFORCE) | "))[1] == "400.0 ± 0.0 (1 of 3 seeds)"
+    assert "sampling temperature 0.5" in text and "`configs/cartpole-finetune.toml`" in text
+    assert "issue #14's bar after fine-tuning: **met** (497.7, +12.7 over offline)." in text
+    assert "bar for the spiking DT, mean over training seeds >= 495: **not met** (485.0" in text  # offline unchanged
+    record = results.summary_record("CartPole-v1", found)["finetuned"]
+    assert record["goal_met"] is True and record["snn"]["returns_by_seed"] == {"0": 500.0, "1": 495.0, "2": 498.0}
+    assert record["snn"]["fixed_point_returns_by_seed"] == {"0": 490.0}
+    assert record["snn"]["kept_update_by_seed"]["1"]["validation_return"] == 499.0
+    assert record["ann"]["missing_seeds"] == [1, 2]

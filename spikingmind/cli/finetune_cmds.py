@@ -11,6 +11,7 @@ from spikingmind.cli.core_cmds import console, progress_bar
 
 
 def finetune_cmd(
+    ctx: typer.Context,
     checkpoint: Path = typer.Argument(..., help="offline checkpoint folder (from `spikingmind train`)"),
     algo: str = typer.Option("reinforce", "--algo", help="policy-gradient algorithm (reinforce)"),
     episodes: int = typer.Option(200, "--episodes", "-n", help="environment episodes to play in total"),
@@ -24,16 +25,26 @@ def finetune_cmd(
     eval_every: int = typer.Option(2, "--eval-every", help="updates between greedy evaluations"),
     eval_episodes: int = typer.Option(10, "--eval-episodes", help="validation episodes per greedy evaluation"),
     seed: int = typer.Option(0, "--seed"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [finetune] table (e.g. "
+                                          "configs/pendulum-finetune.toml); options given here override it"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default <checkpoint run>-finetune)"),
     force: bool = typer.Option(False, "--force", help="discard an existing run in --out"),
 ) -> None:
     """Improve an offline checkpoint online with REINFORCE; writes a learning curve and a new checkpoint."""
     from spikingmind.finetune import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig.from_dict(dict(
-        algo=algo, episodes=episodes, batch_episodes=batch_episodes, lr=lr, action_std=action_std,
-        temperature=temperature, learn_std=not fixed_std, entropy_weight=entropy_weight, target_return=target_return,
-        eval_every=eval_every, eval_episodes=eval_episodes, seed=seed), source="options")
+    from spikingmind.finetune import load_finetune_file
+
+    options = dict(algo=algo, episodes=episodes, batch_episodes=batch_episodes, lr=lr, action_std=action_std,
+                   temperature=temperature, learn_std=not fixed_std, entropy_weight=entropy_weight,
+                   target_return=target_return, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed)
+    values = options
+    if config is not None:  # the file's values, then every option typed on the command line
+        parameter = {"learn_std": "fixed_std"}
+        typed = {key for key in options  # typer ships its own click: compare the source by name
+                 if getattr(ctx.get_parameter_source(parameter.get(key, key)), "name", None) == "COMMANDLINE"}
+        values = {**load_finetune_file(config), **{key: options[key] for key in typed}}
+    cfg = FinetuneConfig.from_dict(values, source=str(config) if config is not None else "options")
     run_dir = out
     if run_dir is None:  # runs/x/checkpoint -> runs/x-finetune
         parent = checkpoint.resolve()
