@@ -31,14 +31,11 @@ def finetune_cmd(
     force: bool = typer.Option(False, "--force", help="discard an existing run in --out"),
 ) -> None:
     """Improve an offline checkpoint online with REINFORCE; writes a learning curve and a new checkpoint."""
-    from spikingmind.finetune import FinetuneConfig, finetune
+    from spikingmind.finetune import FinetuneConfig, finetune, load_finetune_file
 
-    from spikingmind.finetune import load_finetune_file
-
-    options = dict(algo=algo, episodes=episodes, batch_episodes=batch_episodes, lr=lr, action_std=action_std,
+    values = options = dict(algo=algo, episodes=episodes, batch_episodes=batch_episodes, lr=lr, action_std=action_std,
                    temperature=temperature, learn_std=not fixed_std, entropy_weight=entropy_weight,
                    target_return=target_return, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed)
-    values = options
     if config is not None:  # the file's values, then every option typed on the command line
         parameter = {"learn_std": "fixed_std"}
         typed = {key for key in options  # typer ships its own click: compare the source by name
