@@ -536,17 +536,15 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
     fixed = seed_stats(found.get("fixed") or {})
     if fixed is not None:  # the spiking DT as Loihi runs it: the same checkpoints in fixed point
         rows.insert(1, ("SNN in Loihi fixed point (loihi-emulation)", fixed, found["kept"]["snn"]))
-    tuned = found.get("finetuned") or {}
-    tuned_rows = [(f"{MODEL_LABELS[m]}, fine-tuned online (REINFORCE)", seed_stats(tuned["evals"][m]), tuned["kept"][m])
-                  for m in MODELS if any(tuned.get("evals", {}).get(m, {}).values())]
-    tuned_fixed = seed_stats(tuned.get("fixed") or {})
-    if tuned_fixed is not None:
-        tuned_rows.insert(1, ("SNN fine-tuned, in Loihi fixed point", tuned_fixed, tuned["kept"]["snn"]))
-    rows += tuned_rows
+    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}}
+    for model in MODELS:  # the fine-tuned models after the offline ones, the SNN's fixed point after it
+        stats = seed_stats(tuned["evals"].get(model) or {})
+        if stats is not None:
+            rows.append((f"{MODEL_LABELS[model]}, fine-tuned online (REINFORCE)", stats, tuned["kept"][model]))
+        if model == "snn" and (tuned_fixed := seed_stats(tuned["fixed"])) is not None:
+            rows.append(("SNN fine-tuned, in Loihi fixed point", tuned_fixed, tuned["kept"]["snn"]))
     for label, stats, kept in rows:
-        kept_cell = ", ".join(NOT_RUN if not k else f"{k['step']} ({k['validation_return']:.1f})" if "step" in k
-                              else f"update {k['update']} ({k['validation_return']:.1f})"
-                              for k in kept.values()) if any(kept.values()) else NOT_RUN
+        kept_cell = ", ".join(_kept_label(k) for k in kept.values()) if any(kept.values()) else NOT_RUN
         if stats is None:
             lines.append(f"| {label} | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} | {kept_cell} |")
         else:
@@ -573,9 +571,17 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _kept_label(kept: dict | None) -> str:
+    """A kept checkpoint as its table cell: training's step, or fine-tuning's update, and its validation return."""
+    if not kept:
+        return NOT_RUN
+    where = kept["step"] if "step" in kept else f"update {kept['update']}"
+    return f"{where} ({kept['validation_return']:.1f})"
+
+
 def finetune_protocol_lines(env_id: str, tuned: dict, offline: dict[str, dict | None]) -> list[str]:
     """What the fine-tuned rows are, and the fine-tuned spiking DT against issue #14's bar."""
-    snn = seed_stats((tuned.get("evals") or {}).get("snn") or {})
+    snn = seed_stats(tuned["evals"].get("snn") or {})
     if snn is None:
         return []
     kept = [k for k in tuned["kept"]["snn"].values() if k]
@@ -1212,13 +1218,15 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
 
 def finetuned_record(env_id: str, found: dict) -> dict | None:
     """summary.json's `finetuned`: the fine-tuned SNN and twin per training seed (None: not run)."""
-    tuned = found.get("finetuned") or {}
-    stats = {m: seed_stats((tuned.get("evals") or {}).get(m) or {}) for m in MODELS}
+    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}}
+    stats = {m: seed_stats(tuned["evals"].get(m) or {}) for m in MODELS}
     if not any(stats.values()):
         return None
-    fixed = seed_stats(tuned.get("fixed") or {})
+    fixed = seed_stats(tuned["fixed"])
+    configs = [k["config"] for by_seed in tuned["kept"].values() for k in by_seed.values() if k]
     goal = GOALS.get(env_id)
-    record = {"config": f"configs/{env_slug(env_id)}-finetune.toml", "algorithm": "reinforce",
+    record = {"config": f"configs/{env_slug(env_id)}-finetune.toml",
+              "algorithm": configs[0].get("algo") if configs else None,
               "goal_met": None if goal is None or stats["snn"] is None else stats["snn"]["mean"] >= goal}
     for model, st in stats.items():
         record[model] = None if st is None else {

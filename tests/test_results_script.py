@@ -640,7 +640,7 @@ def test_a_finetune_config_fine_tunes_every_seeds_offline_checkpoint(results, tm
 def write_finetuned_kept(folder: Path, model: str, seed: int, update: int, val_return: float) -> None:
     run = folder / "finetune" / model / f"seed{seed}" / "checkpoint"
     run.mkdir(parents=True)
-    config = {"episodes": 64, "batch_episodes": 32, "lr": 3e-4, "action_std": 0.15, "temperature": 0.5,
+    config = {"algo": "reinforce", "episodes": 64, "batch_episodes": 32, "lr": 3e-4, "action_std": 0.15, "temperature": 0.5,
               "eval_episodes": 10, "seed": seed}
     (run / "checkpoint.json").write_text(json.dumps({"finetune": {"config": config, "metrics": {
         "best_update": update, "updates": 2, "episodes": 64, "env_steps": 9000, "start_greedy_return": 400.0,
@@ -668,6 +668,7 @@ def test_finetuned_rows_and_summary_beside_the_offline_ones(results, protocol_fi
     assert "issue #14's bar after fine-tuning: **met** (497.7, +12.7 over offline)." in text
     assert "bar for the spiking DT, mean over training seeds >= 495: **not met** (485.0" in text  # offline unchanged
     record = results.summary_record("CartPole-v1", found)["finetuned"]
+    assert record["algorithm"] == "reinforce"
     assert record["goal_met"] is True and record["snn"]["returns_by_seed"] == {"0": 500.0, "1": 495.0, "2": 498.0}
     assert record["snn"]["fixed_point_returns_by_seed"] == {"0": 490.0}
     assert record["snn"]["kept_update_by_seed"]["1"]["validation_return"] == 499.0
