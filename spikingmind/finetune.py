@@ -124,20 +124,9 @@ class FinetuneConfig:
 def load_finetune_file(path: str | Path) -> dict:
     """A TOML file's [finetune] table (FinetuneConfig keys; e.g. configs/pendulum-finetune.toml),
     checked against FinetuneConfig's fields; the only table such a file may hold."""
-    import tomllib
+    from spikingmind.io import read_toml_tables
 
-    from spikingmind.io import read_text
-
-    path = Path(path)
-    text = read_text(path, ConfigError, f"config file {path} does not exist")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML ({error})") from None
-    check_known_keys(raw, ("finetune",), f"{path}: unknown tables {{keys}} (expected [finetune])")
-    table = raw.get("finetune", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: finetune must be a table ([finetune]), got {table!r}")
+    table = read_toml_tables(path, ("finetune",)).get("finetune", {})
     FinetuneConfig.from_dict(table, source=f"{path}: [finetune]")  # names the file and the key
     return dict(table)
 

@@ -48,6 +48,26 @@ def read_text(path: str | Path, error: type[SpikingmindError], missing: str) -> 
         raise error(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
+def read_toml_tables(path: str | Path, tables: tuple[str, ...]) -> dict[str, dict]:
+    """A TOML config file whose top level holds only the named tables -> {table: values}.
+    ConfigError, naming the file, when it is missing, not TOML, or has another key or a non-table."""
+    import tomllib
+
+    from spikingmind.errors import ConfigError, check_known_keys
+
+    text = read_text(path, ConfigError, f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML ({error})") from None
+    expected = ", ".join(f"[{name}]" for name in tables)
+    check_known_keys(raw, tables, f"{path}: unknown tables {{keys}} (expected {expected})")
+    for table, value in raw.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {table} must be a table ([{table}]), got {value!r}")
+    return raw
+
+
 # ---------------------------------------------------------------------------- JSON
 
 

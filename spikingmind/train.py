@@ -13,7 +13,6 @@ a different config in the same folder is refused. `train` reads as its steps: `p
 from __future__ import annotations
 
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ from spikingmind.energy.profiles import HardwareProfile, load_profile
 from spikingmind.energy.regularizer import SpikeEnergy, layer_spike_rates, spike_energy, spike_energy_table
 from spikingmind.envs import EnvSpec, get_env_spec
 from spikingmind.errors import ConfigError, DivergedError, RunExistsError, check_known_keys
-from spikingmind.io import atomic_write_text, json_text, read_text
+from spikingmind.io import atomic_write_text, json_text, read_toml_tables
 from spikingmind.limits import check_model_memory
 from spikingmind.model import DecisionTransformer, ModelConfig
 from spikingmind.policy import TorchPolicy
@@ -119,17 +118,7 @@ DATA_KEYS = ("episodes", "mix")  # a config's [data] table: what `make results` 
 
 def _read_config(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
-    text = read_text(path, ConfigError, f"config file {path} does not exist")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML ({error})") from None
-    check_known_keys(raw, ("train", "model", "data"),
-                     f"{path}: unknown tables {{keys}} (expected [train], [model], [data])")
-    for table, value in raw.items():
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: {table} must be a table ([{table}]), got {value!r}")
-    return path, raw
+    return path, read_toml_tables(path, ("train", "model", "data"))
 
 
 def _data_table(path: Path, table: dict) -> dict:
