@@ -332,6 +332,13 @@ def finetune_stages(env_id: str, args: argparse.Namespace, offline: dict) -> lis
                                                                    "--json", str(eval_path(out, name, seed)), "--force"],
                      inputs=[_weights(run)], outputs=[eval_path(out, name, seed)], group="evaluate")
                for m, seed, run, name, backend in evaluations]
+    stages.append(Stage("finetune-condition", sm + ["condition", *[str(run / "checkpoint") for run in runs.values()],
+                                                    "--targets", str(args.conditioning_targets), "--episodes",
+                                                    str(args.conditioning_episodes), "--json",
+                                                    str(out / "conditioning.json"), "--plot",
+                                                    str(out / "conditioning.png"), "--force"],
+                        inputs=[_weights(run) for run in runs.values()],
+                        outputs=[out / "conditioning.json", out / "conditioning.png"]))
     return stages
 
 
@@ -480,7 +487,8 @@ def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAININ
     tuned = folder / "finetune"
     finetuned = {"evals": {m: {seed: _load(eval_path(tuned, m, seed)) for seed in seeds} for m in MODELS},
                  "fixed": {seed: _load(eval_path(tuned, "snn-fixed", seed)) for seed in seeds},
-                 "kept": {m: {seed: _kept_finetune(tuned / m / f"seed{seed}") for seed in seeds} for m in MODELS}}
+                 "kept": {m: {seed: _kept_finetune(tuned / m / f"seed{seed}") for seed in seeds} for m in MODELS},
+                 "conditioning": _load(tuned / "conditioning.json")}
     return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming, "finetuned": finetuned,
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
             "neurobench": _load(folder / "neurobench-snn.json"), "portable": _load(folder / "portable_readers.json"),
@@ -536,7 +544,7 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
     fixed = seed_stats(found.get("fixed") or {})
     if fixed is not None:  # the spiking DT as Loihi runs it: the same checkpoints in fixed point
         rows.insert(1, ("SNN in Loihi fixed point (loihi-emulation)", fixed, found["kept"]["snn"]))
-    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}}
+    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}, "conditioning": None}
     for model in MODELS:  # the fine-tuned models after the offline ones, the SNN's fixed point after it
         stats = seed_stats(tuned["evals"].get(model) or {})
         if stats is not None:
@@ -607,10 +615,12 @@ def finetune_protocol_lines(env_id: str, tuned: dict, offline: dict[str, dict | 
 
 
 def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path, figures_dir: Path,
-                       folder: Path) -> list[str]:
-    """`spikingmind condition`'s r, slope and verdict per model, and its plot (copied)."""
+                       folder: Path, finetuned: bool = False) -> list[str]:
+    """`spikingmind condition`'s r, slope and verdict per model, and its plot (copied); of the
+    fine-tuned models when `finetuned` (nothing when they have none)."""
+    what = "return conditioning after fine-tuning" if finetuned else "return conditioning"
     if not conditioning:
-        return [f"- return conditioning: *{NOT_RUN}*.", ""]
+        return [] if finetuned else [f"- {what}: *{NOT_RUN}*.", ""]
     cells = []
     for model in MODELS:
         m = conditioning["models"].get(model)
@@ -622,16 +632,18 @@ def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path,
                      f"{'conditions' if m['conditions'] else 'does NOT condition'}")
     verdict = conditioning.get("snn_as_clearly_as_ann")
     data = conditioning["dataset"]
-    line = (f"- return conditioning ({len(conditioning['targets'])} requested returns, {len(conditioning['targets']) - 1} "
+    line = (f"- {what} ({len(conditioning['targets'])} requested returns, {len(conditioning['targets']) - 1} "
             f"over the dataset's {data['min_return']:.1f} .. {data['max_return']:.1f} and one above it; "
             f"{conditioning['episodes']} unseen ep. per seed and target; r and slope of the mean over seeds, "
             f"over the dataset's range): {'; '.join(cells)}")
     if verdict is not None:
         line += f"; the SNN conditions as clearly as the twin: {'**yes**' if verdict else '**no**'}"
     lines = [line + ".", ""]
-    figure = publish_figure(folder / "conditioning.png", figures_dir, f"{env_slug(env_id)}-conditioning.png")
+    name = f"{env_slug(env_id)}-{'finetuned-' if finetuned else ''}conditioning.png"
+    figure = publish_figure(folder / "conditioning.png", figures_dir, name)
     if figure is not None:
-        lines += [f"![{env_id}: achieved against requested return]({_rel(figure, readme_dir)})", ""]
+        title = "achieved against requested return" + (", fine-tuned" if finetuned else "")
+        lines += [f"![{env_id}: {title}]({_rel(figure, readme_dir)})", ""]
     return lines
 
 
@@ -758,6 +770,9 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
         return "\n".join(lines + [f"*{NOT_RUN}* (no result files in `{_rel(found['folder'], readme_dir)}/`).", ""])
     lines += [protocol_table(env_id, found, experts), ""]
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
+    tuned = found.get("finetuned") or {}
+    lines += conditioning_lines(env_id, tuned.get("conditioning"), readme_dir, figures_dir, found["folder"] / "finetune",
+                                finetuned=True)
     # spikes, latency and energy: the first training seed's models
     snn_priced = {entry["profile"]: entry["snn_total_pj"] for entry in (energy or {}).get("profiles", [])} \
         or ({energy["snn_profile"]: energy["snn_total_pj"]} if energy else {})
@@ -1218,7 +1233,7 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
 
 def finetuned_record(env_id: str, found: dict) -> dict | None:
     """summary.json's `finetuned`: the fine-tuned SNN and twin per training seed (None: not run)."""
-    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}}
+    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}, "conditioning": None}
     stats = {m: seed_stats(tuned["evals"].get(m) or {}) for m in MODELS}
     if not any(stats.values()):
         return None
@@ -1236,6 +1251,11 @@ def finetuned_record(env_id: str, found: dict) -> dict | None:
                                     for seed, kept in tuned["kept"][model].items() if kept}}
     if record["snn"] is not None and fixed is not None:
         record["snn"]["fixed_point_returns_by_seed"] = {str(seed): v["mean"] for seed, v in fixed["by_seed"].items()}
+    record["conditioning"] = None
+    if tuned.get("conditioning"):
+        from spikingmind.workflows.conditioning import summary as conditioning_summary
+
+        record["conditioning"] = conditioning_summary(tuned["conditioning"])
     return record
 
 

@@ -635,6 +635,10 @@ def test_a_finetune_config_fine_tunes_every_seeds_offline_checkpoint(results, tm
             assert evaluate[evaluate.index("--seed") + 1] == str(seed)  # the offline model's unseen seeds
     fixed = by_name["finetune-evaluate-snn-fixed-seed1"].command
     assert fixed[fixed.index("--backend") + 1] == "loihi-emulation"
+    condition = by_name["finetune-condition"].command  # the conditioning sweep again, of the fine-tuned models
+    assert [arg for arg in condition if arg.endswith("checkpoint")] == [
+        str(out / "finetune" / m / f"seed{s}" / "checkpoint") for m in ("snn", "ann") for s in (0, 1, 2)]
+    assert condition[condition.index("--json") + 1] == str(out / "finetune" / "conditioning.json")
 
 
 def write_finetuned_kept(folder: Path, model: str, seed: int, update: int, val_return: float) -> None:
@@ -650,13 +654,16 @@ def write_finetuned_kept(folder: Path, model: str, seed: int, update: int, val_r
 def test_finetuned_rows_and_summary_beside_the_offline_ones(results, protocol_files):
     tmp_path, folder, experts = protocol_files
     found = results.env_results(tmp_path / "results", "CartPole-v1")
-    assert "fine-tuned" not in results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    untuned = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    assert "fine-tuned" not in untuned and "after fine-tuning" not in untuned
     assert results.summary_record("CartPole-v1", found)["finetuned"] is None
     for seed, returns in enumerate(([500.0, 500.0], [490.0, 500.0], [500.0, 496.0])):
         write_eval(folder / "finetune", "snn", seed, returns)
         write_finetuned_kept(folder, "snn", seed, 2, 499.0)
     write_eval(folder / "finetune", "snn-fixed", 0, [480.0, 500.0])
     write_eval(folder / "finetune", "ann", 0, [300.0, 500.0])
+    (folder / "finetune" / "conditioning.json").write_text(json.dumps(conditioning_record()))
+    write_png(folder / "finetune" / "conditioning.png", 9)
     found = results.env_results(tmp_path / "results", "CartPole-v1")
     text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
     tuned = cells(table_row(text, "| SNN (spiking DT), fine-tuned online (REINFORCE) | "))
@@ -667,7 +674,14 @@ def test_finetuned_rows_and_summary_beside_the_offline_ones(results, protocol_fi
     assert "sampling temperature 0.5" in text and "`configs/cartpole-finetune.toml`" in text
     assert "issue #14's bar after fine-tuning: **met** (497.7, +12.7 over offline)." in text
     assert "bar for the spiking DT, mean over training seeds >= 495: **not met** (485.0" in text  # offline unchanged
+    assert "- return conditioning after fine-tuning (4 requested returns" in text
+    assert "![CartPole-v1: achieved against requested return, fine-tuned](figures/cartpole-finetuned-conditioning.png)" \
+        in text
+    assert (tmp_path / "figures" / "cartpole-finetuned-conditioning.png").read_bytes() == \
+        (folder / "finetune" / "conditioning.png").read_bytes()
+    assert (tmp_path / "figures" / "cartpole-conditioning.png").read_bytes() == (folder / "conditioning.png").read_bytes()
     record = results.summary_record("CartPole-v1", found)["finetuned"]
+    assert record["conditioning"]["snn"]["correlation"] == pytest.approx(1.0)
     assert record["algorithm"] == "reinforce"
     assert record["goal_met"] is True and record["snn"]["returns_by_seed"] == {"0": 500.0, "1": 495.0, "2": 498.0}
     assert record["snn"]["fixed_point_returns_by_seed"] == {"0": 490.0}
