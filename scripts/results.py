@@ -77,6 +77,7 @@ ABLATION_PLOTS = {"mean_return": "return", "spikes_per_decision": "spikes per de
 ABLATION_EMBEDDED = ("mean_return", "energy_pj")
 MODELS = MODEL_ORDER  # ("snn", "ann")
 TRAINING_SEEDS = (0, 1, 2)
+FIXED_POINT = ("--backend", "loihi-emulation")  # the spiking DT as Loihi runs it (NumPy emulation)
 #: issue #14's bar for the spiking DT (mean over 3 training seeds, 20 unseen seeds each): CartPole 495,
 #: elsewhere the best agent of RL Baselines3 Zoo (also in docs/results/experts.json, "zoo")
 GOALS = {"CartPole-v1": 495.0, "MountainCar-v0": -100.8, "Acrobot-v1": -69.1, "Pendulum-v1": -151.9}
@@ -177,6 +178,26 @@ def eval_path(out: Path, model: str, seed: int) -> Path:
     return out / "eval" / f"{model}-seed{seed}.json"
 
 
+def evaluate_stage(name: str, run: Path, seed: int, out: Path, model: str, args: argparse.Namespace,
+                   backend: tuple[str, ...] = ()) -> Stage:
+    """`spikingmind evaluate` of run/checkpoint on training seed `seed`'s unseen seeds
+    (evaluation_seeds(episodes, seed)) into eval_path(out, model, seed); `backend` e.g.
+    ("--backend", "loihi-emulation")."""
+    return Stage(name, _spikingmind() + ["evaluate", str(run / "checkpoint"), *backend, "--episodes", str(args.episodes),
+                                         "--seed", str(seed), "--json", str(eval_path(out, model, seed)), "--force"],
+                 inputs=[_weights(run)], outputs=[eval_path(out, model, seed)], group="evaluate")
+
+
+def condition_stage(name: str, runs: dict, out: Path, args: argparse.Namespace) -> Stage:
+    """`spikingmind condition` over every run's checkpoint into out/conditioning.{json,png}."""
+    return Stage(name, _spikingmind() + ["condition", *[str(run / "checkpoint") for run in runs.values()],
+                                         "--targets", str(args.conditioning_targets), "--episodes",
+                                         str(args.conditioning_episodes), "--json", str(out / "conditioning.json"),
+                                         "--plot", str(out / "conditioning.png"), "--force"],
+                 inputs=[_weights(run) for run in runs.values()],
+                 outputs=[out / "conditioning.json", out / "conditioning.png"])
+
+
 def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] | None:
     """What `--run` does for one env: (its settings, its stages); None without a config."""
     from spikingmind.data import default_dataset_id, parse_mix
@@ -203,24 +224,11 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
                                                     "--config", str(config), "--seed", str(seed), "--out", str(run)],
                      outputs=[_weights(run)], group="train") for (m, seed), run in runs.items()]
     # each training seed on its own unseen evaluation seeds: evaluation_seeds(episodes, seed)
-    stages += [Stage(f"evaluate-{m}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), "--episodes",
-                                                       str(args.episodes), "--seed", str(seed), "--json",
-                                                       str(eval_path(out, m, seed)), "--force"],
-                     inputs=[_weights(run)], outputs=[eval_path(out, m, seed)], group="evaluate")
-               for (m, seed), run in runs.items()]
+    stages += [evaluate_stage(f"evaluate-{m}-seed{seed}", run, seed, out, m, args) for (m, seed), run in runs.items()]
     # the deployed network: each spiking DT in Loihi fixed point (NumPy emulation), its float returns beside
-    stages += [Stage(f"evaluate-snn-fixed-seed{seed}", sm + ["evaluate", str(runs[("snn", seed)] / "checkpoint"),
-                                                             "--backend", "loihi-emulation", "--episodes",
-                                                             str(args.episodes), "--seed", str(seed), "--json",
-                                                             str(eval_path(out, "snn-fixed", seed)), "--force"],
-                     inputs=[_weights(runs[("snn", seed)])], outputs=[eval_path(out, "snn-fixed", seed)],
-                     group="evaluate") for seed in seeds]
-    stages.append(Stage("condition", sm + ["condition", *[str(run / "checkpoint") for run in runs.values()],
-                                           "--targets", str(args.conditioning_targets), "--episodes",
-                                           str(args.conditioning_episodes), "--json", str(out / "conditioning.json"),
-                                           "--plot", str(out / "conditioning.png"), "--force"],
-                        inputs=[_weights(run) for run in runs.values()],
-                        outputs=[out / "conditioning.json", out / "conditioning.png"]))
+    stages += [evaluate_stage(f"evaluate-snn-fixed-seed{seed}", runs[("snn", seed)], seed, out, "snn-fixed", args,
+                              FIXED_POINT) for seed in seeds]
+    stages.append(condition_stage("condition", runs, out, args))
     # export, energy and latency: the first training seed's models
     snn, ann = runs[("snn", seeds[0])], runs[("ann", seeds[0])]
     stages += [
@@ -271,10 +279,7 @@ def streaming_stages(env_id: str, args: argparse.Namespace, dataset: str, window
                                                           "--config", str(config), "--seed", str(seed), "--out",
                                                           str(run)], outputs=[_weights(run)], group="train")
               for (m, seed), run in runs.items()]
-    stages += [Stage(f"stream-evaluate-{m}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), "--episodes",
-                                                              str(args.episodes), "--seed", str(seed), "--json",
-                                                              str(eval_path(out, m, seed)), "--force"],
-                     inputs=[_weights(run)], outputs=[eval_path(out, m, seed)], group="evaluate")
+    stages += [evaluate_stage(f"stream-evaluate-{m}-seed{seed}", run, seed, out, m, args)
                for (m, seed), run in runs.items()]
     snn, ann = runs[("snn", seeds[0])], runs[("ann", seeds[0])]
     stages += [
@@ -325,20 +330,11 @@ def finetune_stages(env_id: str, args: argparse.Namespace, offline: dict) -> lis
                                                       str(config), "--seed", str(seed), "--out", str(run)],
                     inputs=[_weights(offline[(m, seed)])], outputs=[_weights(run)], group="train")
               for (m, seed), run in runs.items()]
-    evaluations = [(m, seed, run, m, []) for (m, seed), run in runs.items()]
-    evaluations += [("snn", seed, runs[("snn", seed)], "snn-fixed", ["--backend", "loihi-emulation"]) for seed in seeds]
-    stages += [Stage(f"finetune-evaluate-{name}-seed{seed}", sm + ["evaluate", str(run / "checkpoint"), *backend,
-                                                                   "--episodes", str(args.episodes), "--seed", str(seed),
-                                                                   "--json", str(eval_path(out, name, seed)), "--force"],
-                     inputs=[_weights(run)], outputs=[eval_path(out, name, seed)], group="evaluate")
-               for m, seed, run, name, backend in evaluations]
-    stages.append(Stage("finetune-condition", sm + ["condition", *[str(run / "checkpoint") for run in runs.values()],
-                                                    "--targets", str(args.conditioning_targets), "--episodes",
-                                                    str(args.conditioning_episodes), "--json",
-                                                    str(out / "conditioning.json"), "--plot",
-                                                    str(out / "conditioning.png"), "--force"],
-                        inputs=[_weights(run) for run in runs.values()],
-                        outputs=[out / "conditioning.json", out / "conditioning.png"]))
+    stages += [evaluate_stage(f"finetune-evaluate-{m}-seed{seed}", run, seed, out, m, args)
+               for (m, seed), run in runs.items()]
+    stages += [evaluate_stage(f"finetune-evaluate-snn-fixed-seed{seed}", runs[("snn", seed)], seed, out, "snn-fixed",
+                              args, FIXED_POINT) for seed in seeds]
+    stages.append(condition_stage("finetune-condition", runs, out, args))
     return stages
 
 
@@ -544,9 +540,9 @@ def protocol_table(env_id: str, found: dict, experts: dict | None) -> str:
     fixed = seed_stats(found.get("fixed") or {})
     if fixed is not None:  # the spiking DT as Loihi runs it: the same checkpoints in fixed point
         rows.insert(1, ("SNN in Loihi fixed point (loihi-emulation)", fixed, found["kept"]["snn"]))
-    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}, "conditioning": None}
+    tuned = found["finetuned"]
     for model in MODELS:  # the fine-tuned models after the offline ones, the SNN's fixed point after it
-        stats = seed_stats(tuned["evals"].get(model) or {})
+        stats = seed_stats(tuned["evals"][model])
         if stats is not None:
             rows.append((f"{MODEL_LABELS[model]}, fine-tuned online (REINFORCE)", stats, tuned["kept"][model]))
         if model == "snn" and (tuned_fixed := seed_stats(tuned["fixed"])) is not None:
@@ -589,7 +585,7 @@ def _kept_label(kept: dict | None) -> str:
 
 def finetune_protocol_lines(env_id: str, tuned: dict, offline: dict[str, dict | None]) -> list[str]:
     """What the fine-tuned rows are, and the fine-tuned spiking DT against issue #14's bar."""
-    snn = seed_stats(tuned["evals"].get("snn") or {})
+    snn = seed_stats(tuned["evals"]["snn"])
     if snn is None:
         return []
     kept = [k for k in tuned["kept"]["snn"].values() if k]
@@ -770,9 +766,8 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
         return "\n".join(lines + [f"*{NOT_RUN}* (no result files in `{_rel(found['folder'], readme_dir)}/`).", ""])
     lines += [protocol_table(env_id, found, experts), ""]
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
-    tuned = found.get("finetuned") or {}
-    lines += conditioning_lines(env_id, tuned.get("conditioning"), readme_dir, figures_dir, found["folder"] / "finetune",
-                                finetuned=True)
+    lines += conditioning_lines(env_id, found["finetuned"]["conditioning"], readme_dir, figures_dir,
+                                found["folder"] / "finetune", finetuned=True)
     # spikes, latency and energy: the first training seed's models
     snn_priced = {entry["profile"]: entry["snn_total_pj"] for entry in (energy or {}).get("profiles", [])} \
         or ({energy["snn_profile"]: energy["snn_total_pj"]} if energy else {})
@@ -833,6 +828,23 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     return "\n".join(lines)
 
 
+def over_seeds(stats: dict | None) -> dict | None:
+    """summary.json's returns of one model over training seeds (seed_stats); None: not run."""
+    if stats is None:
+        return None
+    return {"mean_over_seeds": stats["mean"], "std_over_seeds": stats["std"], "missing_seeds": stats["missing_seeds"],
+            "returns_by_seed": {str(seed): v["mean"] for seed, v in stats["by_seed"].items()}}
+
+
+def _conditioning_summary(conditioning: dict | None) -> dict | None:
+    """summary.json's `conditioning` of a `spikingmind condition` record; None: not run."""
+    if not conditioning:
+        return None
+    from spikingmind.workflows.conditioning import summary as conditioning_summary
+
+    return conditioning_summary(conditioning)
+
+
 def streaming_record(found: dict) -> dict | None:
     """summary.json's `streaming` entry of one env (issue #18); None when its runs do not exist."""
     streaming = found.get("streaming") or {}
@@ -841,11 +853,8 @@ def streaming_record(found: dict) -> dict | None:
     if not any((*stats.values(), energy, versus, latency)):
         return None
     windowed = {m: seed_stats(found["evals"][m]) for m in MODELS}
-    returns = lambda st: None if st is None else {  # noqa: E731
-        "mean_over_seeds": st["mean"], "std_over_seeds": st["std"],
-        "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()}, "missing_seeds": st["missing_seeds"]}
-    record = {"snn": returns(stats["snn"]), "ann": returns(stats["ann"]),
-              "windowed_snn": returns(windowed["snn"]), "windowed_ann": returns(windowed["ann"])}
+    record = {"snn": over_seeds(stats["snn"]), "ann": over_seeds(stats["ann"]),
+              "windowed_snn": over_seeds(windowed["snn"]), "windowed_ann": over_seeds(windowed["ann"])}
     if energy:
         snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in energy.get("profiles", [])}
         ann_uj = {b["profile"]: b["ann_total_pj"] / 1e6 for b in energy.get("baselines", [])}
@@ -1208,9 +1217,7 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     for model in MODELS:
         st, kept = stats[model], found["kept"][model]
         record[model] = None if st is None else {
-            "config": _config_name((found.get("run") or {}).get("config")),
-            "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
-            "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()},
+            "config": _config_name((found.get("run") or {}).get("config")), **over_seeds(st),
             "evaluation_by_seed": {str(seed): v for seed, v in st["by_seed"].items()},
             "episodes": st["episodes"], "episode_mean": st["episode_mean"], "episode_std": st["episode_std"],
             "episode_min": st["episode_min"], "episode_max": st["episode_max"],
@@ -1222,40 +1229,29 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
     record["expert"] = {k: v for k, v in entry["expert"].items() if k not in ("returns", "seeds")} \
         if entry.get("expert") else None
     record["zoo"] = entry.get("zoo")
-    if found["conditioning"]:
-        from spikingmind.workflows.conditioning import summary as conditioning_summary
-
-        record["conditioning"] = conditioning_summary(found["conditioning"])
-    else:
-        record["conditioning"] = None
+    record["conditioning"] = _conditioning_summary(found["conditioning"])
     return record
 
 
 def finetuned_record(env_id: str, found: dict) -> dict | None:
     """summary.json's `finetuned`: the fine-tuned SNN and twin per training seed (None: not run)."""
-    tuned = found.get("finetuned") or {"evals": {}, "fixed": {}, "kept": {}, "conditioning": None}
-    stats = {m: seed_stats(tuned["evals"].get(m) or {}) for m in MODELS}
+    tuned = found["finetuned"]
+    stats = {m: seed_stats(tuned["evals"][m]) for m in MODELS}
     if not any(stats.values()):
         return None
-    fixed = seed_stats(tuned["fixed"])
     configs = [k["config"] for by_seed in tuned["kept"].values() for k in by_seed.values() if k]
     goal = GOALS.get(env_id)
     record = {"config": f"configs/{env_slug(env_id)}-finetune.toml",
               "algorithm": configs[0].get("algo") if configs else None,
               "goal_met": None if goal is None or stats["snn"] is None else stats["snn"]["mean"] >= goal}
     for model, st in stats.items():
-        record[model] = None if st is None else {
-            "mean_over_seeds": st["mean"], "std_over_seeds": st["std"], "missing_seeds": st["missing_seeds"],
-            "returns_by_seed": {str(seed): v["mean"] for seed, v in st["by_seed"].items()},
-            "kept_update_by_seed": {str(seed): {k: v for k, v in kept.items() if k != "config"}
-                                    for seed, kept in tuned["kept"][model].items() if kept}}
+        record[model] = None if st is None else {**over_seeds(st), "kept_update_by_seed": {
+            str(seed): {k: v for k, v in kept.items() if k != "config"} for seed, kept in tuned["kept"][model].items()
+            if kept}}
+    fixed = over_seeds(seed_stats(tuned["fixed"]))
     if record["snn"] is not None and fixed is not None:
-        record["snn"]["fixed_point_returns_by_seed"] = {str(seed): v["mean"] for seed, v in fixed["by_seed"].items()}
-    record["conditioning"] = None
-    if tuned.get("conditioning"):
-        from spikingmind.workflows.conditioning import summary as conditioning_summary
-
-        record["conditioning"] = conditioning_summary(tuned["conditioning"])
+        record["snn"]["fixed_point_returns_by_seed"] = fixed["returns_by_seed"]
+    record["conditioning"] = _conditioning_summary(tuned["conditioning"])
     return record
 
 
