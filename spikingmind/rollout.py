@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class EpisodeResults:
 def run_episodes(
     policy: Policy,
     seeds: list[int],
-    target_return: float | None = None,
+    target_return: float | Sequence[float] | None = None,
     batch: int = 32,
     on_decision: Callable[[np.ndarray], None] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -60,8 +60,8 @@ def run_episodes(
 ) -> EpisodeResults:
     """Run one episode per seed, `batch` envs in lockstep so the policy sees batched windows.
 
-    Return-to-go starts at `target_return` (default: the env's) and drops by each reward,
-    as in the Decision Transformer. `on_decision(windows)` sees every batch of windows.
+    Return-to-go starts at `target_return` (default: the env's; a sequence: one per seed) and
+    drops by each reward, as in the Decision Transformer. `on_decision(windows)` sees every batch of windows.
     `max_steps` truncates every episode early (for slow backends; the env's own limit otherwise).
     A streaming policy's `on_decision` sees the new tokens of each step, (B, n, F).
     """
@@ -71,7 +71,7 @@ def run_episodes(
     if spec is None:
         raise ConfigError(f"{type(policy).__name__}: its metadata names no environment ('env'), so it cannot "
                           "run closed loop; export the policy from a checkpoint")
-    target = spec.target_return if target_return is None else finite_number(target_return, "--target-return")
+    targets = _episode_targets(spec.target_return if target_return is None else target_return, len(seeds))
     streaming = getattr(policy, "streaming", False)  # a duck-typed policy with act() alone gets windows
     k = layout.context_length
     results = EpisodeResults(seeds=list(seeds), returns=[0.0] * len(seeds), lengths=[0] * len(seeds),
@@ -90,7 +90,7 @@ def run_episodes(
         while active:
             for j in active:
                 current = step_tokens(layout, norm, np.asarray(obs[j], dtype=np.float32)[None], None,
-                                      np.asarray([target - returns[j]]), np.asarray([t]))[0]
+                                      np.asarray([targets[chunk[j]] - returns[j]]), np.asarray([t]))[0]
                 history = histories[j]
                 history[:-1] = history[1:]
                 history[-1] = current
@@ -128,6 +128,16 @@ def run_episodes(
         for env in envs:
             env.close()
     return results
+
+
+def _episode_targets(target_return: float | Sequence[float], n_episodes: int) -> list[float]:
+    """The starting return-to-go of each of `n_episodes` episodes: one number for all, or one each."""
+    if np.ndim(target_return) == 0:
+        return [finite_number(target_return, "--target-return")] * n_episodes
+    targets = [finite_number(value, f"--target-return[{i}]") for i, value in enumerate(target_return)]
+    if len(targets) != n_episodes:
+        raise ConfigError(f"--target-return: {len(targets)} targets for {n_episodes} episodes (one per seed)")
+    return targets
 
 
 def record_decision_inputs(policy: Policy, episodes: int, seed: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -72,3 +73,49 @@ def test_latency_benchmark_times_every_backend_and_states_the_goal(tmp_path):
     assert goal["ratio"] == pytest.approx(report["results"][goal["spiking_backend"]]["batch1"]["median_ms"]
                                           / report["results"]["ann-ort"]["batch1"]["median_ms"])
     assert goal["met"] == (goal["ratio"] <= 2.0)
+
+
+def test_target_ceiling_plays_the_expert_then_asks_each_episode_for_its_return(snn_checkpoint, tmp_path,
+                                                                              monkeypatch):
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.experts.wrappers import play_episode
+    from spikingmind.rollout import run_episodes
+
+    benchmark = load("target_ceiling")
+    asked = []  # the target of every run: CartPole's expert makes 500, the default target, so spy on them
+
+    def spy(policy, seeds, target_return=None, **kwargs):
+        asked.append(target_return)
+        return run_episodes(policy, seeds, target_return, **kwargs)
+
+    monkeypatch.setattr(benchmark, "run_episodes", spy)
+    out = tmp_path / "target_ceiling.json"
+    report = benchmark.main([str(snn_checkpoint), "--episodes", "2", "--seed", "3", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    row, = report["results"]
+    ckpt = load_checkpoint(snn_checkpoint)
+    env = ckpt.spec.make_env()
+    assert row["expert"]["returns"] == [play_episode(env, ckpt.spec.expert, seed)[0] for seed in row["seeds"]]
+    assert asked == [None, row["expert"]["returns"]]
+    assert row["default_target"]["target"] == ckpt.spec.target_return
+    assert row["recovered_by_oracle"] == pytest.approx(row["oracle_targets"]["mean"] - row["default_target"]["mean"])
+    assert row["shortfall"] == pytest.approx(row["expert"]["mean"] - row["default_target"]["mean"])
+    assert report["mean_over_checkpoints"]["oracle_targets"] == row["oracle_targets"]["mean"]
+
+
+def test_target_ceiling_plays_each_checkpoint_on_its_training_seeds_evaluation_seeds(snn_checkpoint):
+    from spikingmind.checkpoint import load_checkpoint
+    from spikingmind.seeds import evaluation_seeds
+
+    row = load("target_ceiling").measure(snn_checkpoint, episodes=1)
+    training_seed = load_checkpoint(snn_checkpoint).meta["train"]["seed"]
+    assert row["seed"] == training_seed and row["seeds"] == evaluation_seeds(1, training_seed)
+
+
+def test_target_ceiling_needs_an_expert(snn_checkpoint, tmp_path):
+    from spikingmind.envs import get_env_spec
+    from spikingmind.errors import ConfigError
+
+    spec = get_env_spec("CartPole-v1")
+    with pytest.raises(ConfigError, match="has no expert"):
+        load("target_ceiling").expert_returns(dataclasses.replace(spec, expert=None, default_mix="random=1"), [0])
