@@ -119,3 +119,45 @@ def test_target_ceiling_needs_an_expert(snn_checkpoint, tmp_path):
     spec = get_env_spec("CartPole-v1")
     with pytest.raises(ConfigError, match="has no expert"):
         load("target_ceiling").expert_returns(dataclasses.replace(spec, expert=None, default_mix="random=1"), [0])
+
+
+def test_clonability_fits_the_expert_then_labels_the_imitators_own_states(tmp_path, monkeypatch):
+    clonability = load("clonability")
+    labelled = []  # the actor of every labelled episode
+    play = clonability.play
+
+    def spy(env, actor, expert, seed, observations, labels):
+        labelled.append((actor, seed))
+        return play(env, actor, expert, seed, observations, labels)
+
+    monkeypatch.setattr(clonability, "play", spy)
+    out = tmp_path / "clonability.json"
+    report = clonability.main(["--env", "CartPole-v1", "--episodes", "2", "--steps", "30", "--dagger-iterations", "2",
+                               "--dagger-episodes", "1", "--eval-episodes", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    rounds = report["rounds"]
+    assert [r["iteration"] for r in rounds] == [0, 1, 2]
+    assert rounds[0]["steps_of_data"] == 1000  # the CartPole expert balances both episodes to the limit
+    assert rounds[0]["steps_of_data"] < rounds[1]["steps_of_data"] < rounds[2]["steps_of_data"]
+    assert [r["mlp_return_while_labelled"] is None for r in rounds] == [True, False, False]
+    expert = clonability.get_env_spec("CartPole-v1").expert
+    assert [actor is expert for actor, _ in labelled] == [True, True, False, False]
+    assert all(isinstance(actor, clonability.Imitator) for actor, _ in labelled[2:])
+    assert len({seed for _, seed in labelled}) == 4  # every labelled episode starts somewhere new
+    assert all(seed not in report["eval_seeds"] for _, seed in labelled)
+    assert all(0.0 <= r["fit"] <= 1.0 and len(r["returns"]) == 2 for r in rounds)
+
+
+def test_clonability_imitates_continuous_actions_inside_the_action_box():
+    import numpy as np
+
+    clonability = load("clonability")
+    spec = clonability.get_env_spec("Pendulum-v1")
+    imitator = clonability.Imitator(spec, seed=0)
+    observations = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    actions = np.where(observations[:, :1] > 0, 2.0, -2.0).astype(np.float32)  # the bounds of the box
+    assert imitator.fit(observations, actions, steps=300) < 0.5  # scaled MSE: a sign is easy to learn
+    taken = np.array([imitator(obs) for obs in observations])
+    assert taken.dtype == np.float32 and taken.shape == (64, 1)
+    assert np.all(np.abs(taken) <= 2.0)
+    assert np.mean(np.sign(taken) == np.sign(actions)) > 0.9
