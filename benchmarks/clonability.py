@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from spikingmind.envs import get_env_spec
-from spikingmind.errors import ConfigError, SpikingmindError
+from spikingmind.errors import ConfigError, DivergedError, SpikingmindError
 from spikingmind.experts.wrappers import reset_policy
 from spikingmind.io import atomic_write_json
 from spikingmind.seeds import episode_seed, evaluation_seeds
@@ -44,7 +44,7 @@ _DAGGER_INDEX_STRIDE = 10_000
 
 
 class Imitator:
-    """The MLP, its fit and its action; `scale` maps a continuous action box to [-1, 1]."""
+    """The MLP, its fit and its action; a continuous action box maps to [-1, 1] (`low`, `half`)."""
 
     def __init__(self, spec, seed: int, width: int = 128):
         import torch
@@ -81,6 +81,8 @@ class Imitator:
             optimizer.step()
         with torch.no_grad():
             out = self.net(x)
+            if not torch.isfinite(out).all():
+                raise DivergedError(f"the imitator's fit diverged (non-finite outputs after {steps} steps)")
             if self.spec.discrete:
                 return float((out.argmax(1) == y).float().mean())
             return float(((torch.tanh(out) - y) ** 2).mean())

@@ -161,3 +161,16 @@ def test_clonability_imitates_continuous_actions_inside_the_action_box():
     assert taken.dtype == np.float32 and taken.shape == (64, 1)
     assert np.all(np.abs(taken) <= 2.0)
     assert np.mean(np.sign(taken) == np.sign(actions)) > 0.9
+
+
+def test_clonability_refuses_a_fit_that_ends_non_finite():
+    import numpy as np
+
+    from spikingmind.errors import DivergedError
+
+    clonability = load("clonability")
+    imitator = clonability.Imitator(clonability.get_env_spec("CartPole-v1"), seed=0)
+    observations = np.zeros((8, 4), np.float32)
+    observations[3, 0] = np.inf  # one corrupt observation poisons the weights
+    with pytest.raises(DivergedError, match="non-finite"):
+        imitator.fit(observations, np.zeros(8, np.int64), steps=5, batch=8)
