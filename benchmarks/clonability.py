@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from spikingmind.envs import get_env_spec
-from spikingmind.errors import ConfigError, DivergedError, SpikingmindError
+from spikingmind.errors import ConfigError, DivergedError, exit_on_error
 from spikingmind.experts.wrappers import reset_policy
 from spikingmind.io import atomic_write_json
 from spikingmind.seeds import episode_seed, evaluation_seeds
@@ -184,7 +183,6 @@ def main(argv: list[str] | None = None) -> dict:
               "seconds": time.perf_counter() - start,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     out = args.out or Path("benchmarks/out") / f"clonability-{spec.env_id}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, report)
     print(f"wrote {out}")
     env.close()
@@ -192,8 +190,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SpikingmindError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_error(main)

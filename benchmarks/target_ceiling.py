@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from spikingmind.errors import ConfigError, SpikingmindError
+from spikingmind.errors import ConfigError, exit_on_error
 from spikingmind.experts.wrappers import play_episode
 from spikingmind.io import atomic_write_json
 from spikingmind.policy import load_policy
@@ -102,15 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{mean['default_target']:.1f}, the expert's return as target {mean['oracle_targets']:.1f}")
     report = {"episodes": args.episodes, "seed": args.seed, "results": rows, "mean_over_checkpoints": mean,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
     return report
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SpikingmindError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_error(main)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 
 
 class SpikingmindError(Exception):
@@ -66,3 +67,13 @@ def check_known_keys(values: Mapping, known: Iterable[str], message: str,
     unknown = set(values) - set(known)
     if unknown:
         raise error(message.replace("{keys}", ", ".join(sorted(unknown))))
+
+
+def exit_on_error(main: Callable[[], object]) -> None:
+    """Run a script's `main()`: a SpikingmindError becomes one line on stderr and its exit code
+    (the CLI has its own handler; this is for benchmarks/ and scripts/)."""
+    try:
+        main()
+    except SpikingmindError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -174,3 +174,18 @@ def test_clonability_refuses_a_fit_that_ends_non_finite():
     observations[3, 0] = np.inf  # one corrupt observation poisons the weights
     with pytest.raises(DivergedError, match="non-finite"):
         imitator.fit(observations, np.zeros(8, np.int64), steps=5, batch=8)
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("target_ceiling", ["/nonexistent/checkpoint"], "error: checkpoint /nonexistent/checkpoint does not exist"),
+    ("clonability", ["--env", "NoSuch-v0"], "error: unknown environment 'NoSuch-v0'")])
+def test_a_benchmark_given_bad_input_says_so_in_one_line_and_exits_2(tmp_path, script, args, message):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args, "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1
+    assert not out.exists()
