@@ -6,17 +6,18 @@ benchmarks/out/target_ceiling.json.
 A Decision Transformer is asked for one return at the start of every episode (the env's
 `target_return`). Where the best achievable return depends on the start state (Pendulum-v1:
 0 from upright, about -250 from hanging still), one number asks too much of some starts and
-too little of others. This measures each checkpoint on the evaluation seeds of its training seed (what `make results`
-evaluates it on; `--seed` picks other ones), as `spikingmind evaluate` runs it:
+too little of others. This measures each checkpoint on the evaluation seeds of its training
+seed (what `make results` evaluates it on; `--seed` picks other ones), as `spikingmind
+evaluate` runs it:
 
 1. at the env's default target;
 2. with each episode's target set to the return the env's expert gets from that same start
    (the oracle: it plays the expert first; no deployed policy knows this number).
 
-The gap between 1 and the expert's own returns is the shortfall; what 2 recovers of it is what
-any rule that picks the target from the start state could at best have gained, as measured
-here (an indication on these seeds, not a bound). The last line is the mean over the checkpoints
-given, e.g. one model's training seeds.
+The gap between 1 and the expert's own returns is the shortfall. What 2 recovers of it
+indicates what a rule that picks the target from the start state could gain: measured on
+these seeds, not a bound. The last line is the mean over the checkpoints given, e.g. one
+model's training seeds.
 """
 
 from __future__ import annotations
