@@ -1,7 +1,7 @@
 """Can an env's expert be cloned at all? Behaviour cloning and DAgger with a plain MLP; writes
 benchmarks/out/clonability-<env>.json.
 
-    python benchmarks/clonability.py --env Acrobot-v1 [--episodes 200] [--dagger-iterations 3]
+    python benchmarks/clonability.py --env Acrobot-v1 [--episodes 200] [--dagger-iterations 3] [--heuristic]
 
 The spiking DT imitates the expert's demonstrations; when it trails the expert, is it the
 model, or the expert's actions? This fits the simplest imitator there is, an MLP from the
@@ -18,8 +18,11 @@ the action scaled to [-1, 1] for continuous ones), on `--episodes` expert episod
 
 A close fit that still loses return closed loop is compounding error; if DAgger, which trains
 on the imitator's own states, does not recover it either, the expert's actions are not a
-function of the observation that such a model learns (e.g. a planner's ties between equally
-short plans). Everything is seeded: a rerun on the same machine prints the same numbers.
+function of the observation that such a model learns closely enough. `--heuristic` clones the
+env's heuristic instead (`spikingmind.experts.HEURISTIC_EXPERTS`, a function of the observation
+by construction): what that clone loses closed loop is how hard the env punishes a clone's
+few wrong actions, whatever the expert. Everything is seeded: a rerun on the same machine prints the
+same numbers.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import numpy as np
 
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import ConfigError, DivergedError, exit_on_error
-from spikingmind.experts.wrappers import reset_policy
+from spikingmind.experts.registry import HEURISTIC_EXPERTS
+from spikingmind.experts.wrappers import policy_name, reset_policy
 from spikingmind.io import atomic_write_json
 from spikingmind.seeds import episode_seed, evaluation_seeds
 
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dagger-episodes", type=int, default=100, help="episodes the MLP plays per iteration")
     parser.add_argument("--eval-episodes", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0, help="data, fit and evaluation seeds")
+    parser.add_argument("--heuristic", action="store_true", help="clone the env's heuristic, not its expert")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/out/clonability-<env>.json")
     args = parser.parse_args(argv)
     for name in ("episodes", "steps", "dagger_episodes", "eval_episodes"):
@@ -148,9 +153,11 @@ def main(argv: list[str] | None = None) -> dict:
     if max(args.episodes, args.dagger_episodes) > _DAGGER_INDEX_STRIDE:
         parser.error(f"--episodes and --dagger-episodes must be <= {_DAGGER_INDEX_STRIDE}")
     spec = get_env_spec(args.env)
-    if spec.expert is None:
-        raise ConfigError(f"{spec.env_id} has no expert (EnvSpec.expert): nothing to clone")
-    env, expert, imitator = spec.make_env(), spec.expert, Imitator(spec, args.seed)
+    expert = HEURISTIC_EXPERTS.get(spec.env_id) if args.heuristic else spec.expert
+    if expert is None:
+        what = "heuristic (spikingmind.experts.HEURISTIC_EXPERTS)" if args.heuristic else "expert (EnvSpec.expert)"
+        raise ConfigError(f"{spec.env_id} has no {what}: nothing to clone")
+    env, imitator = spec.make_env(), Imitator(spec, args.seed)
     eval_seeds = evaluation_seeds(args.eval_episodes, args.seed)
     observations: list = []
     labels: list = []
@@ -158,8 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     demo_returns = [play(env, expert, expert, episode_seed(args.seed, i), observations, labels)
                     for i in range(args.episodes)]
     expert_eval = closed_loop(env, expert, eval_seeds)
-    print(f"{spec.env_id}: {args.episodes} expert episodes ({len(observations)} steps, mean return "
-          f"{np.mean(demo_returns):.1f}); the expert on the {len(eval_seeds)} evaluation seeds: "
+    print(f"{spec.env_id}: {args.episodes} episodes of {policy_name(expert)} ({len(observations)} steps, "
+          f"mean return {np.mean(demo_returns):.1f}); it gets on the {len(eval_seeds)} evaluation seeds: "
           f"{np.mean(expert_eval):.1f} ± {np.std(expert_eval):.1f}", flush=True)
     fit_name = "action accuracy" if spec.discrete else "scaled-action MSE"
     rounds = []
@@ -177,12 +184,14 @@ def main(argv: list[str] | None = None) -> dict:
         what = "behaviour cloning" if iteration == 0 else f"DAgger iteration {iteration}"
         print(f"{what}: {len(observations)} labelled steps, {fit_name} {fit:.3f}, closed loop "
               f"{np.mean(returns):.1f} ± {np.std(returns):.1f}", flush=True)
-    report = {"env_id": spec.env_id, "expert": {"demonstration_returns": demo_returns,
+    report = {"env_id": spec.env_id, "expert": {"policy": policy_name(expert),
+                                                "demonstration_returns": demo_returns,
                                                 "eval_returns": expert_eval, "eval_mean": float(np.mean(expert_eval))},
               "fit_metric": fit_name, "rounds": rounds, "eval_seeds": eval_seeds, "args": vars(args) | {"out": None},
               "seconds": time.perf_counter() - start,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    out = args.out or Path("benchmarks/out") / f"clonability-{spec.env_id}.json"
+    suffix = "-heuristic" if args.heuristic else ""
+    out = args.out or Path("benchmarks/out") / f"clonability-{spec.env_id}{suffix}.json"
     atomic_write_json(out, report)
     print(f"wrote {out}")
     env.close()

@@ -189,3 +189,22 @@ def test_a_benchmark_given_bad_input_says_so_in_one_line_and_exits_2(tmp_path, s
     assert done.returncode == 2
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_clonability_clones_the_heuristic_when_asked(tmp_path, monkeypatch):
+    from spikingmind.experts import HEURISTIC_EXPERTS
+
+    clonability = load("clonability")
+    labellers = []
+    play = clonability.play
+
+    def spy(env, actor, expert, seed, observations, labels):
+        labellers.append(expert)
+        return play(env, actor, expert, seed, observations, labels)
+
+    monkeypatch.setattr(clonability, "play", spy)
+    report = clonability.main(["--env", "CartPole-v1", "--heuristic", "--episodes", "1", "--steps", "5",
+                               "--dagger-iterations", "1", "--dagger-episodes", "1", "--eval-episodes", "1",
+                               "--out", str(tmp_path / "c.json")])
+    assert labellers == [HEURISTIC_EXPERTS["CartPole-v1"]] * 2
+    assert report["expert"]["policy"] == "cartpole_heuristic"
