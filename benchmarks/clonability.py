@@ -38,9 +38,9 @@ import numpy as np
 from spikingmind.envs import get_env_spec
 from spikingmind.errors import ConfigError, DivergedError, exit_on_error
 from spikingmind.experts.registry import HEURISTIC_EXPERTS
-from spikingmind.experts.wrappers import policy_name, reset_policy
+from spikingmind.experts.wrappers import play_episode, policy_name, reset_policy
 from spikingmind.io import atomic_write_json
-from spikingmind.seeds import episode_seed, evaluation_seeds
+from spikingmind.seeds import EPISODES_PER_DATASET_SEED, episode_seed, evaluation_seeds
 
 #: episode indices of DAgger iteration i start at i * this (within one dataset seed's range)
 _DAGGER_INDEX_STRIDE = 10_000
@@ -120,17 +120,7 @@ def play(env, actor, expert, seed: int, observations: list, labels: list) -> flo
 
 def closed_loop(env, actor, seeds: list[int]) -> list[float]:
     """The return of `actor` (reset first, if it keeps a plan) from each seed."""
-    returns = []
-    for seed in seeds:
-        reset_policy(actor)
-        obs, _ = env.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(actor(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
+    return [play_episode(env, actor, seed)[0] for seed in seeds]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -148,8 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("episodes", "steps", "dagger_episodes", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0 <= args.dagger_iterations < 100_000 // _DAGGER_INDEX_STRIDE:
-        parser.error(f"--dagger-iterations must be in 0..{100_000 // _DAGGER_INDEX_STRIDE - 1}")
+    if not 0 <= args.dagger_iterations < EPISODES_PER_DATASET_SEED // _DAGGER_INDEX_STRIDE:
+        parser.error(f"--dagger-iterations must be in 0..{EPISODES_PER_DATASET_SEED // _DAGGER_INDEX_STRIDE - 1}")
     if max(args.episodes, args.dagger_episodes) > _DAGGER_INDEX_STRIDE:
         parser.error(f"--episodes and --dagger-episodes must be <= {_DAGGER_INDEX_STRIDE}")
     spec = get_env_spec(args.env)

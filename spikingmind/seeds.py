@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from spikingmind.errors import ConfigError
 
+#: episode indices one dataset seed owns: dataset_seed * this + episode
+EPISODES_PER_DATASET_SEED = 100_000
 EVAL_SEED_BASE = 1_000_000_000
 FINETUNE_SEED_BASE = 1_600_000_000
 VALIDATION_SEED_BASE = 2_000_000_000
@@ -22,7 +24,7 @@ EXPERT_EVAL_SEED_BASE = 4_000_000_000
 
 def episode_seed(dataset_seed: int, episode: int) -> int:
     """Env reset seed of training episode `episode` of a dataset collected with `dataset_seed`."""
-    seed = dataset_seed * 100_000 + episode
+    seed = dataset_seed * EPISODES_PER_DATASET_SEED + episode
     if not 0 <= seed < EVAL_SEED_BASE:
         raise ConfigError(f"dataset seed {dataset_seed} / episode {episode} leaves the training seed range")
     return seed
