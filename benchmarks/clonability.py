@@ -2,10 +2,11 @@
 benchmarks/out/clonability-<env>.json.
 
     python benchmarks/clonability.py --env Acrobot-v1 [--episodes 200] [--dagger-iterations 3] [--heuristic]
+        [--width 128] [--steps 6000] [--batch 128]
 
 The spiking DT imitates the expert's demonstrations; when it trails the expert, is it the
 model, or the expert's actions? This fits the simplest imitator there is, an MLP from the
-observation to the action (2 x 128 GELU; cross-entropy for discrete actions, squared error on
+observation to the action (2 x `--width` GELU, default 128; cross-entropy for discrete actions, squared error on
 the action scaled to [-1, 1] for continuous ones), on `--episodes` expert episodes, and reports:
 
 1. how well it fits them: the share of the demonstrations' actions it reproduces (discrete) or
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--env", default="Acrobot-v1")
     parser.add_argument("--episodes", type=int, default=200, help="expert demonstrations")
     parser.add_argument("--steps", type=int, default=6000, help="gradient steps per fit")
+    parser.add_argument("--batch", type=int, default=128, help="observations per gradient step")
+    parser.add_argument("--width", type=int, default=128, help="units in each of the MLP's 2 hidden layers")
     parser.add_argument("--dagger-iterations", type=int, default=3)
     parser.add_argument("--dagger-episodes", type=int, default=100, help="episodes the MLP plays per iteration")
     parser.add_argument("--eval-episodes", type=int, default=40)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--heuristic", action="store_true", help="clone the env's heuristic, not its expert")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/out/clonability-<env>.json")
     args = parser.parse_args(argv)
-    for name in ("episodes", "steps", "dagger_episodes", "eval_episodes"):
+    for name in ("episodes", "steps", "batch", "width", "dagger_episodes", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.dagger_iterations < EPISODES_PER_DATASET_SEED // _DAGGER_INDEX_STRIDE:
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     if expert is None:
         what = "heuristic (spikingmind.experts.HEURISTIC_EXPERTS)" if args.heuristic else "expert (EnvSpec.expert)"
         raise ConfigError(f"{spec.env_id} has no {what}: nothing to clone")
-    env, imitator = spec.make_env(), Imitator(spec, args.seed)
+    env, imitator = spec.make_env(), Imitator(spec, args.seed, args.width)
     eval_seeds = evaluation_seeds(args.eval_episodes, args.seed)
     observations: list = []
     labels: list = []
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
             first = iteration * _DAGGER_INDEX_STRIDE
             played = [play(env, imitator, expert, episode_seed(args.seed, first + i), observations, labels)
                       for i in range(args.dagger_episodes)]
-        fit = imitator.fit(np.asarray(observations), np.asarray(labels), args.steps)
+        fit = imitator.fit(np.asarray(observations), np.asarray(labels), args.steps, args.batch)
         returns = closed_loop(env, imitator, eval_seeds)
         rounds.append({"iteration": iteration, "steps_of_data": len(observations), "fit": fit,
                        "returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns)),

@@ -148,6 +148,24 @@ def test_clonability_fits_the_expert_then_labels_the_imitators_own_states(tmp_pa
     assert all(0.0 <= r["fit"] <= 1.0 and len(r["returns"]) == 2 for r in rounds)
 
 
+def test_clonability_fits_an_mlp_of_the_width_and_batch_asked_for(tmp_path, monkeypatch):
+    clonability = load("clonability")
+    fits = []
+    fit = clonability.Imitator.fit
+
+    def spy(self, observations, actions, steps, batch=128):
+        fits.append((steps, batch))
+        return fit(self, observations, actions, steps, batch)
+
+    monkeypatch.setattr(clonability.Imitator, "fit", spy)
+    built = []
+    monkeypatch.setattr(clonability.Imitator, "__call__",
+                        lambda self, obs: built.append(self.net[0].out_features) or 0)
+    clonability.main(["--env", "CartPole-v1", "--episodes", "1", "--steps", "3", "--batch", "5", "--width", "7",
+                      "--dagger-iterations", "0", "--eval-episodes", "1", "--out", str(tmp_path / "c.json")])
+    assert fits == [(3, 5)] and set(built) == {7}
+
+
 def test_clonability_imitates_continuous_actions_inside_the_action_box():
     import numpy as np
 
