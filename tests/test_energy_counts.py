@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -482,8 +483,12 @@ def test_weights_are_read_from_the_smallest_array_that_holds_them():
     assert int8.price("weight_read", 20_000).constants == ("sram_32kb_read",)
     assert int8.price("weight_read", 79_020).constants == ("sram_1mb_read",)  # the width-64, K = 20 twin
     assert int8.price("weight_read", 4_774).pj == pytest.approx(10.0 * 8 / 64)
+    assert int8.price("weight_read", 2e6).constants == ("dram_read",)  # over 1 MB: off-chip
+    assert int8.price("weight_read", 2e6).pj == pytest.approx(1300.0 * 8 / 64)
+    sram_only = dataclasses.replace(int8, accounting=dataclasses.replace(
+        int8.accounting, memory_arrays={k: v for k, v in int8.accounting.memory_arrays.items() if k != "dram_read"}))
     with pytest.raises(ProfileError, match="fit none of the listed arrays"):
-        int8.price("weight_read", 2e6)
+        sram_only.price("weight_read", 2e6)
     with pytest.raises(ProfileError, match="size in bytes is needed"):
         int8.price("weight_read")
 

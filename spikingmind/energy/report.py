@@ -14,8 +14,9 @@ where the SNN costs less than a baseline under all of them, with each profile's 
 node (Loihi 14 nm against CMOS 45 nm) named next to the ratio.
 
 Memory sized to the network. Where a profile prices weights `by_footprint`, each side's
-weight reads are priced on the smallest SRAM array that holds its weights (the ANN: all its
-parameters; the SNN's host: the real-valued encoder's).
+weight reads are priced on the smallest memory array that holds its weights (the ANN: all its
+parameters; the SNN's host: the real-valued encoder's): an SRAM array, or DRAM for weights
+larger than the largest SRAM array the profile cites.
 
 Break-even spike rate. Split the SNN energy into a spike-driven part V (synaptic ACs,
 their weight reads, spike routing: all proportional to the number of spikes) and a fixed
@@ -44,7 +45,7 @@ ASSUMPTIONS = (
     "Decision-only accounting (the verdict's): each side counts only what one decision needs (SNN: the "
     "elements the decision token's output depends on; ANN: its --decision-only ONNX graph).",
     "The SNN's real-valued encoder sees the same tokens at every SNN step: its MACs are counted once per decision.",
-    "Weights priced 'by_footprint' are read from the smallest cited SRAM array that holds them.",
+    "Weights priced 'by_footprint' are read from the smallest cited memory array that holds them (DRAM beyond the largest SRAM).",
     "One weight read per synaptic event (SNN) and per MAC (ANN): no on-chip weight reuse on either side.",
     "One membrane read and one write per neuron update and state variable; SRAM writes priced as reads.",
     "Values are packed into 64-bit SRAM words: a b-bit value costs b/64 of a word read.",
