@@ -50,8 +50,10 @@ demo-spread: venv
 # files show "not run"); `make results RUN=1 [ENVS=CartPole-v1,...] [JOBS=2]` first produces them:
 # every model with training seeds 0, 1, 2, 20 unseen evaluation seeds each, the conditioning sweep,
 # exports, energy and latency (JOBS: trainings side by side).
+# KEEP=1: parts without result files here keep their text (and summary.json entry) from the last render.
 results: venv
-	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS)) $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS)) $(if $(JOBS),--jobs $(JOBS)) \
+		$(if $(KEEP),--keep-missing)
 
 # The README's fine-tuning section: weak CartPole demonstrations -> offline SNN -> REINFORCE (~15 min on 2 cores).
 finetune-demo: venv

@@ -22,7 +22,9 @@ types, into <results-dir>/<env>/ (the protocol: README, "Results"):
 Re-running resumes: a stage whose outputs are newer than its inputs is skipped (--force redoes
 them), `train` leaves finished runs alone. --jobs N runs an env's trainings (then its
 evaluations) N at a time.
-Rendering reads only those files and marks what is missing as "not run"; it also writes
+Rendering reads only those files and marks what is missing as "not run" (with --keep-missing,
+a part of the section without files here keeps its text from the README's last render: each
+part is headed by a PART marker; summary.json entries likewise); it also writes
 <figures-dir>/summary.json (strict JSON: per env the target return, returns by training seed of
 the SNN and the ANN, the bar of issue #14, the expert and RL Zoo references, `conditioning`;
 one writer, `write_summary`). Besides the per-environment tables it renders, when their files exist:
@@ -51,6 +53,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -67,6 +70,8 @@ from spikingmind.workflows.conditioning import MODEL_LABELS, MODEL_ORDER
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "Pendulum-v1")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+PART = "<!-- results:part {} -->"  # heads each part of the section (`render`), so one can be kept alone
+PART_PATTERN = re.compile(r"<!-- results:part ([^>]+?) -->")
 SNN_PROFILE = "loihi"  # the flat fields of the energy report (its first profile)
 SNN_PROFILES = ("loihi", "loihi-sanafe", "loihi-kerasspiking")  # every cited Loihi parameterisation
 ANN_PROFILES = ("cmos45nm-fp32", "cmos45nm-int8")
@@ -139,6 +144,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where the per-env summary JSON goes (default <figures-dir>/summary.json)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--no-readme", action="store_true", help="only run, do not rewrite the README")
+    parser.add_argument("--keep-missing", action="store_true",
+                        help="a part whose result files are not here (e.g. on a fresh clone: runs/ is not committed) "
+                             "keeps its text in the README and its entry in summary.json, instead of 'not run'; "
+                             "the section's header names the parts kept")
     return parser.parse_args(argv)
 
 
@@ -761,8 +770,7 @@ def portable_line(result: dict | None) -> str | None:
 def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, experts: dict | None = None) -> str:
     snn, ann, energy, latency, run = (found[k] for k in ("snn", "ann", "energy", "latency", "run"))
     lines = [f"### {env_id}", ""]
-    any_eval = any(e for by_seed in found["evals"].values() for e in by_seed.values())
-    if not any((any_eval, energy, latency, found["conditioning"])):
+    if not has_results(found):
         return "\n".join(lines + [f"*{NOT_RUN}* (no result files in `{_rel(found['folder'], readme_dir)}/`).", ""])
     lines += [protocol_table(env_id, found, experts), ""]
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
@@ -928,10 +936,15 @@ def streaming_lines(env_id: str, found: dict) -> list[str]:
     return lines
 
 
+def demo_evals(demo_dir: Path) -> dict[str, dict | None]:
+    """`make demo`'s evaluations by name (None: missing), in the order its table lists them."""
+    return {name: _load(demo_dir / "eval" / f"{name}.json") for name in (
+        "snn", "snn-target100", "snn-event", "ann", "ann-target100", "nir", "onnx", "lava", "nir-40steps")}
+
+
 def demo_table(demo_dir: Path, readme_dir: Path, figures_dir: Path) -> str:
     """`make demo`'s CartPole-v1 results (runs/demo), if it has been run."""
-    evals = {name: _load(demo_dir / "eval" / f"{name}.json") for name in (
-        "snn", "snn-target100", "snn-event", "ann", "ann-target100", "nir", "onnx", "lava", "nir-40steps")}
+    evals = demo_evals(demo_dir)
     lines = ["### `make demo` (CartPole-v1)", ""]
     if not any(evals.values()):
         return "\n".join(lines + [f"*{NOT_RUN}* (no `{_rel(demo_dir, readme_dir)}/eval/*.json`).", ""])
@@ -1152,36 +1165,43 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def summary_figure(results_dir: Path, found: dict[str, dict]) -> Path | None:
-    """Returns (mean ± std) and energy per decision of every env that has them, SNN next to ANN."""
+def summary_figure(results_dir: Path, records: dict[str, dict]) -> Path | None:
+    """Returns (mean ± std over training seeds) and energy per decision of every env that has them,
+    SNN next to ANN, drawn from summary.json's records (`summary_record`), so the two never differ."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    stats = {e: {m: seed_stats(f["evals"][m]) for m in MODELS} for e, f in found.items()}
-    envs = [e for e in found if any(stats[e].values())]
+    envs = [e for e, r in records.items() if r.get("snn") or r.get("ann")]
     if not envs:
         return None
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     x = np.arange(len(envs))
     for offset, model in ((-0.2, "snn"), (0.2, "ann")):
-        means = [stats[e][model]["mean"] if stats[e][model] else np.nan for e in envs]
-        stds = [stats[e][model]["std"] if stats[e][model] else 0.0 for e in envs]
+        means = [records[e][model]["mean_over_seeds"] if records[e].get(model) else np.nan for e in envs]
+        stds = [records[e][model]["std_over_seeds"] if records[e].get(model) else 0.0 for e in envs]
         left.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=model.upper())
     left.set_xticks(x, envs, fontsize=8)
     left.set_ylabel("return (mean ± std over training seeds)")
     left.legend(fontsize=8)
-    columns = [("SNN " + SNN_PROFILE, lambda e: e["snn_total_pj"])] + [
-        (f"ANN {p}", lambda e, p=p: next((b["ann_total_pj"] for b in e["baselines"] if b["profile"] == p), np.nan))
-        for p in ANN_PROFILES]
+
+    def snn_pj(record: dict) -> float:
+        return ((record.get("snn") or {}).get("energy_uj") or {}).get(SNN_PROFILE, np.nan) * 1e6
+
+    def ann_pj(record: dict, profile: str) -> float:
+        return ((record.get("energy_vs_twin") or {}).get("ann_energy_uj") or {}).get(profile, np.nan) * 1e6
+
+    columns = [("SNN " + SNN_PROFILE, snn_pj)] + [(f"ANN {p}", partial(ann_pj, profile=p)) for p in ANN_PROFILES]
     width = 0.8 / len(columns)
+    drawn = False
     for index, (label, value) in enumerate(columns):
-        heights = [value(found[e]["energy"]) if found[e]["energy"] else np.nan for e in envs]
+        heights = [value(records[e]) for e in envs]
+        drawn = drawn or any(np.isfinite(heights))
         right.bar(x - 0.4 + width * (index + 0.5), heights, width, label=label)
     right.set_xticks(x, envs, fontsize=8)
-    if any(f["energy"] for f in found.values()):  # a log axis needs a positive value
+    if drawn:  # a log axis needs a positive value
         right.set_yscale("log")
     right.set_ylabel("energy per decision, estimate (pJ)")
     right.legend(fontsize=8)
@@ -1311,12 +1331,20 @@ def energy_fields(found: dict, record: dict) -> dict:
     return fields
 
 
-def write_summary(path: Path, found: dict[str, dict], experts: dict | None = None) -> Path:
-    """docs/results/summary.json: `summary_record` per env id, strict JSON (no NaN), atomically."""
+def summary_records(found: dict[str, dict], experts: dict | None = None,
+                    previous: dict[str, dict] | None = None) -> dict[str, dict]:
+    """`summary_record` per env id; an env without result files here keeps its entry in
+    `previous` (an earlier summary.json's "envs", `--keep-missing`) where it has one."""
+    previous = previous or {}
+    return {env_id: summary_record(env_id, f, experts) if has_results(f) or env_id not in previous
+            else previous[env_id] for env_id, f in found.items()}
+
+
+def write_summary(path: Path, records: dict[str, dict]) -> Path:
+    """docs/results/summary.json: the records (`summary_records`) by env id, strict JSON (no NaN), atomically."""
     from spikingmind.io import atomic_write_text
 
-    record = {"generated_by": "scripts/results.py", "envs": {env_id: summary_record(env_id, f, experts)
-                                                             for env_id, f in found.items()}}
+    record = {"generated_by": "scripts/results.py", "envs": records}
     return atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
 
 
@@ -1336,58 +1364,96 @@ def protocol_text(seeds: list[int], episodes: int = 20) -> str:
             "Energy, spikes and latency are measured on the first training seed's models.")
 
 
+def has_results(found: dict) -> bool:
+    """Whether any of the env's own result files exist (evaluations, energy, latency, conditioning)."""
+    return any(e for by_seed in found["evals"].values() for e in by_seed.values()) or any(
+        found[k] for k in ("energy", "latency", "conditioning"))
+
+
 def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path = ROOT / "runs" / "demo",
            figures_dir: Path = ROOT / "docs" / "results", ablate_dir: Path = ROOT / "runs" / "ablate",
            finetune_dir: Path = ROOT / "runs" / "results" / "finetune", seeds: tuple[int, ...] = TRAINING_SEEDS,
            experts_path: Path | None = ROOT / "docs" / "results" / "experts.json",
            third_party_path: Path | None = ROOT / "docs" / "results" / "third_party.json",
            demo_spread_dir: Path = ROOT / "runs" / "demo-spread",
-           energy_sweep_dir: Path | None = None) -> str:
-    """The README's results section; copies every figure it shows into `figures_dir`."""
+           energy_sweep_dir: Path | None = None, previous: str | None = None,
+           records: dict[str, dict] | None = None) -> str:
+    """The README's results section; copies every figure it shows into `figures_dir`.
+
+    The section is a sequence of parts, each headed by a `PART` marker with its key. A part whose
+    result files are not here renders as "not run" (or not at all) unless `previous` (an earlier
+    render's section) has it: then that text is kept, and the header names it. `records`
+    (summary.json's entries by env id, default: built from the files here) draw the summary figure."""
     found = {env_id: env_results(results_dir, env_id, seeds, ablate_dir) for env_id in envs}
     experts = _load(experts_path) if experts_path else None
-    summary = summary_figure(results_dir, found)
+    records = records if records is not None else {e: summary_record(e, found[e], experts) for e in envs}
+    summary = summary_figure(results_dir, records)
     figure = publish_figure(summary, figures_dir, "summary.png") if summary is not None else None
+    counts = sorted({e["episodes"] for f in found.values() for by_seed in f["evals"].values()
+                     for e in by_seed.values() if e})
+    third_party = third_party_line(_load(third_party_path) if third_party_path else None, readme_dir)
+    # (key, text, whether it comes from result files here); text None: no such part
+    parts: list[tuple[str, str | None, bool]] = [
+        ("demo", demo_table(demo_dir, readme_dir, figures_dir), any(demo_evals(demo_dir).values())),
+        ("demo-spread", demo_spread_section(demo_spread_dir, readme_dir), True),
+        ("third-party", third_party, True),
+        ("experts", experts_section(experts, envs), True),
+        ("protocol", protocol_text(list(seeds), counts[0] if len(counts) == 1 else 20) + "\n", True),
+        ("summary-figure", None if figure is None else
+         f"![returns and energy per environment]({_rel(figure, readme_dir)})\n", True),
+    ]
+    parts += [(f"env {env_id}", env_table(env_id, found[env_id], readme_dir, figures_dir, experts),
+               has_results(found[env_id])) for env_id in envs]
+    energy_sweep = partial(ablation_section, title="Energy-weight sweep at the recommended model",
+                           figure_prefix="energy-sweep")
+    for key, section, folder in (("ablation", ablation_section, ablate_dir), ("energy-sweep", energy_sweep,
+                                 energy_sweep_dir), ("finetune", finetune_section, finetune_dir)):
+        if folder is not None:
+            parts += [(f"{key} {env_id}", section(env_id, folder, readme_dir, figures_dir), True) for env_id in envs]
+    kept_texts = parts_of(previous) if previous else {}
+    body, kept = [], []
+    for key, text, here in parts:
+        if not (here and text is not None) and kept_texts.get(key, text) != text:
+            text = kept_texts[key]
+            kept.append(key)
+        if text is not None:
+            body += [PART.format(key), text]
     now = dt.datetime.now().isoformat(timespec="minutes")
-    lines = [
-        START,
+    header = (
         f"*Generated by `make results` (`python scripts/results.py`) on {now} from the files in "
         f"`{_rel(results_dir, readme_dir)}/`; `make results RUN=1` produces them (`python scripts/results.py --run`). "
         "Returns on unseen evaluation seeds (how many: in brackets; `--run` uses 20); latency = median of batch-1 `act` calls "
         "(`benchmarks/latency.py`, 1 thread; the SNN's faster backend), ratio to the ANN twin in ONNX Runtime; energy is an estimate "
         "(counted operations x cited per-op energies, `spikingmind energy-report`). Figures are copies in "
-        f"`{_rel(figures_dir, readme_dir)}/`. Do not edit by hand.*",
-        "",
-    ]
-    lines.append(demo_table(demo_dir, readme_dir, figures_dir))
-    spread = demo_spread_section(demo_spread_dir, readme_dir)
-    if spread is not None:
-        lines.append(spread)
-    third_party = third_party_line(_load(third_party_path) if third_party_path else None, readme_dir)
-    if third_party is not None:
-        lines.append(third_party)
-    experts_text = experts_section(experts, envs)
-    if experts_text is not None:
-        lines.append(experts_text)
-    counts = sorted({e["episodes"] for f in found.values() for by_seed in f["evals"].values()
-                     for e in by_seed.values() if e})
-    lines += [protocol_text(list(seeds), counts[0] if len(counts) == 1 else 20), ""]
-    if figure is not None:
-        lines += [f"![returns and energy per environment]({_rel(figure, readme_dir)})", ""]
-    for env_id in envs:
-        lines.append(env_table(env_id, found[env_id], readme_dir, figures_dir, experts))
-    energy_sweep = partial(ablation_section, title="Energy-weight sweep at the recommended model",
-                           figure_prefix="energy-sweep")
-    for section, folder in ((ablation_section, ablate_dir), (energy_sweep, energy_sweep_dir),
-                            (finetune_section, finetune_dir)):
-        if folder is None:
-            continue
-        for env_id in envs:
-            text = section(env_id, folder, readme_dir, figures_dir)
-            if text is not None:
-                lines.append(text)
-    lines.append(END)
-    return "\n".join(lines)
+        f"`{_rel(figures_dir, readme_dir)}/`. Do not edit by hand.*")
+    if kept:
+        header += ("\n\n*Kept from the previous render (`--keep-missing`: their result files are not here): "
+                   + ", ".join(f"`{key}`" for key in kept) + ".*")
+    return "\n".join([START, header, "", *body, END])
+
+
+def parts_of(section: str) -> dict[str, str]:
+    """A rendered results section's parts by key (`render`); a section without PART markers has none."""
+    parts: dict[str, list[str]] = {}
+    key = None
+    for line in section.split("\n"):
+        match = PART_PATTERN.fullmatch(line)
+        if match:
+            key = match.group(1)
+            parts[key] = []
+        elif line == END:
+            key = None
+        elif key is not None:
+            parts[key].append(line)
+    return {key: "\n".join(lines) for key, lines in parts.items()}
+
+
+def readme_section(readme: Path) -> str:
+    """The README's results section, START to END (both included)."""
+    text = readme.read_text()
+    if START not in text or END not in text or text.index(START) > text.index(END):
+        raise SystemExit(f"{readme}: missing the {START} ... {END} markers in its Results section")
+    return START + text.split(START, 1)[1].split(END, 1)[0] + END
 
 
 def rewrite_readme(readme: Path, section: str) -> None:
@@ -1408,18 +1474,20 @@ def main(argv=None) -> None:
         for env_id in envs:
             run_env(env_id, args)
     if not args.no_readme:  # every env's results, not only those just produced
+        summary_path = args.summary or args.figures_dir / "summary.json"
+        found = {env_id: env_results(args.results_dir, env_id, args.seeds, args.ablate_dir) for env_id in ENVS}
+        previous = readme_section(args.readme) if args.keep_missing else None
+        records = summary_records(found, _load(args.experts),
+                                  (_load(summary_path) or {}).get("envs") if args.keep_missing else None)
         rewrite_readme(args.readme, render(args.results_dir, list(ENVS), args.readme.parent, demo_dir=args.demo_dir,
                                            figures_dir=args.figures_dir, ablate_dir=args.ablate_dir,
                                            finetune_dir=args.finetune_dir, seeds=args.seeds,
                                            experts_path=args.experts, third_party_path=args.third_party,
                                            demo_spread_dir=args.demo_spread_dir,
-                                           energy_sweep_dir=args.energy_sweep_dir))
+                                           energy_sweep_dir=args.energy_sweep_dir, previous=previous,
+                                           records=records))
         print(f"[results] rewrote the results section of {args.readme}")
-        summary = write_summary(args.summary or args.figures_dir / "summary.json",
-                                {env_id: env_results(args.results_dir, env_id, args.seeds, args.ablate_dir)
-                                 for env_id in ENVS},
-                                _load(args.experts))
-        print(f"[results] wrote {summary}")
+        print(f"[results] wrote {write_summary(summary_path, records)}")
 
 
 if __name__ == "__main__":

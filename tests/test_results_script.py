@@ -349,7 +349,8 @@ def test_goal_is_met_on_the_mean_over_seeds_not_on_the_best_seed(results, protoc
 def test_summary_json_is_strict_and_has_the_protocols_fields(results, protocol_files):
     tmp_path, folder, experts = protocol_files
     found = {env_id: results.env_results(tmp_path / "results", env_id) for env_id in results.ENVS}
-    path = results.write_summary(tmp_path / "summary.json", found, json.loads(experts.read_text()))
+    path = results.write_summary(tmp_path / "summary.json",
+                                 results.summary_records(found, json.loads(experts.read_text())))
 
     def refuse(name):
         raise AssertionError(f"non-strict JSON constant {name}")
@@ -369,7 +370,7 @@ def test_summary_json_is_strict_and_has_the_protocols_fields(results, protocol_f
     write_eval(folder, "ann", 0, [float("nan"), 1.0])  # a NaN never reaches the file
     found["CartPole-v1"] = results.env_results(tmp_path / "results", "CartPole-v1")
     with pytest.raises(ValueError):
-        results.write_summary(tmp_path / "summary.json", found)
+        results.write_summary(tmp_path / "summary.json", results.summary_records(found))
     assert json.loads(path.read_text())["envs"]["CartPole-v1"]["ann"]["mean_over_seeds"] == 470.0  # left as it was
 
 
@@ -687,3 +688,45 @@ def test_finetuned_rows_and_summary_beside_the_offline_ones(results, protocol_fi
     assert record["snn"]["fixed_point_returns_by_seed"] == {"0": 490.0}
     assert record["snn"]["kept_update_by_seed"]["1"]["validation_return"] == 499.0
     assert record["ann"]["missing_seeds"] == [1, 2]
+
+
+def test_keep_missing_keeps_the_parts_whose_files_are_gone_and_renders_the_rest(results, protocol_files):
+    """A fresh clone has no runs/: re-rendering after re-running one env keeps every other part."""
+    import shutil
+
+    tmp_path, folder, experts = protocol_files
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.START}\nold\n{results.END}\ntail\n")
+    summary = tmp_path / "figures" / "summary.json"
+    write_ablation(tmp_path / "ablate")
+    args = ["--readme", str(readme), "--figures-dir", str(tmp_path / "figures"), "--experts", str(experts),
+            *[arg for name in ("results", "demo", "ablate", "finetune", "energy-sweep", "demo-spread")
+              for arg in (f"--{name}-dir", str(tmp_path / name))], "--third-party", str(tmp_path / "none.json")]
+    results.main(args)
+    before = results.parts_of(results.readme_section(readme))
+    cartpole_before = json.loads(summary.read_text())["envs"]["CartPole-v1"]
+    assert "485.0 ± 5.0 (2 of 3 seeds)" in before["env CartPole-v1"]
+    assert "### Ablation and energy front, CartPole-v1" in before["ablation CartPole-v1"]
+
+    shutil.rmtree(tmp_path / "results")  # the clone: CartPole's runs and the ablation are gone, Acrobot re-run
+    shutil.rmtree(tmp_path / "ablate")
+    write_eval(tmp_path / "results" / "acrobot", "snn", 0, [-70.0, -68.0], target=-60.0)
+    results.main([*args, "--keep-missing"])
+    text = readme.read_text()
+    after = results.parts_of(results.readme_section(readme))
+    assert text.startswith("intro\n") and text.endswith("tail\n")
+    assert after["env CartPole-v1"] == before["env CartPole-v1"]
+    assert after["ablation CartPole-v1"] == before["ablation CartPole-v1"]
+    assert "-69.0 ± 0.0 (1 of 3 seeds)" in after["env Acrobot-v1"]  # rendered from the files here
+    assert after["env MountainCar-v0"] == before["env MountainCar-v0"] and "*not run*" in after["env MountainCar-v0"]
+    assert "*Kept from the previous render (`--keep-missing`: their result files are not here): " \
+           "`env CartPole-v1`, `ablation CartPole-v1`.*" in text
+    records = json.loads(summary.read_text())["envs"]
+    assert records["CartPole-v1"] == cartpole_before
+    assert records["Acrobot-v1"]["snn"]["returns_by_seed"] == {"0": -69.0}
+
+    results.main(args)  # without the flag a part without files is "not run" again
+    after = results.parts_of(results.readme_section(readme))
+    assert "*not run*" in after["env CartPole-v1"] and "ablation CartPole-v1" not in after
+    assert json.loads(summary.read_text())["envs"]["CartPole-v1"]["snn"] is None
+    assert "Kept from the previous render" not in readme.read_text()
