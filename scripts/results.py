@@ -1459,12 +1459,22 @@ def readme_section(readme: Path) -> str:
 def rewrite_readme(readme: Path, section: str) -> None:
     from spikingmind.io import atomic_write_text
 
-    text = readme.read_text()
-    if START not in text or END not in text or text.index(START) > text.index(END):
-        raise SystemExit(f"{readme}: missing the {START} ... {END} markers in its Results section")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(readme, head + section + tail)
+    text, old = readme.read_text(), readme_section(readme)
+    atomic_write_text(readme, text.replace(old, section, 1))
+
+
+def previous_records(path: Path) -> dict[str, dict]:
+    """The env entries of an earlier summary.json (`--keep-missing`); none if there is no file.
+    An unreadable one is refused rather than dropped, since its entries would be lost."""
+    from spikingmind.errors import OutputError
+
+    if not path.exists():
+        return {}
+    record = _load(path)
+    if not isinstance(record, dict) or not isinstance(record.get("envs"), dict):
+        raise OutputError(f"{path}: field 'envs': not a summary.json (unreadable JSON or no 'envs' object); "
+                          "--keep-missing would lose its entries, so nothing was written")
+    return record["envs"]
 
 
 def main(argv=None) -> None:
@@ -1478,7 +1488,7 @@ def main(argv=None) -> None:
         found = {env_id: env_results(args.results_dir, env_id, args.seeds, args.ablate_dir) for env_id in ENVS}
         previous = readme_section(args.readme) if args.keep_missing else None
         records = summary_records(found, _load(args.experts),
-                                  (_load(summary_path) or {}).get("envs") if args.keep_missing else None)
+                                  previous_records(summary_path) if args.keep_missing else None)
         rewrite_readme(args.readme, render(args.results_dir, list(ENVS), args.readme.parent, demo_dir=args.demo_dir,
                                            figures_dir=args.figures_dir, ablate_dir=args.ablate_dir,
                                            finetune_dir=args.finetune_dir, seeds=args.seeds,
@@ -1491,4 +1501,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from spikingmind.errors import exit_on_error
+
+    exit_on_error(main)

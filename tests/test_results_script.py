@@ -730,3 +730,19 @@ def test_keep_missing_keeps_the_parts_whose_files_are_gone_and_renders_the_rest(
     assert "*not run*" in after["env CartPole-v1"] and "ablation CartPole-v1" not in after
     assert json.loads(summary.read_text())["envs"]["CartPole-v1"]["snn"] is None
     assert "Kept from the previous render" not in readme.read_text()
+
+
+def test_keep_missing_refuses_an_unreadable_summary_and_writes_nothing(results, tmp_path):
+    import subprocess
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.START}\nold\n{results.END}\ntail\n")
+    summary = tmp_path / "figures" / "summary.json"
+    summary.parent.mkdir()
+    summary.write_text('{"envs": ')  # cut short
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--keep-missing", "--readme",
+                           str(readme), "--figures-dir", str(summary.parent), "--results-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and str(summary) in done.stderr and "'envs'" in done.stderr
+    assert readme.read_text().endswith("old\n" + results.END + "\ntail\n") and summary.read_text() == '{"envs": '
