@@ -1336,8 +1336,25 @@ def summary_records(found: dict[str, dict], experts: dict | None = None,
     """`summary_record` per env id; an env without result files here keeps its entry in
     `previous` (an earlier summary.json's "envs", `--keep-missing`) where it has one."""
     previous = previous or {}
-    return {env_id: summary_record(env_id, f, experts) if has_results(f) or env_id not in previous
-            else previous[env_id] for env_id, f in found.items()}
+    records = {}
+    for env_id, f in found.items():
+        if not has_results(f) and env_id in previous:
+            records[env_id] = previous[env_id]
+            continue
+        if f.get("front") is None and env_id in previous:  # the env re-run here, its energy sweep not
+            f = {**f, "front": recorded_front(previous[env_id])}
+        records[env_id] = summary_record(env_id, f, experts)
+    return records
+
+
+def recorded_front(record: dict) -> dict | None:
+    """The energy sweep's front as an earlier summary.json entry recorded it (its cheapest ANN and
+    SNN that reach the target), in front.json's shape, so that `--keep-missing` prices a re-run
+    env's SNN against the front its sweep found instead of dropping it; None if it recorded none."""
+    if not (record.get("ann_cheapest") or record.get("snn_cheapest")):
+        return None
+    return {"ann": {"cheapest_reaching_target": record.get("ann_cheapest")},
+            "snn": {"cheapest_reaching_target": record.get("snn_cheapest")}, "int8_profile": ANN_PROFILES[-1]}
 
 
 def write_summary(path: Path, records: dict[str, dict]) -> Path:

@@ -746,3 +746,30 @@ def test_keep_missing_refuses_an_unreadable_summary_and_writes_nothing(results, 
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and str(summary) in done.stderr and "'envs'" in done.stderr
     assert readme.read_text().endswith("old\n" + results.END + "\ntail\n") and summary.read_text() == '{"envs": '
+
+
+def test_keep_missing_prices_a_re_run_env_against_the_front_its_summary_recorded(results, protocol_files):
+    """Re-running one env without its energy sweep's files keeps the sweep's front (summary.json's
+    ann_cheapest / snn_cheapest) and prices the new SNN against it, instead of dropping #13's fields."""
+    tmp_path, folder, _ = protocol_files
+    energy = write_energy(folder)
+    ablate = tmp_path / "ablate" / "cartpole"
+    ablate.mkdir(parents=True)
+    cheapest = {"config": "ANN K=1 w=8", "returns_by_seed": [500.0, 498.0, 499.0], "mean_return": 499.0,
+                "energy_uj": {"cmos45nm-fp32": 0.02, "cmos45nm-int8": 0.004}}
+    (ablate / "front.json").write_text(json.dumps({"ann": {"cheapest_reaching_target": cheapest},
+                                                   "snn": {"cheapest_reaching_target": None},
+                                                   "int8_profile": "cmos45nm-int8"}))
+    with_front = results.env_results(tmp_path / "results", "CartPole-v1", ablate_dir=tmp_path / "ablate")
+    previous = results.summary_records({"CartPole-v1": with_front})
+    assert previous["CartPole-v1"]["ann_cheapest"]["config"] == "ANN K=1 w=8"
+
+    write_energy(folder)  # the re-run: new result files here, no sweep
+    rerun = results.env_results(tmp_path / "results", "CartPole-v1", ablate_dir=tmp_path / "none")
+    assert results.summary_records({"CartPole-v1": rerun})["CartPole-v1"]["ann_cheapest"] is None  # no flag
+    record = results.summary_records({"CartPole-v1": rerun}, previous=previous)["CartPole-v1"]
+    assert record["ann_cheapest"]["config"] == "ANN K=1 w=8"
+    assert record["ann_cheapest"]["energy_uj"] == cheapest["energy_uj"] and record["snn_cheapest"] is None
+    snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in energy["profiles"]}
+    assert record["ratio_snn_over_int8"] == {p: pytest.approx(e / 0.004) for p, e in snn_uj.items()}
+    assert results.recorded_front({"ann_cheapest": None, "snn_cheapest": None}) is None
