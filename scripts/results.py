@@ -19,6 +19,11 @@ types, into <results-dir>/<env>/ (the protocol: README, "Results"):
     energy-report (loihi vs cmos45nm-fp32, cmos45nm-int8)  -> energy.json, energy.png
     benchmarks/latency.py (first seed)                     -> latency.json
     provenance (commands, times)                           -> run.json
+and, where they exist, configs/<env>-stream.toml (streaming models, same data -> stream/),
+configs/<env>-finetune.toml (online fine-tuning of every offline checkpoint -> finetune/) and
+configs/<env>-condition.toml (models trained for return conditioning on their own data, for
+an env whose recommended config clones expert episodes alone: 3 seeds each, evaluated, swept
+-> condition/).
 Re-running resumes: a stage whose outputs are newer than its inputs is skipped (--force redoes
 them), `train` leaves finished runs alone. --jobs N runs an env's trainings (then its
 evaluations) N at a time.
@@ -209,26 +214,16 @@ def condition_stage(name: str, runs: dict, out: Path, args: argparse.Namespace) 
 
 def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] | None:
     """What `--run` does for one env: (its settings, its stages); None without a config."""
-    from spikingmind.data import default_dataset_id, parse_mix
-    from spikingmind.envs import get_env_spec
-    from spikingmind.train import load_data_config
-
     slug = env_slug(env_id)
     config = args.configs / f"{slug}.toml"
     if not config.exists():
         return None
     out = args.results_dir / slug
-    data = load_data_config(config)  # [data] episodes / mix override the defaults (validated)
-    episodes = int(data.get("episodes", args.dataset_episodes))
-    mix_text = data.get("mix")
-    mix = parse_mix(mix_text) if mix_text else get_env_spec(env_id).dataset_mix()
-    dataset = default_dataset_id(env_id, mix, episodes, 0)
+    dataset, collect = dataset_of(env_id, config, args)
     seeds = args.seeds
     sm = _spikingmind()
     runs = {(m, seed): out / m / f"seed{seed}" for m in MODELS for seed in seeds}
-    stages = [Stage("collect", sm + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0",
-                                     "--exist-ok", "--workers", str(args.workers),
-                                     *(["--mix", mix_text] if mix_text else [])])]
+    stages = [Stage("collect", collect)]
     stages += [Stage(f"train-{m}-seed{seed}", sm + ["train", "--env", env_id, "--model", m, "--dataset", dataset,
                                                     "--config", str(config), "--seed", str(seed), "--out", str(run)],
                      outputs=[_weights(run)], group="train") for (m, seed), run in runs.items()]
@@ -267,9 +262,48 @@ def plan_env(env_id: str, args: argparse.Namespace) -> tuple[dict, list[Stage]] 
     ]
     stages += streaming_stages(env_id, args, dataset, runs)
     stages += finetune_stages(env_id, args, runs)
+    stages += conditioning_config_stages(env_id, args)
     settings = {"env_id": env_id, "config": str(config), "dataset": dataset, "training_seeds": list(seeds),
                 "eval_episodes": args.episodes, "folder": out}
     return settings, stages
+
+
+def dataset_of(env_id: str, config: Path, args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The dataset a config trains on (its [data] episodes / mix, else the defaults) and the
+    `spikingmind collect` command that makes it (seed 0; skipped by --exist-ok once made)."""
+    from spikingmind.data import default_dataset_id, parse_mix
+    from spikingmind.envs import get_env_spec
+    from spikingmind.train import load_data_config
+
+    data = load_data_config(config)  # validated
+    episodes = int(data.get("episodes", args.dataset_episodes))
+    mix_text = data.get("mix")
+    mix = parse_mix(mix_text) if mix_text else get_env_spec(env_id).dataset_mix()
+    command = _spikingmind() + ["collect", "--env", env_id, "--episodes", str(episodes), "--seed", "0", "--exist-ok",
+                                "--workers", str(args.workers), *(["--mix", mix_text] if mix_text else [])]
+    return default_dataset_id(env_id, mix, episodes, 0), command
+
+
+def conditioning_config_stages(env_id: str, args: argparse.Namespace) -> list[Stage]:
+    """When configs/<env>-condition.toml exists: a model family trained for return conditioning
+    on its own data (a mix whose returns span a range), for an env whose recommended config is
+    trained for return on expert episodes alone and so cannot condition. Every training seed's
+    SNN and ANN twin on that data, each evaluated on its unseen seeds at the env's default
+    target, then the conditioning sweep over all of them; <results-dir>/<env>/condition/."""
+    config = args.configs / f"{env_slug(env_id)}-condition.toml"
+    if not config.exists():
+        return []
+    out, sm, seeds = args.results_dir / env_slug(env_id) / "condition", _spikingmind(), args.seeds
+    dataset, collect = dataset_of(env_id, config, args)
+    runs = {(m, seed): out / m / f"seed{seed}" for m in MODELS for seed in seeds}
+    stages = [Stage("condition-config-collect", collect)]
+    stages += [Stage(f"condition-config-train-{m}-seed{seed}", sm + [
+        "train", "--env", env_id, "--model", m, "--dataset", dataset, "--config", str(config), "--seed", str(seed),
+        "--out", str(run)], outputs=[_weights(run)], group="train") for (m, seed), run in runs.items()]
+    stages += [evaluate_stage(f"condition-config-evaluate-{m}-seed{seed}", run, seed, out, m, args)
+               for (m, seed), run in runs.items()]
+    stages.append(condition_stage("condition-config-condition", runs, out, args))
+    return stages
 
 
 def streaming_stages(env_id: str, args: argparse.Namespace, dataset: str, windowed: dict) -> list[Stage]:
@@ -494,7 +528,11 @@ def env_results(results_dir: Path, env_id: str, seeds: tuple[int, ...] = TRAININ
                  "fixed": {seed: _load(eval_path(tuned, "snn-fixed", seed)) for seed in seeds},
                  "kept": {m: {seed: _kept_finetune(tuned / m / f"seed{seed}") for seed in seeds} for m in MODELS},
                  "conditioning": _load(tuned / "conditioning.json")}
+    trained = folder / "condition"  # configs/<env>-condition.toml's models (conditioning_config_stages)
+    conditioning_config = {"evals": {m: {seed: _load(eval_path(trained, m, seed)) for seed in seeds} for m in MODELS},
+                           "conditioning": _load(trained / "conditioning.json"), "folder": trained}
     return {"snn": evals["snn"][seeds[0]], "ann": evals["ann"][seeds[0]], "streaming": streaming, "finetuned": finetuned,
+            "conditioning_config": conditioning_config,
             **{name: _load(folder / f"{name}.json") for name in ("energy", "latency", "run", "conditioning")},
             "neurobench": _load(folder / "neurobench-snn.json"), "portable": _load(folder / "portable_readers.json"),
             "evals": evals, "fixed": fixed, "kept": kept, "seeds": list(seeds), "folder": folder, "front": front}
@@ -619,13 +657,22 @@ def finetune_protocol_lines(env_id: str, tuned: dict, offline: dict[str, dict | 
     return lines
 
 
+# conditioning_lines' kinds of models: (what the line says, the plot's title and file name tag)
+CONDITIONING_KINDS = {"": ("return conditioning", "achieved against requested return", ""),
+                      "finetuned": ("return conditioning after fine-tuning",
+                                    "achieved against requested return, fine-tuned", "finetuned-"),
+                      "condition-config": ("return conditioning of the models trained for it",
+                                           "achieved against requested return, the models trained for it",
+                                           "condition-config-")}
+
+
 def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path, figures_dir: Path,
-                       folder: Path, finetuned: bool = False) -> list[str]:
-    """`spikingmind condition`'s r, slope and verdict per model, and its plot (copied); of the
-    fine-tuned models when `finetuned` (nothing when they have none)."""
-    what = "return conditioning after fine-tuning" if finetuned else "return conditioning"
+                       folder: Path, kind: str = "") -> list[str]:
+    """`spikingmind condition`'s r, slope and verdict per model, and its plot (copied), of the
+    recommended models, or of another kind of them (CONDITIONING_KINDS: nothing when it has none)."""
+    what, title, tag = CONDITIONING_KINDS[kind]
     if not conditioning:
-        return [] if finetuned else [f"- {what}: *{NOT_RUN}*.", ""]
+        return [f"- {what}: *{NOT_RUN}*.", ""] if kind == "" else []
     cells = []
     for model in MODELS:
         m = conditioning["models"].get(model)
@@ -644,12 +691,32 @@ def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path,
     if verdict is not None:
         line += f"; the SNN conditions as clearly as the twin: {'**yes**' if verdict else '**no**'}"
     lines = [line + ".", ""]
-    name = f"{env_slug(env_id)}-{'finetuned-' if finetuned else ''}conditioning.png"
-    figure = publish_figure(folder / "conditioning.png", figures_dir, name)
+    figure = publish_figure(folder / "conditioning.png", figures_dir, f"{env_slug(env_id)}-{tag}conditioning.png")
     if figure is not None:
-        title = "achieved against requested return" + (", fine-tuned" if finetuned else "")
         lines += [f"![{env_id}: {title}]({_rel(figure, readme_dir)})", ""]
     return lines
+
+
+def conditioning_config_lines(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> list[str]:
+    """configs/<env>-condition.toml's models (conditioning_config_stages): their returns at the
+    default target and their conditioning sweep; nothing when they were not run."""
+    trained = found["conditioning_config"]
+    stats = {m: seed_stats(trained["evals"][m]) for m in MODELS}
+    if not (any(stats.values()) or trained["conditioning"]):
+        return []
+    returns = "; ".join(f"{MODEL_LABELS[m]} {_over_seeds_text(st)}" for m, st in stats.items() if st)
+    lines = [f"- the recommended config above is trained for return and cannot condition on it; "
+             f"`configs/{env_slug(env_id)}-condition.toml` trains the same two models for return conditioning, "
+             f"on its own data (episodes whose returns span a range). At the default target they return: "
+             f"{returns or NOT_RUN}.", ""]
+    return lines + conditioning_lines(env_id, trained["conditioning"], readme_dir, figures_dir, trained["folder"],
+                                      kind="condition-config")
+
+
+def _over_seeds_text(stats: dict) -> str:
+    """A model's mean ± std over training seeds (seed_stats), as the protocol table writes it."""
+    done = len(stats["by_seed"])
+    return f"{stats['mean']:.1f} ± {stats['std']:.1f} over {done} seed{'s' if done != 1 else ''}"
 
 
 def experts_section(experts: dict | None, envs: list[str]) -> str | None:
@@ -775,7 +842,8 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     lines += [protocol_table(env_id, found, experts), ""]
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
     lines += conditioning_lines(env_id, found["finetuned"]["conditioning"], readme_dir, figures_dir,
-                                found["folder"] / "finetune", finetuned=True)
+                                found["folder"] / "finetune", kind="finetuned")
+    lines += conditioning_config_lines(env_id, found, readme_dir, figures_dir)
     # spikes, latency and energy: the first training seed's models
     snn_priced = {entry["profile"]: entry["snn_total_pj"] for entry in (energy or {}).get("profiles", [])} \
         or ({energy["snn_profile"]: energy["snn_total_pj"]} if energy else {})
@@ -1250,7 +1318,22 @@ def summary_record(env_id: str, found: dict, experts: dict | None = None) -> dic
         if entry.get("expert") else None
     record["zoo"] = entry.get("zoo")
     record["conditioning"] = _conditioning_summary(found["conditioning"])
+    record["conditioning_config"] = conditioning_config_record(env_id, found)
     return record
+
+
+def conditioning_config_record(env_id: str, found: dict) -> dict | None:
+    """summary.json's `conditioning_config`: configs/<env>-condition.toml's models, trained for
+    return conditioning (conditioning_config_stages), their returns at the default target per
+    training seed and their `conditioning` figures; None when they were not run (then
+    `conditioning`, of the recommended models, is the env's only one)."""
+    trained = found.get("conditioning_config") or {}
+    stats = {m: seed_stats(trained.get("evals", {}).get(m, {})) for m in MODELS}
+    if not (any(stats.values()) or trained.get("conditioning")):
+        return None
+    return {"config": f"configs/{env_slug(env_id)}-condition.toml",
+            **{m: over_seeds(st) for m, st in stats.items()},
+            "conditioning": _conditioning_summary(trained.get("conditioning"))}
 
 
 def finetuned_record(env_id: str, found: dict) -> dict | None:

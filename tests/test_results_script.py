@@ -773,3 +773,59 @@ def test_keep_missing_prices_a_re_run_env_against_the_front_its_summary_recorded
     snn_uj = {entry["profile"]: entry["snn_total_pj"] / 1e6 for entry in energy["profiles"]}
     assert record["ratio_snn_over_int8"] == {p: pytest.approx(e / 0.004) for p, e in snn_uj.items()}
     assert results.recorded_front({"ann_cheapest": None, "snn_cheapest": None}) is None
+
+
+def test_a_condition_config_trains_its_own_models_on_its_own_data_and_sweeps_them(results, tmp_path):
+    """configs/<env>-condition.toml: the models trained for return conditioning, on the dataset its
+    [data] names (not the recommended config's), each seed evaluated on its unseen seeds, then swept."""
+    args = tiny_args(results, tmp_path)
+    assert not any(stage.name.startswith("condition-config") for stage in results.plan_env("CartPole-v1", args)[1])
+    config = tmp_path / "configs" / "cartpole-condition.toml"
+    config.write_text('[train]\nsteps = 2\n\n[data]\nepisodes = 12\nmix = "expert=0.5,capped=0.5"\n')
+    _, stages = results.plan_env("CartPole-v1", args)
+    by_name = {stage.name: stage for stage in stages}
+    collect = by_name["condition-config-collect"].command
+    assert collect[collect.index("--episodes") + 1] == "12" and collect[collect.index("--mix") + 1] == "expert=0.5,capped=0.5"
+    dataset = by_name["train-snn-seed0"].command
+    out = tmp_path / "results" / "cartpole" / "condition"
+    for model in ("snn", "ann"):
+        for seed in (0, 1, 2):
+            train = by_name[f"condition-config-train-{model}-seed{seed}"]
+            command = train.command
+            assert command[command.index("--config") + 1] == str(config) and train.group == "train"
+            assert command[command.index("--dataset") + 1] != dataset[dataset.index("--dataset") + 1]
+            assert command[command.index("--seed") + 1] == str(seed)
+            assert command[command.index("--out") + 1] == str(out / model / f"seed{seed}")
+            evaluate = by_name[f"condition-config-evaluate-{model}-seed{seed}"].command
+            assert evaluate[2] == str(out / model / f"seed{seed}" / "checkpoint")
+            assert evaluate[evaluate.index("--seed") + 1] == str(seed)
+    condition = by_name["condition-config-condition"].command
+    assert [arg for arg in condition if arg.endswith("checkpoint")] == [
+        str(out / m / f"seed{s}" / "checkpoint") for m in ("snn", "ann") for s in (0, 1, 2)]
+    assert condition[condition.index("--json") + 1] == str(out / "conditioning.json")
+
+
+def test_condition_config_lines_and_summary_beside_the_recommended_ones(results, protocol_files):
+    tmp_path, folder, _ = protocol_files
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    assert "trained for return conditioning" not in results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    assert results.summary_record("CartPole-v1", found)["conditioning_config"] is None
+    trained = folder / "condition"
+    for seed, returns in enumerate(([400.0, 420.0], [380.0, 400.0])):
+        write_eval(trained, "snn", seed, returns)
+    write_eval(trained, "ann", 0, [450.0, 450.0])
+    (trained / "conditioning.json").write_text(json.dumps(conditioning_record()))
+    write_png(trained / "conditioning.png", 7)
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    assert "`configs/cartpole-condition.toml` trains the same two models for return conditioning" in text
+    assert "they return: SNN (spiking DT) 400.0 ± 10.0 over 2 seeds; ANN twin 450.0 ± 0.0 over 1 seed." in text
+    assert "- return conditioning of the models trained for it (4 requested returns" in text
+    assert "figures/cartpole-condition-config-conditioning.png)" in text
+    assert (tmp_path / "figures" / "cartpole-condition-config-conditioning.png").read_bytes() == \
+        (trained / "conditioning.png").read_bytes()
+    assert "- return conditioning (4 requested returns" in text  # the recommended models' sweep stays
+    record = results.summary_record("CartPole-v1", found)["conditioning_config"]
+    assert record["config"] == "configs/cartpole-condition.toml"
+    assert record["snn"]["returns_by_seed"] == {"0": 410.0, "1": 390.0} and record["ann"]["missing_seeds"] == [1, 2]
+    assert record["conditioning"]["snn"]["correlation"] == pytest.approx(1.0)
