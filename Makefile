@@ -51,9 +51,10 @@ demo-spread: venv
 # every model with training seeds 0, 1, 2, 20 unseen evaluation seeds each, the conditioning sweep,
 # exports, energy and latency (JOBS: trainings side by side).
 # KEEP=1: parts without result files here keep their text (and summary.json entry) from the last render.
+# STAGES=condition-config: with RUN=1, only the stages whose names start with it (comma-separated prefixes).
 results: venv
 	$(BIN)/python scripts/results.py $(if $(RUN),--run) $(if $(ENVS),--envs $(ENVS)) $(if $(JOBS),--jobs $(JOBS)) \
-		$(if $(KEEP),--keep-missing)
+		$(if $(KEEP),--keep-missing) $(if $(STAGES),--stages $(STAGES))
 
 # The README's fine-tuning section: weak CartPole demonstrations -> offline SNN -> REINFORCE (~15 min on 2 cores).
 finetune-demo: venv

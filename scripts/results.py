@@ -136,6 +136,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="`condition --targets`: requested returns over the dataset's range (+1 above it)")
     parser.add_argument("--conditioning-episodes", type=int, default=20,
                         help="`condition --episodes`: unseen episodes per checkpoint and target")
+    parser.add_argument("--stages", default="",
+                        help="with --run, only the stages whose names start with one of these (comma-separated, "
+                             "e.g. condition-config: the models trained for conditioning, without the rest)")
     parser.add_argument("--force", action="store_true",
                         help="re-run evaluations, sweeps, exports and benchmarks whose outputs are up to date "
                              "(finished training runs are always left alone)")
@@ -414,6 +417,13 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
               "(create it to include this env)", flush=True)
         return None
     settings, stages = planned
+    prefixes = tuple(p.strip() for p in args.stages.split(",") if p.strip())
+    if prefixes:
+        stages = [stage for stage in stages if stage.name.startswith(prefixes)]
+        if not stages:
+            from spikingmind.errors import ConfigError
+
+            raise ConfigError(f"--stages: no stage of {env_id} starts with {', '.join(prefixes)}")
     out = settings.pop("folder")
     out.mkdir(parents=True, exist_ok=True)
     datasets = args.results_dir / "datasets"
@@ -448,6 +458,8 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict | None:
             entries = [execute(stage, None) for stage in batch]
         record["stages"] += entries
         index += len(batch)
+    ran = {entry["stage"] for entry in record["stages"]}  # with --stages, the others keep their record
+    record["stages"] += [entry for name, entry in previous.items() if name not in ran]
     record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     record["seconds"] = round(sum(s["seconds"] for s in record["stages"]), 1)  # reused stages included
     record["wall_seconds"] = round(time.perf_counter() - wall, 1)  # this invocation
@@ -697,20 +709,28 @@ def conditioning_lines(env_id: str, conditioning: dict | None, readme_dir: Path,
     return lines
 
 
-def conditioning_config_lines(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> list[str]:
-    """configs/<env>-condition.toml's models (conditioning_config_stages): their returns at the
-    default target and their conditioning sweep; nothing when they were not run."""
+def has_conditioning_config(found: dict) -> bool:
+    """Whether configs/<env>-condition.toml's models have result files here."""
+    trained = found["conditioning_config"]
+    return bool(trained["conditioning"]) or any(e for by_seed in trained["evals"].values() for e in by_seed.values())
+
+
+def conditioning_config_section(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> str | None:
+    """The README part of configs/<env>-condition.toml's models (conditioning_config_stages): their
+    returns at the default target and their conditioning sweep; None when they were not run."""
+    if not has_conditioning_config(found):
+        return None
     trained = found["conditioning_config"]
     stats = {m: seed_stats(trained["evals"][m]) for m in MODELS}
-    if not (any(stats.values()) or trained["conditioning"]):
-        return []
     returns = "; ".join(f"{MODEL_LABELS[m]} {_over_seeds_text(st)}" for m, st in stats.items() if st)
-    lines = [f"- the recommended config above is trained for return and cannot condition on it; "
-             f"`configs/{env_slug(env_id)}-condition.toml` trains the same two models for return conditioning, "
-             f"on its own data (episodes whose returns span a range). At the default target they return: "
+    lines = [f"#### {env_id}: models trained for return conditioning", "",
+             f"- `configs/{env_slug(env_id)}-condition.toml` trains the same two models as the recommended config, "
+             f"for return conditioning: on its own data, whose episodes' returns span a range (the recommended "
+             f"config's may not, and then it cannot condition). At the default target they return: "
              f"{returns or NOT_RUN}.", ""]
-    return lines + conditioning_lines(env_id, trained["conditioning"], readme_dir, figures_dir, trained["folder"],
-                                      kind="condition-config")
+    lines += conditioning_lines(env_id, trained["conditioning"], readme_dir, figures_dir, trained["folder"],
+                                kind="condition-config")
+    return "\n".join(lines)
 
 
 def _over_seeds_text(stats: dict) -> str:
@@ -843,7 +863,6 @@ def env_table(env_id: str, found: dict, readme_dir: Path, figures_dir: Path, exp
     lines += conditioning_lines(env_id, found["conditioning"], readme_dir, figures_dir, found["folder"])
     lines += conditioning_lines(env_id, found["finetuned"]["conditioning"], readme_dir, figures_dir,
                                 found["folder"] / "finetune", kind="finetuned")
-    lines += conditioning_config_lines(env_id, found, readme_dir, figures_dir)
     # spikes, latency and energy: the first training seed's models
     snn_priced = {entry["profile"]: entry["snn_total_pj"] for entry in (energy or {}).get("profiles", [])} \
         or ({energy["snn_profile"]: energy["snn_total_pj"]} if energy else {})
@@ -1421,12 +1440,17 @@ def summary_records(found: dict[str, dict], experts: dict | None = None,
     previous = previous or {}
     records = {}
     for env_id, f in found.items():
-        if not has_results(f) and env_id in previous:
-            records[env_id] = previous[env_id]
-            continue
-        if f.get("front") is None and env_id in previous:  # the env re-run here, its energy sweep not
-            f = {**f, "front": recorded_front(previous[env_id])}
-        records[env_id] = summary_record(env_id, f, experts)
+        before = previous.get(env_id)
+        if before is not None and not has_results(f):
+            records[env_id] = dict(before)
+        else:
+            if before is not None and f.get("front") is None:  # the env re-run here, its energy sweep not
+                f = {**f, "front": recorded_front(before)}
+            records[env_id] = summary_record(env_id, f, experts)
+        if before is not None and not has_conditioning_config(f):  # likewise its models trained for conditioning
+            records[env_id]["conditioning_config"] = before.get("conditioning_config")
+        elif has_conditioning_config(f):
+            records[env_id]["conditioning_config"] = conditioning_config_record(env_id, f)
     return records
 
 
@@ -1502,8 +1526,12 @@ def render(results_dir: Path, envs: list[str], readme_dir: Path, demo_dir: Path 
         ("summary-figure", None if figure is None else
          f"![returns and energy per environment]({_rel(figure, readme_dir)})\n", True),
     ]
-    parts += [(f"env {env_id}", env_table(env_id, found[env_id], readme_dir, figures_dir, experts),
-               has_results(found[env_id])) for env_id in envs]
+    for env_id in envs:
+        parts += [(f"env {env_id}", env_table(env_id, found[env_id], readme_dir, figures_dir, experts),
+                   has_results(found[env_id])),
+                  (f"condition-config {env_id}", conditioning_config_section(env_id, found[env_id], readme_dir,
+                                                                            figures_dir),
+                   has_conditioning_config(found[env_id]))]
     energy_sweep = partial(ablation_section, title="Energy-weight sweep at the recommended model",
                            figure_prefix="energy-sweep")
     for key, section, folder in (("ablation", ablation_section, ablate_dir), ("energy-sweep", energy_sweep,

@@ -805,10 +805,10 @@ def test_a_condition_config_trains_its_own_models_on_its_own_data_and_sweeps_the
     assert condition[condition.index("--json") + 1] == str(out / "conditioning.json")
 
 
-def test_condition_config_lines_and_summary_beside_the_recommended_ones(results, protocol_files):
+def test_condition_config_part_and_summary_beside_the_recommended_ones(results, protocol_files):
     tmp_path, folder, _ = protocol_files
     found = results.env_results(tmp_path / "results", "CartPole-v1")
-    assert "trained for return conditioning" not in results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    assert results.conditioning_config_section("CartPole-v1", found, tmp_path, tmp_path / "figures") is None
     assert results.summary_record("CartPole-v1", found)["conditioning_config"] is None
     trained = folder / "condition"
     for seed, returns in enumerate(([400.0, 420.0], [380.0, 400.0])):
@@ -817,15 +817,66 @@ def test_condition_config_lines_and_summary_beside_the_recommended_ones(results,
     (trained / "conditioning.json").write_text(json.dumps(conditioning_record()))
     write_png(trained / "conditioning.png", 7)
     found = results.env_results(tmp_path / "results", "CartPole-v1")
-    text = results.env_table("CartPole-v1", found, tmp_path, tmp_path / "figures")
-    assert "`configs/cartpole-condition.toml` trains the same two models for return conditioning" in text
+    text = results.conditioning_config_section("CartPole-v1", found, tmp_path, tmp_path / "figures")
+    assert text.startswith("#### CartPole-v1: models trained for return conditioning")
+    assert "`configs/cartpole-condition.toml` trains the same two models" in text
     assert "they return: SNN (spiking DT) 400.0 ± 10.0 over 2 seeds; ANN twin 450.0 ± 0.0 over 1 seed." in text
     assert "- return conditioning of the models trained for it (4 requested returns" in text
     assert "figures/cartpole-condition-config-conditioning.png)" in text
     assert (tmp_path / "figures" / "cartpole-condition-config-conditioning.png").read_bytes() == \
         (trained / "conditioning.png").read_bytes()
-    assert "- return conditioning (4 requested returns" in text  # the recommended models' sweep stays
+    section = results.render(tmp_path / "results", ["CartPole-v1"], tmp_path, demo_dir=tmp_path / "demo",
+                             figures_dir=tmp_path / "figures", ablate_dir=None, experts_path=None,
+                             third_party_path=None, demo_spread_dir=tmp_path / "spread")
+    parts = results.parts_of(section)
+    assert parts["condition-config CartPole-v1"] == text
+    assert "- return conditioning (4 requested returns" in parts["env CartPole-v1"]  # the recommended models' sweep
+    assert list(parts).index("condition-config CartPole-v1") == list(parts).index("env CartPole-v1") + 1
     record = results.summary_record("CartPole-v1", found)["conditioning_config"]
     assert record["config"] == "configs/cartpole-condition.toml"
     assert record["snn"]["returns_by_seed"] == {"0": 410.0, "1": 390.0} and record["ann"]["missing_seeds"] == [1, 2]
     assert record["conditioning"]["snn"]["correlation"] == pytest.approx(1.0)
+
+
+def test_keep_missing_merges_a_conditioning_only_run_into_the_kept_env(results, protocol_files):
+    """`--run --stages condition-config` on an env whose other files are not here: its entry and
+    part are kept, the models trained for conditioning are fresh, and the other way round."""
+    import shutil
+
+    tmp_path, folder, _ = protocol_files
+    found = results.env_results(tmp_path / "results", "CartPole-v1")
+    previous = results.summary_records({"CartPole-v1": found})
+    shutil.rmtree(tmp_path / "results")
+    trained = tmp_path / "results" / "cartpole" / "condition"
+    write_eval(trained, "snn", 0, [400.0, 420.0])
+    only = results.env_results(tmp_path / "results", "CartPole-v1")
+    merged = results.summary_records({"CartPole-v1": only}, previous=previous)["CartPole-v1"]
+    assert merged["snn"] == previous["CartPole-v1"]["snn"]  # kept
+    assert merged["conditioning_config"]["snn"]["returns_by_seed"] == {"0": 410.0}  # fresh
+    assert previous["CartPole-v1"]["conditioning_config"] is None  # the kept entry itself is not changed
+    shutil.rmtree(trained)  # and a re-run env without them keeps the recorded ones
+    write_eval(tmp_path / "results" / "cartpole", "snn", 0, [480.0, 490.0])
+    again = results.summary_records({"CartPole-v1": results.env_results(tmp_path / "results", "CartPole-v1")},
+                                    previous={"CartPole-v1": merged})["CartPole-v1"]
+    assert again["snn"]["returns_by_seed"] == {"0": 485.0}
+    assert again["conditioning_config"] == merged["conditioning_config"]
+
+
+def test_run_stages_filter_runs_only_the_named_stages_and_keeps_the_others_record(results, tmp_path, monkeypatch):
+    args = tiny_args(results, tmp_path)
+    (tmp_path / "configs" / "cartpole-condition.toml").write_text('[data]\nepisodes = 12\nmix = "expert=1"\n')
+    out = tmp_path / "results" / "cartpole"
+    out.mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"stages": [{"stage": "train-snn-seed0", "command": "x", "seconds": 9.0}]}))
+    ran = []
+    monkeypatch.setattr(results, "_run_stage", lambda stage, env, log: ran.append(stage.name) or 1.0)
+    args.stages = "condition-config"
+    results.run_env("CartPole-v1", args)
+    assert ran and all(name.startswith("condition-config") for name in ran)
+    recorded = {s["stage"]: s for s in json.loads((out / "run.json").read_text())["stages"]}
+    assert recorded["train-snn-seed0"]["seconds"] == 9.0 and set(ran) <= set(recorded)
+    args.stages = "nothing-like-it"
+    from spikingmind.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--stages: no stage of CartPole-v1 starts with nothing-like-it"):
+        results.run_env("CartPole-v1", args)
