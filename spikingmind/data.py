@@ -1,4 +1,4 @@
-"""Demonstrations: collect expert/capped/noisy/late/random episodes into a Minari dataset, load them back.
+"""Demonstrations: collect expert/capped/noisy/late/idle/random episodes into a Minari dataset, load them back.
 
 Datasets are written offline into a project folder (MINARI_DATASETS_PATH, default
 `runs/datasets`), atomically (built in a temp root, then renamed into place). Their
@@ -26,7 +26,7 @@ from spikingmind.io import atomic_write_json, read_text
 from spikingmind.validation import integer
 from spikingmind.seeds import episode_seed
 
-POLICY_KINDS = ("expert", "capped", "noisy", "late", "random", "heuristic")
+POLICY_KINDS = ("expert", "capped", "noisy", "late", "idle", "random", "heuristic")
 #: The noisy kind's per-episode probability of a random action is drawn uniformly from this.
 NOISY_EPSILON_RANGE = (0.0, 1.0)
 DATASET_FORMAT = 1
@@ -179,15 +179,23 @@ def _make_policy(kind: str, spec: EnvSpec, env, rng: np.random.Generator):
         policy = NoisyExpert(spec.expert, epsilon, _random_actions(env, rng), rng)
         policy.reset()
         return policy, {"epsilon": epsilon}
-    if kind == "late":
+    if kind in ("late", "idle"):
         expert_from = int(rng.integers(0, spec.max_episode_steps))
-        policy = LateExpert(spec.expert, expert_from, _random_actions(env, rng))
+        policy = LateExpert(spec.expert, expert_from, _random_actions(env, rng) if kind == "late" else _idle(spec))
         policy.reset()
         return policy, {"expert_from": expert_from}
     give_up_after = int(rng.integers(20, int(0.9 * spec.max_episode_steps)))
     policy = experts.make_capped_expert(spec.expert, give_up_after, _random_actions(env, rng))
     policy.reset()
     return policy, {"give_up_after": give_up_after}
+
+
+def _idle(spec: EnvSpec):
+    """The idle kind's policy before the expert takes over: the env's idle action, held."""
+    if spec.idle_action is None:
+        raise ConfigError(f"--mix: {spec.env_id} has no idle action (EnvSpec.idle_action); leave `idle` out of the mix")
+    idle = spec.idle_action if spec.discrete else np.asarray(spec.idle_action, dtype=np.float32)
+    return lambda obs: idle
 
 
 def _heuristic(env_id: str):
@@ -365,7 +373,7 @@ def collect(
     """Collect `n_episodes` under the policy `mix` and write them as a Minari dataset.
 
     `expert` (obs -> action, e.g. spikingmind.experts.sb3.SB3Expert) replaces the env's own
-    expert in every expert-based kind (expert, capped, noisy, late); the metadata's `expert`
+    expert in every expert-based kind (expert, capped, noisy, late, idle); the metadata's `expert`
     names it, and `expert_source` records what its `describe()` returns (an expert without
     `describe()` gets the built-in expert's default dataset id: pass `dataset_id`).
 
@@ -394,6 +402,8 @@ def collect(
     root = final_dir.parent
 
     plan = _policy_plan(n_episodes, mix, np.random.default_rng(seed))
+    if "idle" in plan:
+        _idle(spec)  # refused before playing when the env has no idle action
     if spec.expert is None and set(plan) & set(EXPERT_KINDS):
         raise ConfigError(f"{spec.env_id} has no expert; use --mix random=1 or register one")
     if "heuristic" in plan:

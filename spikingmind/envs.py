@@ -26,7 +26,7 @@ import numpy as np
 from spikingmind.errors import ConfigError, UnknownEnvError
 
 #: The demonstration kinds that play the env's expert (spikingmind.data): an env without one collects random only.
-EXPERT_KINDS = ("expert", "capped", "noisy", "late")
+EXPERT_KINDS = ("expert", "capped", "noisy", "late", "idle")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class EnvSpec:
     default_mix: policy mix of `spikingmind collect` when --mix is not given, in --mix
         syntax ("expert=0.8,random=0.2"); None: expert=0.7,random=0.3 when an expert
         exists, else random=1.
+    idle_action: the action that does nothing (MountainCar's and Acrobot's 1, Pendulum's zero
+        torque), which the `idle` demonstration kind holds until the expert takes over; None:
+        the env has none (CartPole always pushes), and the idle kind is refused.
     """
 
     env_id: str
@@ -66,6 +69,7 @@ class EnvSpec:
     make: Callable[..., Any] | None = field(default=None, compare=False)
     default_mix: str | None = None
     return_gain: float = 1.0
+    idle_action: Any = None
 
     def __post_init__(self) -> None:
         if self.action_kind not in ("discrete", "continuous"):
@@ -78,9 +82,24 @@ class EnvSpec:
             raise ValueError(f"{self.env_id}: obs_dim and act_dim must be >= 1")
         if self.return_scale <= 0 or self.max_episode_steps <= 0 or self.return_gain <= 0:
             raise ValueError(f"{self.env_id}: return_scale, return_gain and max_episode_steps must be positive")
+        if self.idle_action is not None:
+            self._check_idle_action()
         mix = self.dataset_mix()  # validates the syntax (ConfigError) ...
         if self.expert is None and set(mix) & set(EXPERT_KINDS):  # ... and that it can be collected
             raise ValueError(f"{self.env_id}: default_mix {self.default_mix!r} needs an expert, and none is given")
+
+    def _check_idle_action(self) -> None:
+        if self.discrete:
+            if isinstance(self.idle_action, bool) or not isinstance(self.idle_action, (int, np.integer)) \
+                    or not 0 <= self.idle_action < self.act_dim:
+                raise ValueError(f"{self.env_id}: idle_action must be an action index in [0, {self.act_dim}), "
+                                 f"got {self.idle_action!r}")
+            return
+        idle = np.asarray(self.idle_action, dtype=np.float64)
+        if idle.shape != (self.act_dim,) or not np.all(np.isfinite(idle)) \
+                or np.any(idle < self.action_low) or np.any(idle > self.action_high):
+            raise ValueError(f"{self.env_id}: idle_action must be {self.act_dim} finite number(s) within "
+                             f"action_low/action_high, got {self.idle_action!r}")
 
     @property
     def discrete(self) -> bool:
@@ -217,13 +236,13 @@ def _register_builtins() -> None:
                 default_mix="expert=0.7,random=0.3", return_gain=4.0),
         EnvSpec("MountainCar-v0", obs_dim=2, action_kind="discrete", act_dim=3, target_return=-100.0,
                 return_scale=200.0, max_episode_steps=200, expert=experts.EXPERTS.get("MountainCar-v0"),
-                default_mix="expert=0.8,random=0.2"),
+                default_mix="expert=0.8,random=0.2", idle_action=1),
         EnvSpec("Acrobot-v1", obs_dim=6, action_kind="discrete", act_dim=3, target_return=-75.0,
                 return_scale=500.0, max_episode_steps=500, expert=experts.EXPERTS.get("Acrobot-v1"),
-                default_mix="expert=0.8,random=0.2"),
+                default_mix="expert=0.8,random=0.2", idle_action=1),
         EnvSpec("Pendulum-v1", obs_dim=3, action_kind="continuous", act_dim=1, target_return=-120.0,
                 return_scale=1000.0, max_episode_steps=200, expert=experts.EXPERTS.get("Pendulum-v1"),
-                action_low=(-2.0,), action_high=(2.0,), default_mix="expert=0.9,random=0.1"),
+                action_low=(-2.0,), action_high=(2.0,), default_mix="expert=0.9,random=0.1", idle_action=(0.0,)),
     ]
     for spec in builtins:
         _BUILTINS[spec.env_id] = spec

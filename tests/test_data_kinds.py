@@ -229,7 +229,7 @@ def test_collect_cli_reuses_a_noisy_dataset_with_exist_ok(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("noisy", "NAME=WEIGHT"),
-    ("expert=0.5,nosiy=0.5", "unknown policy 'nosiy'; choose from expert, capped, noisy, late, random, heuristic"),
+    ("expert=0.5,nosiy=0.5", "unknown policy 'nosiy'; choose from expert, capped, noisy, late, idle, random, heuristic"),
     ("noisy=lots", "weight of 'noisy' is not a number"),
     ("late=-0.2,expert=1", "weight of 'late' must be a non-negative"),
     ("noisy=nan", "weight of 'noisy' must be a non-negative"),
@@ -260,3 +260,40 @@ def test_the_new_kinds_need_an_expert(tmp_path, kind):
     finally:
         unregister_env("NoExpertPole-v0")
     assert not (tmp_path / "e-v0").exists()
+
+
+def test_idle_episodes_hold_the_idle_action_then_play_exactly_the_expert(tmp_path):
+    from spikingmind.envs import EnvSpec, register_env, unregister_env
+
+    register_env(EnvSpec("IdlePole-v0", obs_dim=4, action_kind="discrete", act_dim=2, target_return=500,
+                         return_scale=500, max_episode_steps=500, expert=cartpole_expert, make=_make_cartpole,
+                         idle_action=1))
+    try:
+        dataset, meta = collect("IdlePole-v0", 12, {"idle": 1.0}, seed=2, dataset_id="i-v0", root=tmp_path, workers=1)
+        episodes = load_episodes(str(tmp_path / dataset))
+    finally:
+        unregister_env("IdlePole-v0")
+    takeovers = [r["expert_from"] for r in meta["episodes"]]
+    assert len(set(takeovers)) > 6 and all(r["policy"] == "idle" for r in meta["episodes"])
+    for part, expert_from in zip(_episode_slices(episodes), takeovers):
+        played = episodes.actions[part]
+        held = min(expert_from, len(played))
+        np.testing.assert_array_equal(played[:held], np.ones(held, dtype=played.dtype))  # the idle action, held
+        np.testing.assert_array_equal(played[held:], [cartpole_expert(o) for o in episodes.observations[part][held:]])
+
+
+def test_idle_kind_is_refused_before_playing_where_the_env_has_no_idle_action(tmp_path):
+    from spikingmind.envs import EnvSpec, get_env_spec
+
+    assert get_env_spec("CartPole-v1").idle_action is None  # CartPole always pushes
+    assert get_env_spec("MountainCar-v0").idle_action == 1 and get_env_spec("Pendulum-v1").idle_action == (0.0,)
+    with pytest.raises(ConfigError, match="CartPole-v1 has no idle action"):
+        collect("CartPole-v1", 4, {"idle": 1.0}, seed=0, dataset_id="x-v0", root=tmp_path, workers=1)
+    assert not any(tmp_path.iterdir())
+    for bad in (2, -1, True, 0.5):
+        with pytest.raises(ValueError, match="idle_action must be an action index"):
+            EnvSpec("Bad-v0", obs_dim=4, action_kind="discrete", act_dim=2, target_return=1, return_scale=1,
+                    max_episode_steps=5, idle_action=bad)
+    with pytest.raises(ValueError, match="within action_low/action_high"):
+        EnvSpec("BadTorque-v0", obs_dim=3, action_kind="continuous", act_dim=1, target_return=1, return_scale=1,
+                max_episode_steps=5, action_low=(-2.0,), action_high=(2.0,), idle_action=(3.0,))
