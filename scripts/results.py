@@ -724,10 +724,10 @@ def conditioning_config_section(env_id: str, found: dict, readme_dir: Path, figu
     stats = {m: seed_stats(trained["evals"][m]) for m in MODELS}
     returns = "; ".join(f"{MODEL_LABELS[m]} {_over_seeds_text(st)}" for m, st in stats.items() if st)
     lines = [f"#### {env_id}: models trained for return conditioning", "",
-             f"- `configs/{env_slug(env_id)}-condition.toml` trains the same two models as the recommended config, "
-             f"for return conditioning: on its own data, whose episodes' returns span a range (the recommended "
-             f"config's may not, and then it cannot condition). At the default target they return: "
-             f"{returns or NOT_RUN}.", ""]
+             f"- `configs/{env_slug(env_id)}-condition.toml` trains a spiking DT and its ANN twin for return "
+             f"conditioning, {len(found['seeds'])} training seeds each, on its own data, whose episodes' returns span a range (the "
+             f"recommended config's may not, and then it cannot condition; its model and return gain may differ "
+             f"too: the config says why). At the default target they return: {returns or NOT_RUN}.", ""]
     lines += conditioning_lines(env_id, trained["conditioning"], readme_dir, figures_dir, trained["folder"],
                                 kind="condition-config")
     return "\n".join(lines)

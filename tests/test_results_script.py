@@ -819,7 +819,7 @@ def test_condition_config_part_and_summary_beside_the_recommended_ones(results, 
     found = results.env_results(tmp_path / "results", "CartPole-v1")
     text = results.conditioning_config_section("CartPole-v1", found, tmp_path, tmp_path / "figures")
     assert text.startswith("#### CartPole-v1: models trained for return conditioning")
-    assert "`configs/cartpole-condition.toml` trains the same two models" in text
+    assert "`configs/cartpole-condition.toml` trains a spiking DT and its ANN twin for return conditioning" in text
     assert "they return: SNN (spiking DT) 400.0 ± 10.0 over 2 seeds; ANN twin 450.0 ± 0.0 over 1 seed." in text
     assert "- return conditioning of the models trained for it (4 requested returns" in text
     assert "figures/cartpole-condition-config-conditioning.png)" in text
