@@ -614,13 +614,19 @@ def test_a_stream_config_adds_the_streaming_runs_on_the_same_data(results, tmp_p
     assert fixed[fixed.index("--backend") + 1] == "loihi-emulation" and fixed[fixed.index("--seed") + 1] == "2"
 
 
-def test_a_finetune_config_fine_tunes_every_seeds_offline_checkpoint(results, tmp_path):
+def plan_with_config(results, tmp_path: Path, name: str, text: str, prefix: str) -> tuple[Path, dict]:
+    """CartPole's stages by name once configs/cartpole-<name>.toml holds `text` (none start with
+    `prefix` before); returns (that config, the stages)."""
     args = tiny_args(results, tmp_path)
-    assert not any(stage.name.startswith("finetune") for stage in results.plan_env("CartPole-v1", args)[1])
-    config = tmp_path / "configs" / "cartpole-finetune.toml"
-    config.write_text("[finetune]\nepisodes = 4\nbatch_episodes = 2\n")
-    _, stages = results.plan_env("CartPole-v1", args)
-    by_name = {stage.name: stage for stage in stages}
+    assert not any(stage.name.startswith(prefix) for stage in results.plan_env("CartPole-v1", args)[1])
+    config = tmp_path / "configs" / f"cartpole-{name}.toml"
+    config.write_text(text)
+    return config, {stage.name: stage for stage in results.plan_env("CartPole-v1", args)[1]}
+
+
+def test_a_finetune_config_fine_tunes_every_seeds_offline_checkpoint(results, tmp_path):
+    config, by_name = plan_with_config(results, tmp_path, "finetune", "[finetune]\nepisodes = 4\nbatch_episodes = 2\n",
+                                       "finetune")
     out = tmp_path / "results" / "cartpole"
     for model in ("snn", "ann"):
         for seed in (0, 1, 2):
@@ -778,12 +784,9 @@ def test_keep_missing_prices_a_re_run_env_against_the_front_its_summary_recorded
 def test_a_condition_config_trains_its_own_models_on_its_own_data_and_sweeps_them(results, tmp_path):
     """configs/<env>-condition.toml: the models trained for return conditioning, on the dataset its
     [data] names (not the recommended config's), each seed evaluated on its unseen seeds, then swept."""
-    args = tiny_args(results, tmp_path)
-    assert not any(stage.name.startswith("condition-config") for stage in results.plan_env("CartPole-v1", args)[1])
-    config = tmp_path / "configs" / "cartpole-condition.toml"
-    config.write_text('[train]\nsteps = 2\n\n[data]\nepisodes = 12\nmix = "expert=0.5,capped=0.5"\n')
-    _, stages = results.plan_env("CartPole-v1", args)
-    by_name = {stage.name: stage for stage in stages}
+    config, by_name = plan_with_config(results, tmp_path, "condition",
+                                       '[train]\nsteps = 2\n\n[data]\nepisodes = 12\nmix = "expert=0.5,capped=0.5"\n',
+                                       "condition-config")
     collect = by_name["condition-config-collect"].command
     assert collect[collect.index("--episodes") + 1] == "12" and collect[collect.index("--mix") + 1] == "expert=0.5,capped=0.5"
     dataset = by_name["train-snn-seed0"].command
