@@ -40,7 +40,8 @@ def collect_cmd(
     env: str = typer.Option("CartPole-v1", "--env", help="environment id (see `spikingmind envs`)"),
     episodes: int = typer.Option(100, "--episodes", "-n", help="number of episodes"),
     mix: Optional[str] = typer.Option(None, "--mix", help="policy mix over expert, capped, noisy, late, idle "
-                                      "(the env's idle action, then the expert), random, heuristic, e.g. expert=0.5,noisy=0.3,random=0.2 "
+                                      "(the env's idle action, then the expert), random, heuristic, "
+                                      "e.g. expert=0.5,noisy=0.3,random=0.2 "
                                       "(default: the env's default_mix, see `spikingmind envs`)"),
     seed: int = typer.Option(0, "--seed", help="dataset seed (episode seeds and policy assignment derive from it)"),
     dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Minari id ending in -vN (default: derived)"),
