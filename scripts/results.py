@@ -718,11 +718,11 @@ def has_conditioning_config(found: dict) -> bool:
 def conditioning_config_section(env_id: str, found: dict, readme_dir: Path, figures_dir: Path) -> str | None:
     """The README part of configs/<env>-condition.toml's models (conditioning_config_stages): their
     returns at the default target and their conditioning sweep; None when they were not run."""
-    if not has_conditioning_config(found):
+    record = conditioning_config_record(env_id, found)
+    if record is None:
         return None
     trained = found["conditioning_config"]
-    stats = {m: seed_stats(trained["evals"][m]) for m in MODELS}
-    returns = "; ".join(f"{MODEL_LABELS[m]} {_over_seeds_text(st)}" for m, st in stats.items() if st)
+    returns = "; ".join(f"{MODEL_LABELS[m]} {over_seeds_text(record[m])}" for m in MODELS if record[m])
     lines = [f"#### {env_id}: models trained for return conditioning", "",
              f"- `configs/{env_slug(env_id)}-condition.toml` trains a spiking DT and its ANN twin for return "
              f"conditioning, {len(found['seeds'])} training seeds each, on its own data, whose episodes' returns span a range (the "
@@ -733,10 +733,13 @@ def conditioning_config_section(env_id: str, found: dict, readme_dir: Path, figu
     return "\n".join(lines)
 
 
-def _over_seeds_text(stats: dict) -> str:
-    """A model's mean ± std over training seeds (seed_stats), as the protocol table writes it."""
-    done = len(stats["by_seed"])
-    return f"{stats['mean']:.1f} ± {stats['std']:.1f} over {done} seed{'s' if done != 1 else ''}"
+def over_seeds_text(record: dict | None) -> str:
+    """A model's returns over training seeds (an `over_seeds` record) in a sentence: mean ± std
+    over N seed(s); NOT_RUN for None."""
+    if record is None:
+        return NOT_RUN
+    done = len(record["returns_by_seed"])
+    return f"{record['mean_over_seeds']:.1f} ± {record['std_over_seeds']:.1f} over {done} seed{'s' if done != 1 else ''}"
 
 
 def experts_section(experts: dict | None, envs: list[str]) -> str | None:
@@ -984,11 +987,10 @@ def streaming_lines(env_id: str, found: dict) -> list[str]:
     record = streaming_record(found)
     if record is None:
         return []
-    cell = lambda r: NOT_RUN if r is None else (  # noqa: E731
-        f"{r['mean_over_seeds']:.1f} ± {r['std_over_seeds']:.1f} over {len(r['returns_by_seed'])} seeds")
+    text = over_seeds_text
     lines = [f"**Streaming** ({env_id}; 3 new tokens per decision from carried state, docs/SEMANTICS.md): SNN "
-             f"{cell(record['snn'])}, ANN twin (key/value cache) {cell(record['ann'])}; the windowed models above: "
-             f"SNN {cell(record['windowed_snn'])}, ANN {cell(record['windowed_ann'])}.", ""]
+             f"{text(record['snn'])}, ANN twin (key/value cache) {text(record['ann'])}; the windowed models above: "
+             f"SNN {text(record['windowed_snn'])}, ANN {text(record['windowed_ann'])}.", ""]
     versus = record.get("versus_window")
     if versus:
         stream, window, ratio = versus["stream"], versus["window"], versus["window_over_stream"]
@@ -1346,13 +1348,12 @@ def conditioning_config_record(env_id: str, found: dict) -> dict | None:
     return conditioning (conditioning_config_stages), their returns at the default target per
     training seed and their `conditioning` figures; None when they were not run (then
     `conditioning`, of the recommended models, is the env's only one)."""
-    trained = found.get("conditioning_config") or {}
-    stats = {m: seed_stats(trained.get("evals", {}).get(m, {})) for m in MODELS}
-    if not (any(stats.values()) or trained.get("conditioning")):
+    if not has_conditioning_config(found):
         return None
+    trained = found["conditioning_config"]
     return {"config": f"configs/{env_slug(env_id)}-condition.toml",
-            **{m: over_seeds(st) for m, st in stats.items()},
-            "conditioning": _conditioning_summary(trained.get("conditioning"))}
+            **{m: over_seeds(seed_stats(trained["evals"][m])) for m in MODELS},
+            "conditioning": _conditioning_summary(trained["conditioning"])}
 
 
 def finetuned_record(env_id: str, found: dict) -> dict | None:
@@ -1441,16 +1442,17 @@ def summary_records(found: dict[str, dict], experts: dict | None = None,
     records = {}
     for env_id, f in found.items():
         before = previous.get(env_id)
-        if before is not None and not has_results(f):
-            records[env_id] = dict(before)
-        else:
-            if before is not None and f.get("front") is None:  # the env re-run here, its energy sweep not
-                f = {**f, "front": recorded_front(before)}
+        if before is None:
             records[env_id] = summary_record(env_id, f, experts)
-        if before is not None and not has_conditioning_config(f):  # likewise its models trained for conditioning
-            records[env_id]["conditioning_config"] = before.get("conditioning_config")
-        elif has_conditioning_config(f):
-            records[env_id]["conditioning_config"] = conditioning_config_record(env_id, f)
+        elif not has_results(f):  # kept, but its models trained for conditioning may have been run here
+            records[env_id] = dict(before)
+            if has_conditioning_config(f):
+                records[env_id]["conditioning_config"] = conditioning_config_record(env_id, f)
+        else:  # re-run here: its energy sweep and its models trained for conditioning may not have been
+            front = f["front"] if f.get("front") is not None else recorded_front(before)
+            records[env_id] = summary_record(env_id, {**f, "front": front}, experts)
+            if not has_conditioning_config(f):
+                records[env_id]["conditioning_config"] = before.get("conditioning_config")
     return records
 
 

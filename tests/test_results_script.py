@@ -586,7 +586,7 @@ def test_streaming_runs_are_summarised_beside_the_windowed_ones(results, protoco
     assert record["versus_window"]["window_over_stream"]["spikes"] == 20.0
     assert record["latency_batch1_ms"] == {"snn-event": 0.05, "ann-ort": 0.1}
     text = "\n".join(results.streaming_lines("CartPole-v1", found))
-    assert "SNN 486.7 ± 6.2 over 3 seeds" in text and "ANN twin (key/value cache) 500.0 ± 0.0 over 1 seeds" in text
+    assert "SNN 486.7 ± 6.2 over 3 seeds" in text and "ANN twin (key/value cache) 500.0 ± 0.0 over 1 seed" in text
     assert "200 vs 4,000 spikes (20.0x fewer), 5,000 vs 90,000 synaptic ops (18.0x fewer)" in text
     assert "snn-event / ann-ort = 0.50x (met: <= 1)" in text
     assert record["lava"]["same_return_as_reference"] is True
